@@ -1,0 +1,47 @@
+"""What the lead's company has done with us before the cutoff."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features.tables import CrmTables
+
+
+def account_history_features(tables: CrmTables, spine: pd.DataFrame) -> pd.DataFrame:
+    """Earlier deals won and lost by the lead's account, its win rate, and its other leads.
+
+    Uses deals closed strictly before the cutoff and leads created strictly before it. Leads
+    without an account get NaN.
+    """
+    lead_account = tables.leads.set_index("lead_id")["account_id"]
+    deals = tables.deals.dropna(subset=["closed_at", "account_id"])
+    leads = tables.leads.dropna(subset=["account_id"])
+    blocks = []
+    for cutoff, group in spine.groupby("cutoff", sort=True):
+        account = group["lead_id"].map(lead_account)
+        closed = deals[deals["closed_at"] < cutoff]
+        won = closed[closed["outcome"] == "won"].groupby("account_id").size()
+        lost = closed[closed["outcome"] == "lost"].groupby("account_id").size()
+        earlier_leads = leads[leads["created_at"] < cutoff].groupby("account_id").size()
+        has_account = account.notna().to_numpy()
+        n_won = np.where(has_account, account.map(won).fillna(0).to_numpy(dtype=float), np.nan)
+        n_lost = np.where(has_account, account.map(lost).fillna(0).to_numpy(dtype=float), np.nan)
+        n_leads = account.map(earlier_leads).fillna(1).to_numpy(dtype=float) - 1
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rate = np.where(n_won + n_lost > 0, n_won / (n_won + n_lost), np.nan)
+        index = pd.MultiIndex.from_frame(group[["lead_id", "cutoff"]])
+        blocks.append(
+            pd.DataFrame(
+                {
+                    "account_won_deals": n_won,
+                    "account_lost_deals": n_lost,
+                    "account_win_rate": rate,
+                    "account_other_leads": np.where(has_account, n_leads, np.nan),
+                },
+                index=index,
+            )
+        )
+    return pd.concat(blocks) if blocks else pd.DataFrame(
+        columns=["account_won_deals", "account_lost_deals", "account_win_rate",
+                 "account_other_leads"], dtype="float64")

@@ -1,0 +1,54 @@
+"""Who the lead is: lead and account attributes as of the cutoff, and the lead's age."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import numpy as np
+import pandas as pd
+
+from features.tables import CrmTables, normalise_label, utc_datetime64
+
+
+def _attribute_columns(frame: pd.DataFrame, skip: Collection[str]) -> list[str]:
+    return [
+        c for c in frame.columns
+        if c not in skip and not pd.api.types.is_datetime64_any_dtype(frame[c])
+    ]
+
+
+def _as_feature(values: pd.Series) -> pd.Series:
+    """Numbers become float (missing as NaN); everything else a normalised string category."""
+    if pd.api.types.is_bool_dtype(values):
+        return values.astype("float64")
+    if pd.api.types.is_numeric_dtype(values):
+        return pd.to_numeric(values, errors="coerce").astype("float64")
+    return normalise_label(values).astype(object).where(lambda s: s.notna(), None)
+
+
+def attribute_features(
+    tables: CrmTables, spine: pd.DataFrame, skip: Collection[str]
+) -> pd.DataFrame:
+    """Lead columns by their own names, account columns as `account_<name>`, plus lead age.
+
+    Columns named in `skip` (identifiers, PII, excluded leaks) and timestamp columns are never
+    features. Attributes have no timestamp of their own: they are taken as known from creation.
+    """
+    leads = tables.leads.set_index("lead_id")
+    lead_cols = _attribute_columns(leads.drop(columns=["account_id"]), skip)
+    rows = leads.reindex(spine["lead_id"].to_numpy())
+    out = {c: _as_feature(rows[c]).to_numpy() for c in lead_cols}
+
+    accounts = tables.accounts.set_index("account_id")
+    account_cols = _attribute_columns(accounts, skip)
+    account_rows = accounts.reindex(rows["account_id"].to_numpy())
+    for c in account_cols:
+        out[f"account_{c}"] = _as_feature(account_rows[c]).to_numpy()
+
+    age = (utc_datetime64(spine["cutoff"]) - utc_datetime64(rows["created_at"])) / np.timedelta64(
+        1, "D"
+    )
+    out["lead_age_days"] = age.astype("float64")
+    index = pd.MultiIndex.from_frame(spine[["lead_id", "cutoff"]])
+    return pd.DataFrame(out, index=index)
+

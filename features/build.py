@@ -1,0 +1,44 @@
+"""One call that builds every feature family for a spine of (lead_id, cutoff) rows."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from features.account_history import account_history_features
+from features.attributes import attribute_features
+from features.engagement import ACTIVITY_TYPES, HIGH_VALUE_TYPES, engagement_features
+from features.opportunity import opportunity_features
+from features.tables import CrmTables
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """How features are built; the same spec must be used to train and to score."""
+
+    windows_days: Sequence[int] = (7, 30, 90)
+    half_life_days: float = 14.0
+    recency_cap_days: int = 365
+    skip_columns: Collection[str] = ()
+    activity_types: Sequence[str] = ACTIVITY_TYPES
+    high_value_types: Sequence[str] = HIGH_VALUE_TYPES
+
+
+def build_features(tables: CrmTables, spine: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    """Features for each spine row, indexed by (lead_id, cutoff) in spine order.
+
+    Every builder only reads rows stamped strictly before the row's cutoff.
+    """
+    parts = [
+        attribute_features(tables, spine, spec.skip_columns),
+        engagement_features(
+            tables, spine, spec.windows_days, spec.half_life_days, spec.recency_cap_days,
+            spec.activity_types, spec.high_value_types,
+        ),
+        opportunity_features(tables, spine),
+        account_history_features(tables, spine),
+    ]
+    index = pd.MultiIndex.from_frame(spine[["lead_id", "cutoff"]])
+    return pd.concat([p.reindex(index) for p in parts], axis=1)

@@ -1,0 +1,73 @@
+"""The canonical CRM tables, the view of them at a moment in time, and their cleaning."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from dataclasses import dataclass, replace
+
+import pandas as pd
+
+TABLE_NAMES = ("accounts", "leads", "activities", "deals")
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "accounts": ("account_id",),
+    "leads": ("lead_id", "account_id", "created_at"),
+    "activities": ("lead_id", "occurred_at", "activity_type"),
+    "deals": ("deal_id", "lead_id", "created_at", "closed_at", "outcome"),
+}
+TIMESTAMP_COLUMNS: dict[str, tuple[str, ...]] = {
+    "accounts": (),
+    "leads": ("created_at",),
+    "activities": ("occurred_at",),
+    "deals": ("created_at", "closed_at"),
+}
+OUTCOMES = ("won", "lost")
+
+
+@dataclass(frozen=True)
+class CrmTables:
+    """The four canonical tables; timestamps are tz-aware UTC."""
+
+    accounts: pd.DataFrame
+    leads: pd.DataFrame
+    activities: pd.DataFrame
+    deals: pd.DataFrame
+
+
+def as_of(tables: CrmTables, moment: pd.Timestamp) -> CrmTables:
+    """What the CRM looked like just before `moment`: later rows, closes and outcomes are hidden."""
+    leads = tables.leads[tables.leads["created_at"] < moment]
+    activities = tables.activities[tables.activities["occurred_at"] < moment]
+    deals = tables.deals[tables.deals["created_at"] < moment].copy()
+    not_yet = ~(deals["closed_at"] < moment)
+    deals.loc[not_yet, "closed_at"] = pd.NaT
+    deals.loc[not_yet, "outcome"] = None
+    return replace(tables, leads=leads, activities=activities, deals=deals)
+
+
+def normalise_label(values: pd.Series) -> pd.Series:
+    """Fold case and spacing so 'Paid Search', 'paid search ' and 'PAID-SEARCH' are one category."""
+    text = values.astype("string").str.strip().str.lower()
+    return text.str.replace(r"[\s\-/]+", "_", regex=True).replace("", pd.NA)
+
+
+def clean(tables: CrmTables) -> CrmTables:
+    """Normalise activity types and outcomes and drop exact duplicate activity rows."""
+    activities = tables.activities.drop_duplicates(["lead_id", "occurred_at", "activity_type"])
+    activities = activities.assign(activity_type=normalise_label(activities["activity_type"]))
+    deals = tables.deals.assign(outcome=normalise_label(tables.deals["outcome"]))
+    return replace(tables, activities=activities, deals=deals)
+
+
+def snake_case(name: str) -> str:
+    """A column-name-safe form of a label."""
+    return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")
+
+
+def utc_datetime64(values: pd.Series | pd.Index) -> np.ndarray:
+    """Timestamps as a numpy datetime64[ns] array in UTC (NaT stays NaT, and compares False)."""
+    values = pd.Series(values) if isinstance(values, pd.Index) else values
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    return values.to_numpy(dtype="datetime64[ns]")

@@ -1,0 +1,70 @@
+"""Calibrating the booster's log-odds into probabilities that mean what they say."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
+from sklearn.model_selection import GroupKFold, StratifiedKFold
+
+Method = Literal["isotonic", "sigmoid"]
+EPS = 1e-6
+
+
+class MarginCalibrator(BaseEstimator):
+    """Map raw log-odds to probabilities with isotonic regression or Platt's sigmoid.
+
+    Platt scaling is fit on the margin (log-odds), where it is a two-parameter logistic
+    regression; sklearn's CalibratedClassifierCV would fit it on LightGBM's probabilities.
+    """
+
+    def __init__(self, method: Method = "isotonic") -> None:
+        self.method = method
+
+    def fit(self, margin: np.ndarray, y: np.ndarray) -> MarginCalibrator:
+        margin = np.asarray(margin, dtype=float).reshape(-1)
+        if self.method == "isotonic":
+            self.estimator_ = IsotonicRegression(
+                y_min=EPS, y_max=1 - EPS, out_of_bounds="clip"
+            ).fit(margin, y)
+        elif self.method == "sigmoid":
+            self.estimator_ = LogisticRegression(C=1e6).fit(margin.reshape(-1, 1), y)
+        else:
+            raise ValueError(f"unknown calibration method {self.method!r}")
+        return self
+
+    def predict(self, margin: np.ndarray) -> np.ndarray:
+        margin = np.asarray(margin, dtype=float).reshape(-1)
+        if self.method == "isotonic":
+            return np.clip(self.estimator_.predict(margin), EPS, 1 - EPS)
+        return self.estimator_.predict_proba(margin.reshape(-1, 1))[:, 1]
+
+
+def cross_validated_log_loss(
+    method: Method, margin: np.ndarray, y: np.ndarray, groups: np.ndarray | None, n_splits: int = 5
+) -> float:
+    """Out-of-fold log loss of a calibrator, so isotonic's flexibility is not rewarded for free."""
+    if groups is not None and len(np.unique(groups)) >= n_splits:
+        folds = GroupKFold(n_splits=n_splits).split(margin, y, groups)
+    else:
+        folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=0).split(margin, y)
+    out = np.empty(len(y), dtype=float)
+    for fit_idx, eval_idx in folds:
+        out[eval_idx] = MarginCalibrator(method).fit(margin[fit_idx], y[fit_idx]).predict(
+            margin[eval_idx]
+        )
+    return float(log_loss(y, out, labels=[0, 1]))
+
+
+def choose_calibrator(
+    margin: np.ndarray, y: np.ndarray, groups: np.ndarray | None, method: str = "auto"
+) -> tuple[MarginCalibrator, dict[str, float]]:
+    """Fit the requested calibrator, or under 'auto' the one with lower out-of-fold log loss."""
+    candidates: list[Method] = ["isotonic", "sigmoid"] if method == "auto" else [method]  # type: ignore[list-item]
+    losses = {m: cross_validated_log_loss(m, margin, y, groups) for m in candidates}
+    best = min(losses, key=losses.__getitem__)
+    return MarginCalibrator(best).fit(margin, y), losses

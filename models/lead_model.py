@@ -1,0 +1,142 @@
+"""The lead-scoring estimator: LightGBM with early stopping, then calibration."""
+
+from __future__ import annotations
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from models.calibration import choose_calibrator
+
+
+def categorical_columns(X: pd.DataFrame) -> list[str]:
+    """Columns LightGBM should treat as categories: anything that is not a number."""
+    return [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
+
+
+class LeadScoringModel(ClassifierMixin, BaseEstimator):
+    """Gradient-boosted trees on point-in-time features, with calibrated probabilities.
+
+    `fit` trains on (X, y), stops early on the time-forward validation slice (X_val, y_val) and
+    then calibrates on that same slice, choosing isotonic or sigmoid by out-of-fold log loss
+    (`groups_val` keeps each lead's rows in one fold). Categorical columns go to LightGBM as
+    pandas categories with the categories seen in training; unseen values count as missing.
+    """
+
+    def __init__(
+        self,
+        learning_rate: float = 0.05,
+        num_leaves: int = 31,
+        min_child_samples: int = 100,
+        n_estimators: int = 2000,
+        early_stopping_rounds: int = 100,
+        subsample: float = 0.8,
+        colsample_bytree: float = 0.8,
+        reg_lambda: float = 1.0,
+        calibration: str = "auto",
+        random_state: int = 0,
+        n_jobs: int = 2,
+    ) -> None:
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_child_samples = min_child_samples
+        self.n_estimators = n_estimators
+        self.early_stopping_rounds = early_stopping_rounds
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.reg_lambda = reg_lambda
+        self.calibration = calibration
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def _encode(self, X: pd.DataFrame) -> pd.DataFrame:
+        missing = [c for c in self.feature_names_in_ if c not in X.columns]
+        if missing:
+            raise ValueError(f"feature frame lacks columns the model was trained on: {missing}")
+        X = X.loc[:, list(self.feature_names_in_)]
+        encoded = {
+            c: pd.Categorical(X[c].astype(object), categories=self.categories_[c])
+            if c in self.categories_ else pd.to_numeric(X[c], errors="coerce").astype("float64")
+            for c in X.columns
+        }
+        return pd.DataFrame(encoded, index=X.index)
+
+    def fit(
+        self,
+        X: pd.DataFrame,
+        y: np.ndarray | pd.Series,
+        *,
+        X_val: pd.DataFrame,
+        y_val: np.ndarray | pd.Series,
+        groups_val: np.ndarray | None = None,
+    ) -> LeadScoringModel:
+        y = np.asarray(y).astype(int)
+        y_val = np.asarray(y_val).astype(int)
+        for name, labels in (("training", y), ("validation", y_val)):
+            if len(np.unique(labels)) < 2:
+                raise ValueError(f"the {name} slice has only one class; cannot fit")
+        self.feature_names_in_ = np.array(X.columns, dtype=object)
+        self.n_features_in_ = len(self.feature_names_in_)
+        self.categories_ = {
+            c: sorted(X[c].dropna().astype(str).unique()) for c in categorical_columns(X)
+        }
+        self.classes_ = np.array([0, 1])
+        self.booster_ = lgb.LGBMClassifier(
+            objective="binary",
+            learning_rate=self.learning_rate,
+            num_leaves=self.num_leaves,
+            min_child_samples=self.min_child_samples,
+            n_estimators=self.n_estimators,
+            subsample=self.subsample,
+            subsample_freq=1,
+            colsample_bytree=self.colsample_bytree,
+            reg_lambda=self.reg_lambda,
+            random_state=self.random_state,
+            n_jobs=self.n_jobs,
+            verbose=-1,
+        ).fit(
+            self._encode(X), y,
+            eval_X=(self._encode(X_val),),
+            eval_y=(y_val,),
+            eval_metric="binary_logloss",
+            callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
+        )
+        self.best_iteration_ = int(self.booster_.best_iteration_ or self.n_estimators)
+        margin_val = self.decision_function(X_val)
+        self.calibrator_, self.calibration_losses_ = choose_calibrator(
+            margin_val, y_val, groups_val, self.calibration
+        )
+        return self
+
+    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
+        """Uncalibrated log-odds of the booster."""
+        return self.booster_.predict(
+            self._encode(X), raw_score=True, num_iteration=self.best_iteration_
+        )
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        p = self.calibrator_.predict(self.decision_function(X))
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+
+    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Exact TreeSHAP contributions to the log-odds; columns are features plus `bias`."""
+        values = self.booster_.predict(
+            self._encode(X), pred_contrib=True, num_iteration=self.best_iteration_
+        )
+        return pd.DataFrame(values, index=X.index, columns=[*self.feature_names_in_, "bias"])
+
+    def feature_importance(self) -> pd.Series:
+        """Total gain per feature, largest first."""
+        gain = self.booster_.booster_.feature_importance(
+            importance_type="gain", iteration=self.best_iteration_
+        )
+        return pd.Series(gain, index=self.feature_names_in_).sort_values(ascending=False)
+
+    @property
+    def calibration_method_(self) -> str:
+        return self.calibrator_.method
+

@@ -1,0 +1,46 @@
+"""Reasons: the features that pushed a lead's score up, in plain words."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+
+def top_reasons(
+    X: pd.DataFrame,
+    contributions: pd.DataFrame,
+    describe: Callable[[str, object], str],
+    max_reasons: int = 3,
+    min_impact: float = 0.05,
+) -> list[list[dict[str, object]]]:
+    """Per row, up to `max_reasons` features with the largest positive log-odds contribution.
+
+    Each reason is {feature, value, impact, text}; features below `min_impact` are not reasons.
+    """
+    features = [c for c in contributions.columns if c != "bias"]
+    values = contributions[features].to_numpy()
+    k = min(max_reasons, len(features))
+    if k == 0:
+        return [[] for _ in range(len(X))]
+    top = np.argpartition(-values, k - 1, axis=1)[:, :k]
+    top_values = np.take_along_axis(values, top, axis=1)
+    order = np.argsort(-top_values, axis=1)
+    top = np.take_along_axis(top, order, axis=1)
+    top_values = np.take_along_axis(top_values, order, axis=1)
+    raw = X[features].to_numpy(dtype=object)
+    out: list[list[dict[str, object]]] = []
+    for i in range(len(X)):
+        reasons = []
+        for j, impact in zip(top[i], top_values[i], strict=True):
+            if impact < min_impact:
+                break
+            feature = features[j]
+            value = raw[i, j]
+            reasons.append(
+                {"feature": feature, "value": value, "impact": float(impact),
+                 "text": describe(feature, value)}
+            )
+        out.append(reasons)
+    return out

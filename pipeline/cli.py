@@ -1,0 +1,206 @@
+"""The `leadscore` command line."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.errors import EXIT_INPUT, InputError
+
+DEFAULT_CONFIG = Path("configs/demo.yaml")
+out = Console(highlight=False)
+
+
+def _fail_on_input_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except InputError as exc:
+            Console(stderr=True, highlight=False).print(f"[red]error:[/red] {exc}", markup=True)
+            sys.exit(EXIT_INPUT)
+
+    return wrapper
+
+
+def parse_moment(text: str | None) -> pd.Timestamp:
+    """An ISO date or time, naive taken as UTC; None is now."""
+    if text is None:
+        return pd.Timestamp.now(tz="UTC").floor("s")
+    try:
+        moment = pd.Timestamp(text)
+    except ValueError as exc:
+        raise InputError(f"--as-of {text!r}: not a date or time (expected e.g. 2026-06-01)") from exc
+    if moment is pd.NaT:
+        raise InputError(f"--as-of {text!r}: not a date or time (expected e.g. 2026-06-01)")
+    return moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
+
+
+def _load(config_path: Path | None, overrides: tuple[str, ...]) -> Any:
+    from pipeline.config import load_config
+
+    if config_path is None and DEFAULT_CONFIG.is_file():
+        config_path = DEFAULT_CONFIG
+    return load_config(config_path, overrides)
+
+
+def _data_dir(config: Any, data: Path | None) -> Path:
+    return data if data is not None else Path(config.data.dir)
+
+
+config_option = click.option(
+    "--config", "config_path", type=click.Path(path_type=Path), default=None,
+    help=f"YAML config. Default: {DEFAULT_CONFIG} if it exists, else built-in defaults.",
+)
+data_option = click.option(
+    "--data", type=click.Path(path_type=Path), default=None,
+    help="Folder with accounts, leads, activities and deals (.parquet or .csv). Default: data.dir.",
+)
+set_option = click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+    help="Override a config value, e.g. --set model.learning_rate=0.05 (repeatable).",
+)
+as_of_option = click.option(
+    "--as-of", "as_of", default=None, metavar="TIME",
+    help="Behave as if now were TIME (ISO date or time, UTC if no zone). Default: now.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="leadscore")
+def cli() -> None:
+    """leadscore: predictive lead scoring you can inspect.
+
+    Typical flow: `leadscore demo-data --out demo_data`, then `leadscore train`, then
+    `leadscore score`. Exit codes: 0 ok, 1 unexpected failure, 2 bad input (config or data).
+    """
+
+
+@cli.command("demo-data")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write into.")
+@click.option("--leads", "n_leads", type=click.IntRange(min=1), default=20_000, show_default=True,
+              help="Number of leads.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--end", default="2026-11-01", show_default=True, help="Last day of the history.")
+@_fail_on_input_errors
+def demo_data(out: Path, n_leads: int, seed: int, end: str) -> None:
+    """Write a synthetic CRM history (about two years) as Parquet files.
+
+    Writes accounts, leads, activities and deals, plus truth.parquet: each lead's hidden
+    probability of being won, for evaluation only (the pipeline never reads it).
+    """
+    from pipeline.progress import Steps
+    from pipeline.synthetic_crm import generate_crm
+
+    steps = Steps()
+    with steps.step(f"Generating {n_leads:,} leads (seed {seed})"):
+        crm = generate_crm(n_leads, seed, parse_moment(end))
+    out.mkdir(parents=True, exist_ok=True)
+    with steps.step(f"Writing Parquet files to {out}"):
+        for name, frame in crm.tables().items():
+            frame.to_parquet(out / f"{name}.parquet", index=False)
+    out_sizes = ", ".join(f"{len(f):,} {n}" for n, f in crm.tables().items() if n != "truth")
+    click.echo(f"Wrote {out_sizes} to {out}")
+
+
+@cli.command()
+@config_option
+@data_option
+@as_of_option
+@set_option
+@_fail_on_input_errors
+def train(config_path: Path | None, data: Path | None, as_of: str | None,
+          overrides: tuple[str, ...]) -> None:
+    """Train a calibrated model on point-in-time snapshots and register it in MLflow.
+
+    Nothing stamped at or after --as-of is used: not a row, an outcome or a label.
+    """
+    from pipeline.progress import Steps
+    from pipeline.train import train as run_training
+
+    config = _load(config_path, overrides)
+    moment = parse_moment(as_of)
+    result = run_training(config, _data_dir(config, data), moment, Steps())
+    metrics = Table(title=f"Holdout metrics (as of {moment:%Y-%m-%d}, unseen leads, newest cutoffs)")
+    for name in ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_at_10", "positive_rate"):
+        metrics.add_column(name, justify="right")
+    metrics.add_row(*(f"{result.metrics[k]:.4f}" for k in (
+        "roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_at_10", "positive_rate")))
+    out.print(metrics)
+    out.print(_grade_table(result.grades))
+    top = ", ".join(result.importance.head(5).index)
+    status = "now the champion" if result.made_champion else "champion unchanged"
+    out.print(
+        f"Model lead-scoring version {result.version} ({status}); calibration: "
+        f"{result.calibration}; top features: {top}\n"
+        f"MLflow run {result.run_id}. Browse runs: mlflow ui --backend-store-uri "
+        f"{_tracking_uri()}"
+    )
+
+
+def _tracking_uri() -> str:
+    import os
+
+    from pipeline.registry import DEFAULT_TRACKING_URI
+
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def _grade_table(grades: pd.DataFrame) -> Table:
+    table = Table(title="Holdout by grade")
+    for column in ("grade", "leads", "won (actual)", "predicted", "share of wins"):
+        table.add_column(column, justify="right")
+    for grade, row in grades.iterrows():
+        table.add_row(str(grade), f"{int(row['leads']):,}", f"{row['win_rate']:.1%}",
+                      f"{row['predicted']:.1%}", f"{row['share_of_wins']:.1%}")
+    return table
+
+
+@cli.command()
+@config_option
+@data_option
+@as_of_option
+@click.option("--output", default=None, metavar="TARGET",
+              help="SQLAlchemy URL, SQLite file, or .parquet/.csv path. Default: scoring.output.")
+@set_option
+@_fail_on_input_errors
+def score(config_path: Path | None, data: Path | None, as_of: str | None, output: str | None,
+          overrides: tuple[str, ...]) -> None:
+    """Score every lead open at --as-of with lead-scoring@champion and write the scores.
+
+    One row per lead: lead_id, probability, score (1-99), grade, reasons, model_version,
+    as_of, scored_at. The write is atomic: on failure the previous scores stay as they were.
+    """
+    from pipeline.progress import Steps
+    from pipeline.score import score as run_scoring
+
+    config = _load(config_path, overrides)
+    moment = parse_moment(as_of)
+    result = run_scoring(config, _data_dir(config, data), moment, output or config.scoring.output,
+                         Steps())
+    counts = result.scores["grade"].value_counts()
+    table = Table(title=f"Scores as of {moment:%Y-%m-%d %H:%M} UTC (model version {result.version})")
+    for column in ("grade", "leads now", "share", "won in holdout"):
+        table.add_column(column, justify="right")
+    won = result.holdout_win_rate_by_grade
+    for grade in sorted(counts.index):
+        rate = f"{won[grade]:.1%}" if grade in won else "n/a"
+        table.add_row(grade, f"{counts[grade]:,}", f"{counts[grade] / counts.sum():.1%}", rate)
+    out.print(table)
+    out.print(f"Wrote {len(result.scores):,} scores to {result.target}")
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

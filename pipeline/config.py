@@ -1,0 +1,176 @@
+"""The run configuration: one YAML file loaded into a frozen, validated model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.errors import InputError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    dir: str = Field("demo_data", description="Folder with the canonical tables; --data overrides.")
+
+
+class SnapshotConfig(_Section):
+    frequency: str = Field("MS", description="pandas offset alias for cutoffs (MS = month start).")
+    conversion_window_days: int = Field(90, gt=0)
+    max_lead_age_days: int | None = Field(
+        365, gt=0, description="Leads older than this at a cutoff are stale: not trained on or scored."
+    )
+    history_start_days: int = Field(
+        90, ge=0, description="First cutoff comes this many days after the earliest lead."
+    )
+
+
+class SplitConfig(_Section):
+    valid_cutoffs: int = Field(3, ge=1)
+    holdout_cutoffs: int = Field(3, ge=1)
+    valid_lead_fraction: float = Field(0.2, gt=0, lt=1)
+    holdout_lead_fraction: float = Field(0.2, gt=0, lt=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _fractions_leave_training_leads(self) -> SplitConfig:
+        if self.valid_lead_fraction + self.holdout_lead_fraction >= 0.9:
+            raise ValueError("valid_lead_fraction + holdout_lead_fraction must be below 0.9")
+        return self
+
+
+class FeatureConfig(_Section):
+    windows_days: tuple[int, ...] = (7, 30, 90)
+    decay_half_life_days: float = Field(14.0, gt=0)
+    recency_cap_days: int = Field(365, gt=0)
+    identifiers: tuple[str, ...] = ("lead_id", "account_id", "deal_id")
+    pii: tuple[str, ...] = ("email", "first_name", "last_name", "phone")
+    exclude: tuple[str, ...] = ()
+
+    @field_validator("windows_days")
+    @classmethod
+    def _positive_sorted(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(w <= 0 for w in value):
+            raise ValueError("windows_days must be a non-empty list of positive day counts")
+        return tuple(sorted(set(value)))
+
+
+class ModelConfig(_Section):
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    num_leaves: int = Field(31, ge=2)
+    min_child_samples: int = Field(100, ge=1)
+    n_estimators: int = Field(2000, ge=1)
+    early_stopping_rounds: int = Field(100, ge=1)
+    subsample: float = Field(0.8, gt=0, le=1)
+    colsample_bytree: float = Field(0.8, gt=0, le=1)
+    reg_lambda: float = Field(1.0, ge=0)
+    calibration: Literal["auto", "isotonic", "sigmoid"] = "auto"
+    random_state: int = 0
+    n_jobs: int = Field(2, ge=1)
+
+
+class ScoringConfig(_Section):
+    grades: dict[str, float] = Field(
+        default_factory=lambda: {"A": 0.30, "B": 0.12, "C": 0.04},
+        description="Minimum calibrated probability per grade, best first; the rest get D.",
+    )
+    max_reasons: int = Field(3, ge=0, le=10)
+    min_reason_impact: float = Field(0.05, ge=0, description="Log-odds a reason must add.")
+    output: str = "scores.db"
+    table: str = "lead_scores"
+
+    @field_validator("grades")
+    @classmethod
+    def _descending_probabilities(cls, value: dict[str, float]) -> dict[str, float]:
+        thresholds = list(value.values())
+        if any(not 0 < t < 1 for t in thresholds):
+            raise ValueError("grade thresholds are probabilities strictly between 0 and 1")
+        if thresholds != sorted(thresholds, reverse=True):
+            raise ValueError("grades must be listed best first with falling thresholds")
+        return value
+
+
+class MlflowConfig(_Section):
+    experiment: str = "leadscore"
+    registered_model: str = "lead-scoring"
+
+
+class Config(_Section):
+    data: DataConfig = DataConfig()
+    snapshots: SnapshotConfig = SnapshotConfig()
+    split: SplitConfig = SplitConfig()
+    features: FeatureConfig = FeatureConfig()
+    model: ModelConfig = ModelConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    mlflow: MlflowConfig = MlflowConfig()
+
+
+def _apply_override(raw: dict[str, Any], assignment: str) -> None:
+    key, sep, text = assignment.partition("=")
+    if not sep or not key.strip():
+        raise InputError(f"--set {assignment!r}: expected KEY=VALUE, e.g. model.learning_rate=0.05")
+    parts = key.strip().split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise InputError(f"--set {assignment!r}: {part!r} is a value, not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
+
+
+def _describe_error(error: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"])
+        if item["type"] == "extra_forbidden":
+            section = _section_for(item["loc"][:-1])
+            known = ", ".join(section.model_fields) if section else ""
+            lines.append(f"  {key}: unknown key (expected one of: {known})")
+        else:
+            lines.append(f"  {key}: {item['msg']} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _section_for(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: type[BaseModel] = Config
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+def load_config(path: str | Path | None, overrides: tuple[str, ...] = ()) -> Config:
+    """Load a YAML config (or the defaults when path is None) and apply KEY=VALUE overrides."""
+    source = str(path) if path is not None else "default config"
+    raw: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        if not file.is_file():
+            raise InputError(f"config file {file} does not exist")
+        try:
+            loaded = yaml.safe_load(file.read_text())
+        except yaml.YAMLError as exc:
+            raise InputError(f"{file}: not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise InputError(f"{file}: expected a mapping of sections at the top level")
+        raw = loaded or {}
+    for assignment in overrides:
+        _apply_override(raw, assignment)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise InputError(_describe_error(exc, source)) from None
+
+
+def config_as_dict(config: Config) -> dict[str, Any]:
+    """The fully resolved config as plain data, for logging and artifacts."""
+    return config.model_dump(mode="json")

@@ -1,0 +1,26 @@
+"""Tidy terminal output: one line per finished step, a spinner while a step runs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+
+
+class Steps:
+    """Prints `✓ step (1.2s)` as each step of a command finishes, to stderr."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.console = Console(stderr=True, quiet=quiet, highlight=False)
+
+    @contextmanager
+    def step(self, title: str) -> Iterator[None]:
+        start = time.perf_counter()
+        with self.console.status(f"{title}…"):
+            yield
+        self.console.print(f"[green]✓[/green] {title} [dim]({time.perf_counter() - start:.1f}s)[/dim]")
+
+    def note(self, text: str) -> None:
+        self.console.print(f"  {text}")

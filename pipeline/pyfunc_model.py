@@ -1,0 +1,39 @@
+"""The MLflow pyfunc flavour of the lead-scoring model: feature frame in, calibrated probability out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import joblib
+import mlflow.pyfunc
+import pandas as pd
+
+from features.build import FeatureSpec
+from models.lead_model import LeadScoringModel
+
+
+@dataclass
+class ScoringBundle:
+    """What scoring needs besides the estimator: how its features were built."""
+
+    estimator: LeadScoringModel
+    feature_spec: FeatureSpec
+    max_lead_age_days: int | None
+    holdout_win_rate_by_grade: dict[str, float]
+
+
+class LeadScoringPyfunc(mlflow.pyfunc.PythonModel):
+    """Returns a frame with one column, `probability`: the calibrated chance the lead is won."""
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        self.bundle: ScoringBundle = joblib.load(context.artifacts["bundle"])
+
+    def predict(
+        self,
+        context: mlflow.pyfunc.PythonModelContext,
+        model_input: pd.DataFrame,
+        params: dict[str, Any] | None = None,
+    ) -> pd.DataFrame:
+        proba = self.bundle.estimator.predict_proba(model_input)[:, 1]
+        return pd.DataFrame({"probability": proba}, index=model_input.index)

@@ -1,0 +1,90 @@
+"""The scoring job: load -> features for open leads -> predict -> reasons -> write back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from features.build import build_features
+from features.descriptions import describe
+from features.snapshots import open_leads
+from features.tables import CrmTables, as_of, clean
+from models.reasons import top_reasons
+from models.scores import to_grade, to_score
+from pipeline.config import Config
+from pipeline.errors import InputError
+from pipeline.progress import Steps
+from pipeline.pyfunc_model import ScoringBundle
+from pipeline.registry import configure_tracking, load_champion
+from pipeline.sources import load_tables
+from pipeline.writeback import write_table
+
+NO_REASON = "No signal raised this lead's score above the typical lead"
+SCORE_COLUMNS = [
+    "lead_id", "probability", "score", "grade", "reasons", "model_version", "as_of", "scored_at",
+]
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    scores: pd.DataFrame
+    target: str
+    version: str
+    as_of: pd.Timestamp
+    holdout_win_rate_by_grade: dict[str, float]
+
+
+def score_leads(
+    tables: CrmTables,
+    bundle: ScoringBundle,
+    version: str,
+    moment: pd.Timestamp,
+    config: Config,
+    scored_at: pd.Timestamp,
+) -> pd.DataFrame:
+    """One row per lead open at `moment`: probability, score, grade and reasons."""
+    spine = open_leads(tables, pd.DatetimeIndex([moment], name="cutoff"), bundle.max_lead_age_days)
+    X = build_features(tables, spine, bundle.feature_spec).reset_index(drop=True)
+    model = bundle.estimator
+    if X.empty:
+        return pd.DataFrame(columns=SCORE_COLUMNS)
+    proba = model.predict_proba(X)[:, 1]
+    s = config.scoring
+    reasons = top_reasons(X, model.contributions(X), describe, s.max_reasons, s.min_reason_impact)
+    return pd.DataFrame(
+        {
+            "lead_id": spine["lead_id"].to_numpy(),
+            "probability": proba.round(6),
+            "score": to_score(proba),
+            "grade": to_grade(proba, s.grades).to_numpy(),
+            "reasons": ["; ".join(r["text"] for r in row) or NO_REASON for row in reasons],
+            "model_version": version,
+            "as_of": moment,
+            "scored_at": scored_at,
+        }
+    )
+
+
+def score(
+    config: Config, data_dir: Path, moment: pd.Timestamp, output: str, steps: Steps
+) -> ScoreResult:
+    """Score every lead open at `moment` with the champion model and write the scores."""
+    configure_tracking()
+    with steps.step(f"Loading {config.mlflow.registered_model}@champion"):
+        bundle, version = load_champion(config.mlflow.registered_model)
+    with steps.step(f"Loading {data_dir}"):
+        tables = clean(as_of(load_tables(data_dir), moment))
+    with steps.step("Building features, scoring and explaining open leads"):
+        scores = score_leads(
+            tables, bundle, version, moment, config, pd.Timestamp.now(tz="UTC").floor("s")
+        )
+    if scores.empty:
+        raise InputError(f"no open leads at {moment:%Y-%m-%d %H:%M} in {data_dir}: nothing to score")
+    with steps.step(f"Writing {len(scores):,} scores"):
+        target = write_table(scores, output, config.scoring.table)
+    return ScoreResult(
+        scores=scores, target=target, version=version, as_of=moment,
+        holdout_win_rate_by_grade=bundle.holdout_win_rate_by_grade,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -10,11 +11,12 @@ import joblib
 import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
 from mlflow.tracking import MlflowClient
 
 from pipeline.errors import InputError
-from pipeline.pyfunc_model import LeadScoringPyfunc, ScoringBundle
+from pipeline.pyfunc_model import ScoringBundle
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 CHAMPION = "champion"
@@ -23,6 +25,8 @@ REQUIREMENTS = ["lightgbm", "scikit-learn", "pandas", "numpy", "joblib", "mlflow
 
 def configure_tracking() -> str:
     """Use $MLFLOW_TRACKING_URI if set, else a SQLite store `mlflow.db` in the working folder."""
+    for name in ("mlflow", "alembic"):  # they narrate migrations and registrations; we print ours
+        logging.getLogger(name).setLevel(logging.ERROR)
     uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     mlflow.set_tracking_uri(uri)
     return uri
@@ -37,6 +41,15 @@ def _example_frame(X: pd.DataFrame) -> pd.DataFrame:
     return sample
 
 
+def signature_for(X: pd.DataFrame) -> ModelSignature:
+    """Every feature may be missing when scoring, so every input column is optional."""
+    inputs = Schema([
+        ColSpec("double" if pd.api.types.is_numeric_dtype(X[c]) else "string", c, required=False)
+        for c in X.columns
+    ])
+    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("double", "probability")]))
+
+
 def log_and_register(
     bundle: ScoringBundle, X_example: pd.DataFrame, registered_model: str
 ) -> tuple[str, bool]:
@@ -45,22 +58,26 @@ def log_and_register(
     Returns the registered version and whether it was made champion.
     """
     example = _example_frame(X_example)
-    output = pd.DataFrame({"probability": bundle.estimator.predict_proba(example)[:, 1]})
-    signature = infer_signature(example, output)
     with tempfile.TemporaryDirectory() as tmp:
         bundle_path = Path(tmp) / "bundle.joblib"
         joblib.dump(bundle, bundle_path)
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=LeadScoringPyfunc(),
+            python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
             artifacts={"bundle": str(bundle_path)},
-            signature=signature,
+            signature=signature_for(X_example),
             input_example=example,
             pip_requirements=REQUIREMENTS,
-            registered_model_name=registered_model,
         )
-    version = str(info.registered_model_version)
     client = MlflowClient()
+    try:
+        client.create_registered_model(registered_model)
+    except MlflowException as exc:
+        if "already exists" not in str(exc).lower():
+            raise
+    version = client.create_model_version(
+        registered_model, source=info.model_uri, run_id=info.run_id, model_id=info.model_id
+    ).version
     try:
         client.get_model_version_by_alias(registered_model, CHAMPION)
         return version, False

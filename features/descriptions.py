@@ -6,7 +6,7 @@ import math
 import re
 
 ACTIVITY_PHRASES = {
-    "web_visit": ("Visited the website", "visit", "visits"),
+    "web_visit": ("Visited the website", "time", "times"),
     "pricing_page_view": ("Viewed the pricing page", "time", "times"),
     "email_open": ("Opened our emails", "time", "times"),
     "email_click": ("Clicked through our emails", "time", "times"),
@@ -31,8 +31,19 @@ SENIORITY_PHRASES = {
 _ACTIVITY = re.compile(r"^act_(?P<kind>.+)_(?P<days>\d+)d$")
 
 
+ACRONYMS = {"vp": "VP", "it": "IT", "hr": "HR", "ceo": "CEO", "cto": "CTO", "cfo": "CFO",
+            "us": "US", "uk": "UK", "b2b": "B2B", "of": "of", "and": "and", "the": "the"}
+
+
 def _pretty(value: object) -> str:
-    return str(value).replace("_", " ").strip().title() if value is not None else "unknown"
+    """'vp_of_it' -> 'VP of IT'; 'united_states' -> 'United States'."""
+    if value is None:
+        return "unknown"
+    words = str(value).replace("_", " ").split()
+    pretty = [ACRONYMS.get(w.lower(), w.capitalize()) for w in words]
+    if pretty:
+        pretty[0] = pretty[0][0].upper() + pretty[0][1:]
+    return " ".join(pretty)
 
 
 def _window(days: int) -> str:

@@ -55,11 +55,13 @@ class LeadScoringModel(ClassifierMixin, BaseEstimator):
         if missing:
             raise ValueError(f"feature frame lacks columns the model was trained on: {missing}")
         X = X.loc[:, list(self.feature_names_in_)]
-        encoded = {
-            c: pd.Categorical(X[c].astype(object), categories=self.categories_[c])
-            if c in self.categories_ else pd.to_numeric(X[c], errors="coerce").astype("float64")
-            for c in X.columns
-        }
+        encoded = {}
+        for c in X.columns:
+            if c in self.categories_:
+                known = X[c].astype(object).where(X[c].isin(self.categories_[c]))  # unseen -> NaN
+                encoded[c] = pd.Categorical(known, categories=self.categories_[c])
+            else:
+                encoded[c] = pd.to_numeric(X[c], errors="coerce").astype("float64")
         return pd.DataFrame(encoded, index=X.index)
 
     def fit(

@@ -1,0 +1,37 @@
+# leadscore: `make help` lists the targets.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DATA := demo_data
+# The synthetic history ends on this day; the demo trains and scores as of it.
+DEMO_AS_OF := 2026-11-01
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test lint clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-9s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## Create .venv and install leadscore with its dev extras
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: install ## Generate synthetic CRM data, train, register, score, and print a summary
+	$(BIN)/leadscore demo-data --out $(DEMO_DATA) --leads 20000 --seed 0
+	$(BIN)/leadscore train --data $(DEMO_DATA) --as-of $(DEMO_AS_OF)
+	$(BIN)/leadscore score --data $(DEMO_DATA) --as-of $(DEMO_AS_OF)
+	@echo "Open the runs in MLflow: $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db"
+
+test: install ## Run the test suite
+	$(BIN)/pytest
+
+lint: install ## Check the code with ruff
+	$(BIN)/ruff check .
+
+clean: ## Remove demo outputs (demo data, mlflow.db, mlruns, scores.db)
+	rm -rf $(DEMO_DATA) mlflow.db mlruns scores.db

@@ -1,0 +1,75 @@
+"""Shared fixtures: small synthetic CRM data, real temp folders, the real CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.tables import CrmTables
+from pipeline.synthetic_crm import SyntheticCrm, generate_crm
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_END = pd.Timestamp("2026-11-01", tz="UTC")
+
+
+@pytest.fixture(autouse=True)
+def _own_working_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test runs in its own temp folder with its own MLflow store."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+@pytest.fixture(scope="session")
+def small_crm() -> SyntheticCrm:
+    return generate_crm(n_leads=4000, seed=3)
+
+
+@pytest.fixture(scope="session")
+def small_tables(small_crm: SyntheticCrm) -> CrmTables:
+    c = small_crm
+    return CrmTables(accounts=c.accounts, leads=c.leads, activities=c.activities, deals=c.deals)
+
+
+def write_crm(crm: SyntheticCrm, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frame in crm.tables().items():
+        frame.to_parquet(folder / f"{name}.parquet", index=False)
+    return folder
+
+
+@pytest.fixture
+def demo_config(tmp_path: Path) -> Path:
+    target = tmp_path / "configs" / "demo.yaml"
+    target.parent.mkdir(exist_ok=True)
+    shutil.copy(REPO / "configs" / "demo.yaml", target)
+    return target
+
+
+RunCli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path) -> RunCli:
+    """Run the installed `leadscore` console script in the test's folder."""
+    exe = Path(sys.executable).with_name("leadscore")
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+        result = subprocess.run(
+            [str(exe), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"leadscore {' '.join(args)} exited {result.returncode}\n"
+                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+            )
+        return result
+
+    return run

@@ -1,0 +1,76 @@
+"""Scores, grades and reasons."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.descriptions import describe
+from models.reasons import top_reasons
+from models.scores import to_grade, to_score
+
+BANDS = {"A": 0.30, "B": 0.12, "C": 0.04}
+
+
+def test_score_is_percent_clipped_to_1_99():
+    p = np.array([0.0, 0.004, 0.3, 0.305, 0.994, 1.0])
+    assert to_score(p).tolist() == [1, 1, 30, 30, 99, 99]
+
+
+@pytest.mark.parametrize(
+    ("p", "grade"), [(0.9, "A"), (0.30, "A"), (0.2999, "B"), (0.12, "B"), (0.05, "C"), (0.01, "D")]
+)
+def test_grade_bands_are_minimum_probabilities(p, grade):
+    assert to_grade(np.array([p]), BANDS).tolist() == [grade]
+
+
+def test_reasons_follow_the_largest_positive_contributions():
+    X = pd.DataFrame({"act_pricing_page_view_7d": [4.0, 0.0], "seniority": ["vp", "student"],
+                      "has_open_deal": [0.0, 0.0], "lead_age_days": [10.0, 300.0]})
+    contrib = pd.DataFrame({"act_pricing_page_view_7d": [0.9, -0.2], "seniority": [0.4, -1.5],
+                            "has_open_deal": [-0.1, -0.1], "lead_age_days": [0.02, 0.3],
+                            "bias": [-3.0, -3.0]})
+    reasons = top_reasons(X, contrib, describe, max_reasons=3, min_impact=0.05)
+    assert [r["feature"] for r in reasons[0]] == ["act_pricing_page_view_7d", "seniority"]
+    assert reasons[0][0]["text"] == "Viewed the pricing page 4 times in the last 7 days"
+    assert reasons[0][1]["text"] == "VP-level title"
+    assert [r["feature"] for r in reasons[1]] == ["lead_age_days"]
+    assert reasons[1][0]["impact"] == pytest.approx(0.3)
+
+
+def test_no_reason_when_nothing_pushes_the_score_up():
+    X = pd.DataFrame({"a": [1.0]})
+    contrib = pd.DataFrame({"a": [-0.5], "bias": [-2.0]})
+    assert top_reasons(X, contrib, describe) == [[]]
+
+
+@pytest.mark.parametrize(
+    ("feature", "value", "text"),
+    [
+        ("act_pricing_page_view_7d", 4.0, "Viewed the pricing page 4 times in the last 7 days"),
+        ("act_demo_request_30d", 1.0, "Requested a demo 1 time in the last 30 days"),
+        ("act_web_visit_90d", 12.0, "Visited the website 12 times in the last 90 days"),
+        ("act_meeting_30d", 0.0, "No meeting activity in the last 30 days"),
+        ("act_high_value_7d", 3.0,
+         "Took high-intent actions (pricing, demo, meeting, form, webinar) 3 times in the last 7 days"),
+        ("days_since_last_activity", 1.0, "Last active 1 day ago"),
+        ("days_since_last_activity", math.nan, "No activity in the last year"),
+        ("has_open_deal", 1.0, "Has an open opportunity"),
+        ("seniority", "vp", "VP-level title"),
+        ("seniority", "c_level", "C-level title"),
+        ("source", "referral", "Came in through Referral"),
+        ("account_industry", "financial_services", "Financial Services industry"),
+        ("account_employees", 1200.0, "Company of about 1,200 employees"),
+        ("account_won_deals", 2.0, "Their company has won 2 earlier deals with us"),
+        ("lead_age_days", 12.4, "Lead created 12 days ago"),
+        ("account_favourite_colour", "teal", "Favourite Colour: Teal"),
+    ],
+)
+def test_descriptions_read_as_sentences(feature, value, text):
+    assert describe(feature, value) == text
+
+
+def test_titles_keep_their_acronyms():
+    assert describe("job_title", "vp_of_it") == "Job title: VP of IT"
+    assert describe("department", "hr") == "Works in HR"

@@ -37,11 +37,17 @@ def small_tables(small_crm: SyntheticCrm) -> CrmTables:
     return CrmTables(accounts=c.accounts, leads=c.leads, activities=c.activities, deals=c.deals)
 
 
-def write_crm(crm: SyntheticCrm, folder: Path) -> Path:
+def _write_crm(crm: SyntheticCrm, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for name, frame in crm.tables().items():
         frame.to_parquet(folder / f"{name}.parquet", index=False)
     return folder
+
+
+@pytest.fixture
+def write_crm() -> Callable[[SyntheticCrm, Path], Path]:
+    """Write a synthetic CRM as the canonical Parquet folder."""
+    return _write_crm
 
 
 @pytest.fixture

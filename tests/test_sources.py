@@ -1,0 +1,115 @@
+"""Every load checks its input; bad input names the file and column."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline.errors import InputError
+from pipeline.sources import fingerprint, load_tables
+
+
+@pytest.fixture
+def data_dir(small_crm, tmp_path, write_crm) -> Path:
+    return write_crm(small_crm, tmp_path / "data")
+
+
+def _as_csv(data_dir: Path, name: str) -> Path:
+    frame = pd.read_parquet(data_dir / f"{name}.parquet")
+    (data_dir / f"{name}.parquet").unlink()
+    path = data_dir / f"{name}.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_loads_parquet_and_csv_alike(data_dir):
+    from_parquet = load_tables(data_dir)
+    _as_csv(data_dir, "activities")
+    _as_csv(data_dir, "deals")
+    from_csv = load_tables(data_dir)
+    assert len(from_csv.activities) == len(from_parquet.activities)
+    assert str(from_csv.activities["occurred_at"].dt.tz) == "UTC"
+    pd.testing.assert_series_equal(
+        from_csv.deals["closed_at"].dt.floor("s"), from_parquet.deals["closed_at"].dt.floor("s"),
+        check_dtype=False,
+    )
+
+
+def test_naive_and_offset_timestamps_become_utc(data_dir):
+    path = _as_csv(data_dir, "activities")
+    frame = pd.read_csv(path)
+    frame.loc[0, "occurred_at"] = "2025-01-01 10:00:00"
+    frame.loc[1, "occurred_at"] = "2025-01-01T12:00:00+02:00"
+    frame.to_csv(path, index=False)
+    acts = load_tables(data_dir).activities
+    assert acts.loc[0, "occurred_at"] == pd.Timestamp("2025-01-01 10:00", tz="UTC")
+    assert acts.loc[1, "occurred_at"] == pd.Timestamp("2025-01-01 10:00", tz="UTC")
+
+
+def _expect(data_dir: Path, *fragments: str) -> None:
+    with pytest.raises(InputError) as info:
+        load_tables(data_dir)
+    for fragment in fragments:
+        assert fragment in str(info.value), str(info.value)
+
+
+def test_missing_column(data_dir):
+    path = _as_csv(data_dir, "leads")
+    pd.read_csv(path).drop(columns="created_at").to_csv(path, index=False)
+    _expect(data_dir, str(path), "'created_at'", "missing required column")
+
+
+def test_bad_timestamp(data_dir):
+    path = _as_csv(data_dir, "activities")
+    frame = pd.read_csv(path)
+    frame.loc[5, "occurred_at"] = "last tuesday"
+    frame.to_csv(path, index=False)
+    _expect(data_dir, str(path), "'occurred_at'", "'last tuesday'", "ISO 8601")
+
+
+def test_empty_file(data_dir):
+    (data_dir / "deals.parquet").unlink()
+    (data_dir / "deals.csv").write_text("")
+    _expect(data_dir, "deals.csv", "empty")
+
+
+def test_missing_table(data_dir):
+    (data_dir / "accounts.parquet").unlink()
+    _expect(data_dir, "accounts.parquet or accounts.csv")
+
+
+def test_duplicate_key(data_dir):
+    path = _as_csv(data_dir, "leads")
+    frame = pd.read_csv(path)
+    pd.concat([frame, frame.head(2)]).to_csv(path, index=False)
+    _expect(data_dir, str(path), "'lead_id' must be unique")
+
+
+def test_unknown_outcome(data_dir):
+    path = _as_csv(data_dir, "deals")
+    frame = pd.read_csv(path)
+    frame.loc[frame["outcome"].notna().idxmax(), "outcome"] = "Pending"
+    frame.to_csv(path, index=False)
+    _expect(data_dir, str(path), "'outcome'", "'Pending'")
+
+
+def test_closed_before_created(data_dir):
+    path = _as_csv(data_dir, "deals")
+    frame = pd.read_csv(path)
+    row = frame["closed_at"].notna().idxmax()
+    frame.loc[row, "closed_at"] = "2020-01-01T00:00:00Z"
+    frame.to_csv(path, index=False)
+    _expect(data_dir, str(path), "'closed_at' is before 'created_at'")
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        load_tables(tmp_path / "nowhere")
+
+
+def test_fingerprint_changes_with_the_data(data_dir):
+    before = fingerprint(data_dir)
+    assert fingerprint(data_dir) == before
+    acts = pd.read_parquet(data_dir / "activities.parquet")
+    acts.iloc[:-1].to_parquet(data_dir / "activities.parquet", index=False)
+    assert fingerprint(data_dir) != before

@@ -1,0 +1,72 @@
+"""Scores are replaced atomically: readers see the old set or the new one, never a mix."""
+
+import sqlite3
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from pipeline.writeback import redact, resolve_target, write_table
+
+
+def _scores(n: int, version: str = "1") -> pd.DataFrame:
+    return pd.DataFrame({
+        "lead_id": range(n), "probability": [0.1] * n, "score": [10] * n, "grade": ["C"] * n,
+        "reasons": ["Viewed the pricing page 2 times in the last 7 days"] * n,
+        "model_version": version, "as_of": pd.Timestamp("2026-11-01", tz="UTC"),
+        "scored_at": pd.Timestamp("2026-11-02", tz="UTC"),
+    })
+
+
+def _read(path) -> pd.DataFrame:
+    with sqlite3.connect(path) as conn:
+        return pd.read_sql("SELECT * FROM lead_scores ORDER BY lead_id", conn)
+
+
+def test_sqlite_replace_and_idempotent_rerun(tmp_path):
+    db = tmp_path / "scores.db"
+    write_table(_scores(10), str(db), "lead_scores")
+    first = _read(db)
+    write_table(_scores(10), str(db), "lead_scores")
+    assert _read(db).equals(first)
+    write_table(_scores(4, version="2"), str(db), "lead_scores")
+    assert len(_read(db)) == 4 and set(_read(db)["model_version"]) == {"2"}
+
+
+def test_failure_mid_write_leaves_previous_scores_intact(tmp_path):
+    db = tmp_path / "scores.db"
+    write_table(_scores(10), str(db), "lead_scores")
+    before = _read(db)
+    bad = _scores(5000)
+    bad["reasons"] = bad["reasons"].astype(object)
+    bad.loc[4500, "reasons"] = object()  # the driver cannot bind this: the insert fails late
+    with pytest.raises((sa.exc.SQLAlchemyError, pd.errors.DatabaseError)):
+        write_table(bad, str(db), "lead_scores", chunksize=1000)
+    pd.testing.assert_frame_equal(_read(db), before)
+
+
+def test_schema_change_replaces_the_table(tmp_path):
+    db = tmp_path / "scores.db"
+    write_table(_scores(3), str(db), "lead_scores")
+    write_table(_scores(3).assign(extra=1), str(db), "lead_scores")
+    assert "extra" in _read(db).columns
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_file_targets_are_replaced_atomically(tmp_path, suffix):
+    path = tmp_path / f"out{suffix}"
+    write_table(_scores(3), str(path), "ignored")
+    bad = _scores(3)
+    bad["probability"] = [object(), object(), object()]
+    if suffix == ".parquet":
+        with pytest.raises(Exception):  # noqa: B017 - pyarrow raises its own error types
+            write_table(bad, str(path), "ignored")
+    read = pd.read_parquet if suffix == ".parquet" else pd.read_csv
+    assert len(read(path)) == 3
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp file left behind
+
+
+def test_targets_resolve_and_passwords_are_hidden(tmp_path):
+    assert resolve_target("scores.db").startswith("sqlite:///")
+    assert resolve_target("out.parquet") == "out.parquet"
+    assert "secret" not in redact("postgresql://u:secret@localhost/db")

@@ -32,6 +32,7 @@ test: install ## Run the test suite
 
 lint: install ## Check the code with ruff
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 clean: ## Remove demo outputs (demo data, mlflow.db, mlruns, scores.db)
 	rm -rf $(DEMO_DATA) mlflow.db mlruns scores.db

@@ -42,6 +42,16 @@ def account_history_features(tables: CrmTables, spine: pd.DataFrame) -> pd.DataF
                 index=index,
             )
         )
-    return pd.concat(blocks) if blocks else pd.DataFrame(
-        columns=["account_won_deals", "account_lost_deals", "account_win_rate",
-                 "account_other_leads"], dtype="float64")
+    return (
+        pd.concat(blocks)
+        if blocks
+        else pd.DataFrame(
+            columns=[
+                "account_won_deals",
+                "account_lost_deals",
+                "account_win_rate",
+                "account_other_leads",
+            ],
+            dtype="float64",
+        )
+    )

@@ -12,7 +12,8 @@ from features.tables import CrmTables, normalise_label, utc_datetime64
 
 def _attribute_columns(frame: pd.DataFrame, skip: Collection[str]) -> list[str]:
     return [
-        c for c in frame.columns
+        c
+        for c in frame.columns
         if c not in skip and not pd.api.types.is_datetime64_any_dtype(frame[c])
     ]
 
@@ -51,4 +52,3 @@ def attribute_features(
     out["lead_age_days"] = age.astype("float64")
     index = pd.MultiIndex.from_frame(spine[["lead_id", "cutoff"]])
     return pd.DataFrame(out, index=index)
-

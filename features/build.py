@@ -34,8 +34,13 @@ def build_features(tables: CrmTables, spine: pd.DataFrame, spec: FeatureSpec) ->
     parts = [
         attribute_features(tables, spine, spec.skip_columns),
         engagement_features(
-            tables, spine, spec.windows_days, spec.half_life_days, spec.recency_cap_days,
-            spec.activity_types, spec.high_value_types,
+            tables,
+            spine,
+            spec.windows_days,
+            spec.half_life_days,
+            spec.recency_cap_days,
+            spec.activity_types,
+            spec.high_value_types,
         ),
         opportunity_features(tables, spine),
         account_history_features(tables, spine),

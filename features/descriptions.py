@@ -17,8 +17,11 @@ ACTIVITY_PHRASES = {
     "meeting": ("Met with sales", "time", "times"),
     "other": ("Had other activity", "time", "times"),
     "total": ("Had activities", "time", "times"),
-    "high_value": ("Took high-intent actions (pricing, demo, meeting, form, webinar)", "time",
-                   "times"),
+    "high_value": (
+        "Took high-intent actions (pricing, demo, meeting, form, webinar)",
+        "time",
+        "times",
+    ),
 }
 SENIORITY_PHRASES = {
     "c_level": "C-level title",
@@ -31,8 +34,20 @@ SENIORITY_PHRASES = {
 _ACTIVITY = re.compile(r"^act_(?P<kind>.+)_(?P<days>\d+)d$")
 
 
-ACRONYMS = {"vp": "VP", "it": "IT", "hr": "HR", "ceo": "CEO", "cto": "CTO", "cfo": "CFO",
-            "us": "US", "uk": "UK", "b2b": "B2B", "of": "of", "and": "and", "the": "the"}
+ACRONYMS = {
+    "vp": "VP",
+    "it": "IT",
+    "hr": "HR",
+    "ceo": "CEO",
+    "cto": "CTO",
+    "cfo": "CFO",
+    "us": "US",
+    "uk": "UK",
+    "b2b": "B2B",
+    "of": "of",
+    "and": "and",
+    "the": "the",
+}
 
 
 def _pretty(value: object) -> str:
@@ -51,7 +66,7 @@ def _window(days: int) -> str:
 
 
 def _count(value: float, one: str, many: str) -> str:
-    n = int(round(value))
+    n = round(value)
     return f"{n} {one if n == 1 else many}"
 
 
@@ -60,7 +75,7 @@ def _is_missing(value: object) -> bool:
 
 
 def describe(feature: str, value: object) -> str:
-    """One sentence about a feature's value for a lead, e.g. 'Viewed the pricing page 4 times ...'."""
+    """One sentence about a feature's value, e.g. 'Viewed the pricing page 4 times ...'."""
     match = _ACTIVITY.match(feature)
     if match:
         verb, one, many = ACTIVITY_PHRASES.get(
@@ -79,8 +94,11 @@ def describe(feature: str, value: object) -> str:
     if feature == "engagement_decay":
         return f"Recent engagement score {float(value):.1f} (weighted towards the last two weeks)"  # type: ignore[arg-type]
     if feature == "engagement_trend":
-        return ("Engagement rising over the last 30 days" if float(value) > 0  # type: ignore[arg-type]
-                else "Engagement falling over the last 30 days")
+        return (
+            "Engagement rising over the last 30 days"
+            if float(value) > 0  # type: ignore[arg-type]
+            else "Engagement falling over the last 30 days"
+        )
     if feature == "has_open_deal":
         return "Has an open opportunity" if value == 1 else "No opportunity yet"
     if feature == "days_since_deal_created":
@@ -88,8 +106,11 @@ def describe(feature: str, value: object) -> str:
     if feature == "lead_age_days":
         return f"Lead created {int(value)} days ago"  # type: ignore[call-overload]
     if feature == "seniority":
-        return "Seniority unknown" if missing else SENIORITY_PHRASES.get(
-            str(value), f"{_pretty(value)} title")
+        return (
+            "Seniority unknown"
+            if missing
+            else SENIORITY_PHRASES.get(str(value), f"{_pretty(value)} title")
+        )
     if feature == "job_title":
         return "Job title unknown" if missing else f"Job title: {_pretty(value)}"
     if feature == "department":
@@ -103,21 +124,33 @@ def describe(feature: str, value: object) -> str:
     if feature == "account_employees":
         return "Company size unknown" if missing else f"Company of about {int(value):,} employees"  # type: ignore[call-overload]
     if feature == "account_annual_revenue_musd":
-        return "Company revenue unknown" if missing else f"Company revenue about ${float(value):,.0f}M"  # type: ignore[arg-type]
+        return (
+            "Company revenue unknown" if missing else f"Company revenue about ${float(value):,.0f}M"
+        )  # type: ignore[arg-type]
     if feature == "account_country":
         return "Company country unknown" if missing else f"Company based in {_pretty(value)}"
     if feature == "account_won_deals":
         if missing:
             return "No known company"
         n = int(value)  # type: ignore[call-overload]
-        return f"Their company has won {n} earlier deal{'s' * (n != 1)} with us" if n else (
-            "Their company has no earlier won deals")
+        return (
+            f"Their company has won {n} earlier deal{'s' * (n != 1)} with us"
+            if n
+            else ("Their company has no earlier won deals")
+        )
     if feature == "account_lost_deals":
         return "No known company" if missing else f"Their company lost {int(value)} earlier deals"  # type: ignore[call-overload]
     if feature == "account_win_rate":
-        return "No earlier deals at their company" if missing else (
-            f"Their company won {float(value):.0%} of earlier deals")  # type: ignore[arg-type]
+        return (
+            "No earlier deals at their company"
+            if missing
+            else (f"Their company won {float(value):.0%} of earlier deals")
+        )  # type: ignore[arg-type]
     if feature == "account_other_leads":
         return "No known company" if missing else f"{int(value)} other leads from their company"  # type: ignore[call-overload]
     label = _pretty(feature.removeprefix("account_"))
-    return f"{label} unknown" if missing else f"{label}: {_pretty(value) if isinstance(value, str) else value}"
+    return (
+        f"{label} unknown"
+        if missing
+        else f"{label}: {_pretty(value) if isinstance(value, str) else value}"
+    )

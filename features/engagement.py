@@ -10,8 +10,15 @@ import pandas as pd
 from features.tables import CrmTables, utc_datetime64
 
 ACTIVITY_TYPES = (
-    "web_visit", "pricing_page_view", "email_open", "email_click", "form_submit",
-    "content_download", "webinar", "demo_request", "meeting",
+    "web_visit",
+    "pricing_page_view",
+    "email_open",
+    "email_click",
+    "form_submit",
+    "content_download",
+    "webinar",
+    "demo_request",
+    "meeting",
 )
 HIGH_VALUE_TYPES = ("pricing_page_view", "form_submit", "webinar", "demo_request", "meeting")
 NS_PER_DAY = 86_400 * 10**9
@@ -91,7 +98,8 @@ def engagement_features(
         index = pd.MultiIndex.from_frame(group[["lead_id", "cutoff"]])
         blocks.append(pd.DataFrame(values, index=index)[columns])
     if not blocks:
-        empty = pd.MultiIndex.from_arrays([[], pd.DatetimeIndex([], tz="UTC")],
-                                          names=["lead_id", "cutoff"])
+        empty = pd.MultiIndex.from_arrays(
+            [[], pd.DatetimeIndex([], tz="UTC")], names=["lead_id", "cutoff"]
+        )
         return pd.DataFrame(columns=columns, index=empty, dtype="float64")
     return pd.concat(blocks)

@@ -47,9 +47,13 @@ def open_leads(
         is_open = (created < c) & ~(closed_values < c)
         if max_age_days is not None:
             is_open &= created >= c - np.timedelta64(max_age_days, "D")
-        blocks.append(pd.DataFrame({"lead_id": leads["lead_id"].to_numpy()[is_open], "cutoff": cutoff}))
+        blocks.append(
+            pd.DataFrame({"lead_id": leads["lead_id"].to_numpy()[is_open], "cutoff": cutoff})
+        )
     if not blocks:
-        return pd.DataFrame({"lead_id": leads["lead_id"].iloc[:0], "cutoff": pd.DatetimeIndex([], tz="UTC")})
+        return pd.DataFrame(
+            {"lead_id": leads["lead_id"].iloc[:0], "cutoff": pd.DatetimeIndex([], tz="UTC")}
+        )
     return pd.concat(blocks, ignore_index=True)
 
 

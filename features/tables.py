@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import re
-
-import numpy as np
 from dataclasses import dataclass, replace
 
+import numpy as np
 import pandas as pd
 
 TABLE_NAMES = ("accounts", "leads", "activities", "deals")

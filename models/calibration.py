@@ -54,8 +54,8 @@ def cross_validated_log_loss(
         folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=0).split(margin, y)
     out = np.empty(len(y), dtype=float)
     for fit_idx, eval_idx in folds:
-        out[eval_idx] = MarginCalibrator(method).fit(margin[fit_idx], y[fit_idx]).predict(
-            margin[eval_idx]
+        out[eval_idx] = (
+            MarginCalibrator(method).fit(margin[fit_idx], y[fit_idx]).predict(margin[eval_idx])
         )
     return float(log_loss(y, out, labels=[0, 1]))
 

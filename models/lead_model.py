@@ -98,7 +98,8 @@ class LeadScoringModel(ClassifierMixin, BaseEstimator):
             n_jobs=self.n_jobs,
             verbose=-1,
         ).fit(
-            self._encode(X), y,
+            self._encode(X),
+            y,
             eval_X=(self._encode(X_val),),
             eval_y=(y_val,),
             eval_metric="binary_logloss",
@@ -141,4 +142,3 @@ class LeadScoringModel(ClassifierMixin, BaseEstimator):
     @property
     def calibration_method_(self) -> str:
         return self.calibrator_.method
-

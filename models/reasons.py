@@ -39,8 +39,12 @@ def top_reasons(
             feature = features[j]
             value = raw[i, j]
             reasons.append(
-                {"feature": feature, "value": value, "impact": float(impact),
-                 "text": describe(feature, value)}
+                {
+                    "feature": feature,
+                    "value": value,
+                    "impact": float(impact),
+                    "text": describe(feature, value),
+                }
             )
         out.append(reasons)
     return out

@@ -38,7 +38,9 @@ def parse_moment(text: str | None) -> pd.Timestamp:
     try:
         moment = pd.Timestamp(text)
     except ValueError as exc:
-        raise InputError(f"--as-of {text!r}: not a date or time (expected e.g. 2026-06-01)") from exc
+        raise InputError(
+            f"--as-of {text!r}: not a date or time (expected e.g. 2026-06-01)"
+        ) from exc
     if moment is pd.NaT:
         raise InputError(f"--as-of {text!r}: not a date or time (expected e.g. 2026-06-01)")
     return moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
@@ -57,19 +59,30 @@ def _data_dir(config: Any, data: Path | None) -> Path:
 
 
 config_option = click.option(
-    "--config", "config_path", type=click.Path(path_type=Path), default=None,
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
     help=f"YAML config. Default: {DEFAULT_CONFIG} if it exists, else built-in defaults.",
 )
 data_option = click.option(
-    "--data", type=click.Path(path_type=Path), default=None,
+    "--data",
+    type=click.Path(path_type=Path),
+    default=None,
     help="Folder with accounts, leads, activities and deals (.parquet or .csv). Default: data.dir.",
 )
 set_option = click.option(
-    "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
     help="Override a config value, e.g. --set model.learning_rate=0.05 (repeatable).",
 )
 as_of_option = click.option(
-    "--as-of", "as_of", default=None, metavar="TIME",
+    "--as-of",
+    "as_of",
+    default=None,
+    metavar="TIME",
     help="Behave as if now were TIME (ISO date or time, UTC if no zone). Default: now.",
 )
 
@@ -86,8 +99,14 @@ def cli() -> None:
 
 @cli.command("demo-data")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write into.")
-@click.option("--leads", "n_leads", type=click.IntRange(min=1), default=20_000, show_default=True,
-              help="Number of leads.")
+@click.option(
+    "--leads",
+    "n_leads",
+    type=click.IntRange(min=1),
+    default=20_000,
+    show_default=True,
+    help="Number of leads.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 @click.option("--end", default="2026-11-01", show_default=True, help="Last day of the history.")
 @_fail_on_input_errors
@@ -117,8 +136,9 @@ def demo_data(out: Path, n_leads: int, seed: int, end: str) -> None:
 @as_of_option
 @set_option
 @_fail_on_input_errors
-def train(config_path: Path | None, data: Path | None, as_of: str | None,
-          overrides: tuple[str, ...]) -> None:
+def train(
+    config_path: Path | None, data: Path | None, as_of: str | None, overrides: tuple[str, ...]
+) -> None:
     """Train a calibrated model on point-in-time snapshots and register it in MLflow.
 
     Nothing stamped at or after --as-of is used: not a row, an outcome or a label.
@@ -129,11 +149,25 @@ def train(config_path: Path | None, data: Path | None, as_of: str | None,
     config = _load(config_path, overrides)
     moment = parse_moment(as_of)
     result = run_training(config, _data_dir(config, data), moment, Steps())
-    metrics = Table(title=f"Holdout metrics (as of {moment:%Y-%m-%d}, unseen leads, newest cutoffs)")
+    metrics = Table(
+        title=f"Holdout metrics (as of {moment:%Y-%m-%d}, unseen leads, newest cutoffs)"
+    )
     for name in ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_at_10", "positive_rate"):
         metrics.add_column(name, justify="right")
-    metrics.add_row(*(f"{result.metrics[k]:.4f}" for k in (
-        "roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_at_10", "positive_rate")))
+    metrics.add_row(
+        *(
+            f"{result.metrics[k]:.4f}"
+            for k in (
+                "roc_auc",
+                "pr_auc",
+                "brier",
+                "log_loss",
+                "ece",
+                "lift_at_10",
+                "positive_rate",
+            )
+        )
+    )
     out.print(metrics)
     out.print(_grade_table(result.grades))
     top = ", ".join(result.importance.head(5).index)
@@ -159,8 +193,13 @@ def _grade_table(grades: pd.DataFrame) -> Table:
     for column in ("grade", "leads", "won (actual)", "predicted", "share of wins"):
         table.add_column(column, justify="right")
     for grade, row in grades.iterrows():
-        table.add_row(str(grade), f"{int(row['leads']):,}", f"{row['win_rate']:.1%}",
-                      f"{row['predicted']:.1%}", f"{row['share_of_wins']:.1%}")
+        table.add_row(
+            str(grade),
+            f"{int(row['leads']):,}",
+            f"{row['win_rate']:.1%}",
+            f"{row['predicted']:.1%}",
+            f"{row['share_of_wins']:.1%}",
+        )
     return table
 
 
@@ -168,12 +207,21 @@ def _grade_table(grades: pd.DataFrame) -> Table:
 @config_option
 @data_option
 @as_of_option
-@click.option("--output", default=None, metavar="TARGET",
-              help="SQLAlchemy URL, SQLite file, or .parquet/.csv path. Default: scoring.output.")
+@click.option(
+    "--output",
+    default=None,
+    metavar="TARGET",
+    help="SQLAlchemy URL, SQLite file, or .parquet/.csv path. Default: scoring.output.",
+)
 @set_option
 @_fail_on_input_errors
-def score(config_path: Path | None, data: Path | None, as_of: str | None, output: str | None,
-          overrides: tuple[str, ...]) -> None:
+def score(
+    config_path: Path | None,
+    data: Path | None,
+    as_of: str | None,
+    output: str | None,
+    overrides: tuple[str, ...],
+) -> None:
     """Score every lead open at --as-of with lead-scoring@champion and write the scores.
 
     One row per lead: lead_id, probability, score (1-99), grade, reasons, model_version,
@@ -184,10 +232,13 @@ def score(config_path: Path | None, data: Path | None, as_of: str | None, output
 
     config = _load(config_path, overrides)
     moment = parse_moment(as_of)
-    result = run_scoring(config, _data_dir(config, data), moment, output or config.scoring.output,
-                         Steps())
+    result = run_scoring(
+        config, _data_dir(config, data), moment, output or config.scoring.output, Steps()
+    )
     counts = result.scores["grade"].value_counts()
-    table = Table(title=f"Scores as of {moment:%Y-%m-%d %H:%M} UTC (model version {result.version})")
+    table = Table(
+        title=f"Scores as of {moment:%Y-%m-%d %H:%M} UTC (model version {result.version})"
+    )
     for column in ("grade", "leads now", "share", "won in holdout"):
         table.add_column(column, justify="right")
     won = result.holdout_win_rate_by_grade

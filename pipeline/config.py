@@ -23,7 +23,9 @@ class SnapshotConfig(_Section):
     frequency: str = Field("MS", description="pandas offset alias for cutoffs (MS = month start).")
     conversion_window_days: int = Field(90, gt=0)
     max_lead_age_days: int | None = Field(
-        365, gt=0, description="Leads older than this at a cutoff are stale: not trained on or scored."
+        365,
+        gt=0,
+        description="Leads older than this at a cutoff are stale: not trained on or scored.",
     )
     history_start_days: int = Field(
         90, ge=0, description="First cutoff comes this many days after the earliest lead."

@@ -20,7 +20,9 @@ class Steps:
         start = time.perf_counter()
         with self.console.status(f"{title}…"):
             yield
-        self.console.print(f"[green]✓[/green] {title} [dim]({time.perf_counter() - start:.1f}s)[/dim]")
+        self.console.print(
+            f"[green]✓[/green] {title} [dim]({time.perf_counter() - start:.1f}s)[/dim]"
+        )
 
     def note(self, text: str) -> None:
         self.console.print(f"  {text}")

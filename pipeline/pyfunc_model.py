@@ -1,4 +1,4 @@
-"""The MLflow pyfunc flavour of the lead-scoring model: feature frame in, calibrated probability out."""
+"""The MLflow pyfunc flavour of the model: a feature frame in, calibrated probabilities out."""
 
 from __future__ import annotations
 

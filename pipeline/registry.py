@@ -12,8 +12,8 @@ import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
-from mlflow.types import ColSpec, Schema
 from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, Schema
 
 from pipeline.errors import InputError
 from pipeline.pyfunc_model import ScoringBundle
@@ -43,10 +43,14 @@ def _example_frame(X: pd.DataFrame) -> pd.DataFrame:
 
 def signature_for(X: pd.DataFrame) -> ModelSignature:
     """Every feature may be missing when scoring, so every input column is optional."""
-    inputs = Schema([
-        ColSpec("double" if pd.api.types.is_numeric_dtype(X[c]) else "string", c, required=False)
-        for c in X.columns
-    ])
+    inputs = Schema(
+        [
+            ColSpec(
+                "double" if pd.api.types.is_numeric_dtype(X[c]) else "string", c, required=False
+            )
+            for c in X.columns
+        ]
+    )
     return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("double", "probability")]))
 
 

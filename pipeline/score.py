@@ -23,7 +23,14 @@ from pipeline.writeback import write_table
 
 NO_REASON = "No signal raised this lead's score above the typical lead"
 SCORE_COLUMNS = [
-    "lead_id", "probability", "score", "grade", "reasons", "model_version", "as_of", "scored_at",
+    "lead_id",
+    "probability",
+    "score",
+    "grade",
+    "reasons",
+    "model_version",
+    "as_of",
+    "scored_at",
 ]
 
 
@@ -81,10 +88,15 @@ def score(
             tables, bundle, version, moment, config, pd.Timestamp.now(tz="UTC").floor("s")
         )
     if scores.empty:
-        raise InputError(f"no open leads at {moment:%Y-%m-%d %H:%M} in {data_dir}: nothing to score")
+        raise InputError(
+            f"no open leads at {moment:%Y-%m-%d %H:%M} in {data_dir}: nothing to score"
+        )
     with steps.step(f"Writing {len(scores):,} scores"):
         target = write_table(scores, output, config.scoring.table)
     return ScoreResult(
-        scores=scores, target=target, version=version, as_of=moment,
+        scores=scores,
+        target=target,
+        version=version,
+        as_of=moment,
         holdout_win_rate_by_grade=bundle.holdout_win_rate_by_grade,
     )

@@ -77,7 +77,9 @@ def _check_table(name: str, frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     key = KEYS.get(name)
     if key is not None:
         if frame[key].isna().any():
-            raise InputError(f"{path}: column {key!r} has {int(frame[key].isna().sum())} empty key(s)")
+            raise InputError(
+                f"{path}: column {key!r} has {int(frame[key].isna().sum())} empty key(s)"
+            )
         dup = frame[key].duplicated(keep=False)
         if dup.any():
             raise InputError(
@@ -89,8 +91,9 @@ def _check_table(name: str, frame: pd.DataFrame, path: Path) -> pd.DataFrame:
         unknown = outcome.notna() & ~outcome.isin(OUTCOMES)
         if unknown.any():
             raise InputError(
-                f"{path}: column 'outcome' has unknown value(s) {_examples(frame.loc[unknown, 'outcome'])}"
-                f" (expected 'won', 'lost' or empty while open)"
+                f"{path}: column 'outcome' has unknown value(s) "
+                f"{_examples(frame.loc[unknown, 'outcome'])} "
+                "(expected 'won', 'lost' or empty while open)"
             )
         mismatch = frame["closed_at"].isna() != outcome.isna()
         if mismatch.any():

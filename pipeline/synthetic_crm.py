@@ -46,9 +46,19 @@ INDUSTRIES = {  # name: (share, effect on the win logit)
     "Mining": (0.001, 0.3),
 }
 COUNTRIES = {
-    "United States": 0.42, "United Kingdom": 0.12, "Germany": 0.09, "Canada": 0.07,
-    "France": 0.06, "Australia": 0.05, "Netherlands": 0.04, "India": 0.06, "Brazil": 0.04,
-    "Singapore": 0.03, "Iceland": 0.001, "Chile": 0.004, "Kenya": 0.002,
+    "United States": 0.42,
+    "United Kingdom": 0.12,
+    "Germany": 0.09,
+    "Canada": 0.07,
+    "France": 0.06,
+    "Australia": 0.05,
+    "Netherlands": 0.04,
+    "India": 0.06,
+    "Brazil": 0.04,
+    "Singapore": 0.03,
+    "Iceland": 0.001,
+    "Chile": 0.004,
+    "Kenya": 0.002,
 }
 SENIORITIES = {  # name: (share, effect)
     "C-Level": (0.07, 0.55),
@@ -59,8 +69,12 @@ SENIORITIES = {  # name: (share, effect)
     "Student": (0.08, -1.40),
 }
 DEPARTMENTS = {
-    "Marketing": (0.26, 0.30), "Sales": (0.20, 0.20), "IT": (0.16, 0.15),
-    "Engineering": (0.14, 0.0), "Operations": (0.10, -0.05), "Finance": (0.08, -0.10),
+    "Marketing": (0.26, 0.30),
+    "Sales": (0.20, 0.20),
+    "IT": (0.16, 0.15),
+    "Engineering": (0.14, 0.0),
+    "Operations": (0.10, -0.05),
+    "Finance": (0.08, -0.10),
     "HR": (0.06, -0.40),
 }
 SOURCES = {  # name: (share at start, share at end, effect)
@@ -77,8 +91,11 @@ SOURCES = {  # name: (share at start, share at end, effect)
 }
 LOW_VALUE = {"web_visit": 0.45, "email_open": 0.35, "email_click": 0.12, "content_download": 0.08}
 HIGH_VALUE = {
-    "pricing_page_view": 0.40, "form_submit": 0.20, "webinar": 0.18,
-    "demo_request": 0.12, "meeting": 0.10,
+    "pricing_page_view": 0.40,
+    "form_submit": 0.20,
+    "webinar": 0.18,
+    "demo_request": 0.12,
+    "meeting": 0.10,
 }
 LOSS_REASONS = ["No budget", "Went with a competitor", "No response", "Bad timing", "Not a fit"]
 
@@ -122,8 +139,11 @@ def _mess_case(rng: np.random.Generator, values: pd.Series, rate: float) -> pd.S
     styles = rng.integers(0, 3, size=int(mask.sum()))
     picked = out[mask].astype(str).to_numpy()
     recased = np.where(
-        styles == 0, np.char.lower(picked.astype(str)),
-        np.where(styles == 1, np.char.upper(picked.astype(str)), np.char.add(picked.astype(str), " ")),
+        styles == 0,
+        np.char.lower(picked.astype(str)),
+        np.where(
+            styles == 1, np.char.upper(picked.astype(str)), np.char.add(picked.astype(str), " ")
+        ),
     )
     out[mask] = recased
     return out
@@ -142,8 +162,10 @@ def generate_crm(
     if n_leads < 1:
         raise ValueError("n_leads must be positive")
     rng = np.random.default_rng(seed)
-    end = pd.Timestamp(end).tz_convert("UTC") if pd.Timestamp(end).tzinfo else pd.Timestamp(
-        end, tz="UTC"
+    end = (
+        pd.Timestamp(end).tz_convert("UTC")
+        if pd.Timestamp(end).tzinfo
+        else pd.Timestamp(end, tz="UTC")
     )
     start = end - pd.Timedelta(days=HISTORY_DAYS)
     day = np.timedelta64(1, "D").astype("timedelta64[s]").astype(np.int64)
@@ -236,14 +258,14 @@ def generate_crm(
 
     high_share = 1 / (1 + np.exp(-(-1.7 + 1.0 * intent + 0.2 * fit)))
     is_high = rng.random(lead_of.size) < high_share[lead_of]
-    is_high[counts.sum():] = True
+    is_high[counts.sum() :] = True
     low_names, high_names = np.array(list(LOW_VALUE)), np.array(list(HIGH_VALUE))
     low_pick = rng.choice(len(low_names), lead_of.size, p=np.array(list(LOW_VALUE.values())))
     high_p = np.array(list(HIGH_VALUE.values()))
     high_pick = rng.choice(len(high_names), lead_of.size, p=high_p / high_p.sum())
     burst_types = np.array(["demo_request", "meeting"])[rng.integers(0, 2, burst_of.size)]
     types = np.where(is_high, high_names[high_pick], low_names[low_pick]).astype(object)
-    types[counts.sum():] = burst_types
+    types[counts.sum() :] = burst_types
 
     # After a deal closes the lead mostly goes quiet; keep a few post-sale email opens.
     closed_at_of = np.where(deal_closed, deal_closed_s, np.iinfo(np.int64).max)[lead_of]
@@ -308,5 +330,6 @@ def generate_crm(
         }
     )
     truth = pd.DataFrame({"lead_id": lead_ids, "p_won": p_won})
-    return SyntheticCrm(accounts=accounts, leads=leads, activities=activities, deals=deals,
-                        truth=truth)
+    return SyntheticCrm(
+        accounts=accounts, leads=leads, activities=activities, deals=deals, truth=truth
+    )

@@ -46,7 +46,7 @@ class TrainResult:
 
 
 def feature_spec(config: Config) -> FeatureSpec:
-    """The feature settings of a config; identifiers, PII and excluded columns are never features."""
+    """The feature settings of a config; identifiers, PII and excludes are never features."""
     f = config.features
     return FeatureSpec(
         windows_days=f.windows_days,
@@ -66,8 +66,12 @@ def build_training_set(tables: CrmTables, config: Config, moment: pd.Timestamp) 
     sp = config.split
     try:
         split = assign_splits(
-            labelled, sp.valid_cutoffs, sp.holdout_cutoffs, sp.valid_lead_fraction,
-            sp.holdout_lead_fraction, sp.seed,
+            labelled,
+            sp.valid_cutoffs,
+            sp.holdout_cutoffs,
+            sp.valid_lead_fraction,
+            sp.holdout_lead_fraction,
+            sp.seed,
         )
     except ValueError as exc:
         raise InputError(f"not enough history before {moment:%Y-%m-%d} to train: {exc}") from exc
@@ -113,8 +117,10 @@ def train(config: Config, data_dir: Path, moment: pd.Timestamp, steps: Steps) ->
     m = config.model
     with steps.step("Training LightGBM with early stopping, then calibrating"):
         model = LeadScoringModel(**m.model_dump()).fit(
-            ts.X[parts["train"]], ts.rows.loc[parts["train"], "label"],
-            X_val=ts.X[parts["valid"]], y_val=ts.rows.loc[parts["valid"], "label"],
+            ts.X[parts["train"]],
+            ts.rows.loc[parts["train"], "label"],
+            X_val=ts.X[parts["valid"]],
+            y_val=ts.rows.loc[parts["valid"], "label"],
             groups_val=ts.rows.loc[parts["valid"], "lead_id"].to_numpy(),
         )
     with steps.step("Evaluating on the holdout"):
@@ -124,32 +130,48 @@ def train(config: Config, data_dir: Path, moment: pd.Timestamp, steps: Steps) ->
         grades = grade_table(y_hold, p_hold, to_grade(p_hold, config.scoring.grades))
     configure_tracking()
     mlflow.set_experiment(config.mlflow.experiment)
-    with steps.step("Logging the run and registering the model in MLflow"), mlflow.start_run(
-        run_name=f"train-{moment:%Y%m%d}"
-    ) as run:
+    with (
+        steps.step("Logging the run and registering the model in MLflow"),
+        mlflow.start_run(run_name=f"train-{moment:%Y%m%d}") as run,
+    ):
         mlflow.set_tags(
-            {"as_of": moment.isoformat(), "data_fingerprint": data_hash,
-             "calibration": model.calibration_method_, "job": "train"}
+            {
+                "as_of": moment.isoformat(),
+                "data_fingerprint": data_hash,
+                "calibration": model.calibration_method_,
+                "job": "train",
+            }
         )
         mlflow.log_params(_flat_params(config))
         mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
         mlflow.log_metrics({**counts, "best_iteration": model.best_iteration_})
-        mlflow.log_metrics({f"calibration_logloss_{k}": v
-                            for k, v in model.calibration_losses_.items()})
+        mlflow.log_metrics(
+            {f"calibration_logloss_{k}": v for k, v in model.calibration_losses_.items()}
+        )
         mlflow.log_text(yaml.safe_dump(config_as_dict(config), sort_keys=False), "config.yaml")
         mlflow.log_table(grades.reset_index(), "holdout_grades.json")
         importance = model.feature_importance()
-        mlflow.log_table(importance.rename("gain").rename_axis("feature").reset_index(),
-                         "feature_importance.json")
+        mlflow.log_table(
+            importance.rename("gain").rename_axis("feature").reset_index(),
+            "feature_importance.json",
+        )
         bundle = ScoringBundle(
-            model, feature_spec(config), config.snapshots.max_lead_age_days,
+            model,
+            feature_spec(config),
+            config.snapshots.max_lead_age_days,
             grades["win_rate"].to_dict(),
         )
         version, champion = log_and_register(
             bundle, ts.X[parts["holdout"]], config.mlflow.registered_model
         )
     return TrainResult(
-        run_id=run.info.run_id, version=version, made_champion=champion, metrics=metrics,
-        grades=grades, counts=counts, calibration=model.calibration_method_,
-        importance=importance, as_of=moment,
+        run_id=run.info.run_id,
+        version=version,
+        made_champion=champion,
+        metrics=metrics,
+        grades=grades,
+        counts=counts,
+        calibration=model.calibration_method_,
+        importance=importance,
+        as_of=moment,
     )

@@ -48,8 +48,12 @@ def test_demo_data_train_score(trained, run_cli):
     model = mlflow.pyfunc.load_model("models:/lead-scoring@champion")
     leads = pd.read_parquet(folder / "demo_data" / "leads.parquet")
     scores = _scores(folder / "scores.db")
-    crm = CrmTables(*(pd.read_parquet(folder / "demo_data" / f"{n}.parquet")
-                      for n in ("accounts", "leads", "activities", "deals")))
+    crm = CrmTables(
+        *(
+            pd.read_parquet(folder / "demo_data" / f"{n}.parquet")
+            for n in ("accounts", "leads", "activities", "deals")
+        )
+    )
     moment = pd.Timestamp(T, tz="UTC")
     expected = open_leads(as_of(crm, moment), pd.DatetimeIndex([moment]), 365)
     assert sorted(scores["lead_id"]) == sorted(expected["lead_id"])
@@ -95,14 +99,15 @@ def test_scores_at_t_ignore_everything_after_t(trained, run_cli):
     pd.concat([acts, later]).to_parquet(data / "activities.parquet", index=False)
     deals = pd.read_parquet(data / "deals.parquet")
     still_open = deals["closed_at"].isna() | (deals["closed_at"] >= moment)
-    deals.loc[still_open, "closed_at"] = (
-        deals.loc[still_open, "created_at"].clip(lower=moment) + pd.Timedelta(days=3)
-    )
+    deals.loc[still_open, "closed_at"] = deals.loc[still_open, "created_at"].clip(
+        lower=moment
+    ) + pd.Timedelta(days=3)
     deals.loc[still_open, "outcome"] = "won"
     deals.to_parquet(data / "deals.parquet", index=False)
     leads = pd.read_parquet(data / "leads.parquet")
-    late = leads.head(50).assign(lead_id=leads["lead_id"].max() + 1 + np.arange(50),
-                                 created_at=moment + pd.Timedelta(days=1))
+    late = leads.head(50).assign(
+        lead_id=leads["lead_id"].max() + 1 + np.arange(50), created_at=moment + pd.Timedelta(days=1)
+    )
     pd.concat([leads, late]).to_parquet(data / "leads.parquet", index=False)
 
     run_cli("score", "--as-of", t, "--output", "after.parquet")

@@ -23,7 +23,10 @@ def test_override_sets_nested_value_and_parses_yaml_types():
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("model.learnin_rate=0.1", "model.learnin_rate: unknown key (expected one of: learning_rate"),
+        (
+            "model.learnin_rate=0.1",
+            "model.learnin_rate: unknown key (expected one of: learning_rate",
+        ),
         ("modle.learning_rate=0.1", "modle: unknown key"),
         ("model.learning_rate=fast", "model.learning_rate: Input should be a valid number"),
         ("model.calibration=platt", "model.calibration"),

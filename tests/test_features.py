@@ -96,8 +96,14 @@ def spine_of(lead_ids, cutoffs=(CUTOFF,)) -> pd.DataFrame:
 # --- engagement ---------------------------------------------------------------------------------
 
 
-def engagement(activity_rows, lead_ids=(1,), cutoffs=(CUTOFF,), windows=(7, 30, 90),
-               half_life=14.0, recency_cap=365) -> pd.DataFrame:
+def engagement(
+    activity_rows,
+    lead_ids=(1,),
+    cutoffs=(CUTOFF,),
+    windows=(7, 30, 90),
+    half_life=14.0,
+    recency_cap=365,
+) -> pd.DataFrame:
     tables = make_tables(activities=activities_frame(activity_rows))
     return engagement_features(tables, spine_of(lead_ids, cutoffs), windows, half_life, recency_cap)
 
@@ -295,8 +301,11 @@ def attribute_tables(**lead_columns) -> CrmTables:
     [
         ((), set(), {"email", "account_name"}),
         ({"email", "name"}, {"email", "account_name"}, set()),
-        ({"email", "industry", "country"}, {"email", "account_industry", "country",
-                                            "account_country"}, {"account_name"}),
+        (
+            {"email", "industry", "country"},
+            {"email", "account_industry", "country", "account_country"},
+            {"account_name"},
+        ),
     ],
 )
 def test_skip_columns_never_appear_as_features(skip, absent, present):
@@ -312,7 +321,10 @@ def test_account_columns_are_prefixed_and_datetimes_are_not_features():
     out = attribute_features(attribute_tables(), spine_of([1, 2, 3]), {"email", "name"})
 
     assert set(out.columns) == {
-        "country", "account_industry", "account_employees", "lead_age_days",
+        "country",
+        "account_industry",
+        "account_employees",
+        "lead_age_days",
     }
     assert out.loc[(1, CUTOFF), "account_industry"] == "software"
     assert out.loc[(2, CUTOFF), "account_industry"] == "retail"
@@ -325,8 +337,10 @@ def test_leads_without_a_known_account_get_missing_account_features():
     tables = make_tables(
         accounts=tables.accounts,
         leads=pd.concat(
-            [tables.leads, leads_frame([4], [99], ["2025-01-01"], email=["d@x.com"],
-                                       country=["FR"])],
+            [
+                tables.leads,
+                leads_frame([4], [99], ["2025-01-01"], email=["d@x.com"], country=["FR"]),
+            ],
             ignore_index=True,
         ),
     )
@@ -356,8 +370,9 @@ def test_categorical_values_are_normalised(variants):
 
 
 def test_numbers_and_booleans_become_floats_and_missing_text_stays_missing():
-    tables = attribute_tables(score=[3, 7, 11], partner=[True, False, True],
-                              title=["CTO", None, "  "])
+    tables = attribute_tables(
+        score=[3, 7, 11], partner=[True, False, True], title=["CTO", None, "  "]
+    )
 
     out = attribute_features(tables, spine_of([1, 2, 3]), ())
 
@@ -410,9 +425,13 @@ def test_opportunity_features(created, has_deal, days):
 
 
 def test_opportunity_uses_the_first_deal():
-    deals = deals_frame([(1, None, CUTOFF - 3 * DAY, None, None),
-                         (1, None, CUTOFF - 8 * DAY, None, None),
-                         (1, None, CUTOFF + 8 * DAY, None, None)])
+    deals = deals_frame(
+        [
+            (1, None, CUTOFF - 3 * DAY, None, None),
+            (1, None, CUTOFF - 8 * DAY, None, None),
+            (1, None, CUTOFF + 8 * DAY, None, None),
+        ]
+    )
 
     row = opportunity_features(make_tables(deals=deals), spine_of([1])).loc[(1, CUTOFF)]
 
@@ -560,7 +579,9 @@ def test_open_leads_closes_on_the_first_deal_to_close():
     spine = open_leads(tables, pd.DatetimeIndex([CUTOFF, CUTOFF + 5 * DAY]), None)
 
     assert list(zip(spine["lead_id"], spine["cutoff"], strict=True)) == [
-        (2, CUTOFF), (3, CUTOFF), (3, CUTOFF + 5 * DAY),
+        (2, CUTOFF),
+        (3, CUTOFF),
+        (3, CUTOFF + 5 * DAY),
     ]
 
 
@@ -698,8 +719,10 @@ def test_assign_splits_keeps_leads_apart_and_slices_in_time(valid_cutoffs, holdo
     assert (assigned.groupby("lead_id")["split"].nunique() == 1).all()
     holdout_start = cutoffs[-holdout_cutoffs]
     valid_start = cutoffs[-(holdout_cutoffs + valid_cutoffs)]
-    by_split = {name: assigned.loc[assigned["split"] == name, "cutoff"] for name in
-                ("train", "valid", "holdout")}
+    by_split = {
+        name: assigned.loc[assigned["split"] == name, "cutoff"]
+        for name in ("train", "valid", "holdout")
+    }
     assert all(len(v) > 0 for v in by_split.values())
     assert (by_split["holdout"] >= holdout_start).all()
     assert ((by_split["valid"] >= valid_start) & (by_split["valid"] < holdout_start)).all()
@@ -789,7 +812,11 @@ def test_clean_drops_duplicate_activities_and_normalises_labels():
     cleaned = clean(tables)
 
     assert cleaned.activities["activity_type"].tolist() == [
-        "web_visit", "web_visit", "web_visit", "pricing_page_view", "demo_request",
+        "web_visit",
+        "web_visit",
+        "web_visit",
+        "pricing_page_view",
+        "demo_request",
     ]
     assert cleaned.activities["lead_id"].tolist() == [1, 1, 2, 1, 1]
     assert cleaned.deals["outcome"].iloc[0] == "won"

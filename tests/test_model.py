@@ -20,13 +20,20 @@ AS_OF = pd.Timestamp("2026-11-01", tz="UTC")
 def trained():
     crm = generate_crm(12_000, seed=7)
     tables = clean(as_of(CrmTables(crm.accounts, crm.leads, crm.activities, crm.deals), AS_OF))
-    config = load_config(None, ("features.exclude=[disqualify_reason]",
-                                "features.identifiers=[lead_id, account_id, deal_id, name]"))
+    config = load_config(
+        None,
+        (
+            "features.exclude=[disqualify_reason]",
+            "features.identifiers=[lead_id, account_id, deal_id, name]",
+        ),
+    )
     ts = build_training_set(tables, config, AS_OF)
     part = {k: (ts.rows["split"] == k).to_numpy() for k in ("train", "valid", "holdout")}
     model = LeadScoringModel(random_state=0).fit(
-        ts.X[part["train"]], ts.rows["label"][part["train"]],
-        X_val=ts.X[part["valid"]], y_val=ts.rows["label"][part["valid"]],
+        ts.X[part["train"]],
+        ts.rows["label"][part["train"]],
+        X_val=ts.X[part["valid"]],
+        y_val=ts.rows["label"][part["valid"]],
         groups_val=ts.rows["lead_id"][part["valid"]].to_numpy(),
     )
     return model, ts, part, crm
@@ -44,8 +51,14 @@ def test_planted_drivers_are_among_top_features(trained):
     top = set(model.feature_importance().head(12).index)
     # intent (high-value activity, opportunity) and fit (title/seniority, company) were planted
     assert top & {"has_open_deal", "days_since_deal_created"}
-    assert top & {"act_high_value_7d", "act_high_value_30d", "act_high_value_90d",
-                  "engagement_decay", "act_demo_request_30d", "act_meeting_30d"}
+    assert top & {
+        "act_high_value_7d",
+        "act_high_value_30d",
+        "act_high_value_90d",
+        "engagement_decay",
+        "act_demo_request_30d",
+        "act_meeting_30d",
+    }
     assert top & {"job_title", "seniority"}
     assert "disqualify_reason" not in model.feature_names_in_
     assert "email" not in model.feature_names_in_
@@ -111,8 +124,16 @@ def test_metrics_match_hand_computed_cases():
     assert metrics["roc_auc"] == pytest.approx(roc_auc_score(y, p))
     assert metrics["brier"] == pytest.approx(np.mean((p - y) ** 2))
     # bins: [0,.1): 2 rows mean p .05 win 0 -> gap .1 total; [.1,.2): 2 rows .3 total vs 0 ...
-    by_hand = (abs(0 - 0.10) + abs(0 - 0.30) + abs(0 - 0.25) + abs(0 - 0.35) + abs(1 - 0.45)
-               + abs(1 - 0.75) + abs(1 - 0.85) + abs(1 - 0.95)) / 10
+    by_hand = (
+        abs(0 - 0.10)
+        + abs(0 - 0.30)
+        + abs(0 - 0.25)
+        + abs(0 - 0.35)
+        + abs(1 - 0.45)
+        + abs(1 - 0.75)
+        + abs(1 - 0.85)
+        + abs(1 - 0.95)
+    ) / 10
     assert expected_calibration_error(y, p) == pytest.approx(by_hand)
     assert lift_at(y, p, 0.1) == pytest.approx(1 / 0.4)
     assert lift_at(y, p, 0.5) == pytest.approx((4 / 5) / 0.4)

@@ -31,15 +31,25 @@ INDUSTRIES = ("Software", " software", "RETAIL", None)
 COLUMNS = {
     "accounts": {"account_id": "int64", "industry": object, "employees": "float64"},
     "leads": {
-        "lead_id": "int64", "account_id": "Int64", "created_at": "datetime64[ns, UTC]",
-        "email": object, "source": object, "score": "int64", "is_partner": "bool",
+        "lead_id": "int64",
+        "account_id": "Int64",
+        "created_at": "datetime64[ns, UTC]",
+        "email": object,
+        "source": object,
+        "score": "int64",
+        "is_partner": "bool",
     },
     "activities": {
-        "lead_id": "int64", "occurred_at": "datetime64[ns, UTC]", "activity_type": object,
+        "lead_id": "int64",
+        "occurred_at": "datetime64[ns, UTC]",
+        "activity_type": object,
     },
     "deals": {
-        "deal_id": "int64", "lead_id": "int64", "account_id": "Int64",
-        "created_at": "datetime64[ns, UTC]", "closed_at": "datetime64[ns, UTC]",
+        "deal_id": "int64",
+        "lead_id": "int64",
+        "account_id": "Int64",
+        "created_at": "datetime64[ns, UTC]",
+        "closed_at": "datetime64[ns, UTC]",
         "outcome": object,
     },
 }
@@ -47,8 +57,12 @@ COLUMNS = {
 # when no deal has a date at all (see test_features.py::EMPTY_MAPPER_BUG), which is not what
 # this file is about.
 BACKGROUND_DEAL = {
-    "deal_id": 0, "lead_id": 0, "account_id": None, "created_at": T0 - pd.Timedelta(days=30),
-    "closed_at": T0 - pd.Timedelta(days=20), "outcome": "lost",
+    "deal_id": 0,
+    "lead_id": 0,
+    "account_id": None,
+    "created_at": T0 - pd.Timedelta(days=30),
+    "closed_at": T0 - pd.Timedelta(days=20),
+    "outcome": "lost",
 }
 
 
@@ -81,9 +95,13 @@ def seconds_from(start_s: int) -> st.SearchStrategy[int]:
 def lead_row(draw, lead_id: int, account_ids: list[int], created_s: int) -> dict:
     account = draw(st.sampled_from([None, UNKNOWN_ACCOUNT, *account_ids]))
     return {
-        "lead_id": lead_id, "account_id": account, "created_at": at(created_s),
-        "email": f"lead{lead_id}@example.com", "source": draw(st.sampled_from(SOURCES)),
-        "score": draw(st.integers(0, 100)), "is_partner": draw(st.booleans()),
+        "lead_id": lead_id,
+        "account_id": account,
+        "created_at": at(created_s),
+        "email": f"lead{lead_id}@example.com",
+        "source": draw(st.sampled_from(SOURCES)),
+        "score": draw(st.integers(0, 100)),
+        "is_partner": draw(st.booleans()),
     }
 
 
@@ -107,8 +125,12 @@ def deal_row(draw, deal_id: int, leads: list[dict], start_s: int) -> dict:
     created_s = draw(seconds_from(start_s))
     closed_at, outcome = closing(draw, created_s)
     return {
-        "deal_id": deal_id, "lead_id": lead["lead_id"], "account_id": lead["account_id"],
-        "created_at": at(created_s), "closed_at": closed_at, "outcome": outcome,
+        "deal_id": deal_id,
+        "lead_id": lead["lead_id"],
+        "account_id": lead["account_id"],
+        "created_at": at(created_s),
+        "closed_at": closed_at,
+        "outcome": outcome,
     }
 
 
@@ -121,8 +143,11 @@ def crm_with_future_edits(draw):
     """A small random CRM, cutoffs, and the same CRM edited only at or after the last cutoff."""
     account_ids = list(range(1, draw(st.integers(0, 3)) + 1))
     accounts = [
-        {"account_id": a, "industry": draw(st.sampled_from(INDUSTRIES)),
-         "employees": draw(st.one_of(st.none(), st.floats(1, 5000)))}
+        {
+            "account_id": a,
+            "industry": draw(st.sampled_from(INDUSTRIES)),
+            "employees": draw(st.one_of(st.none(), st.floats(1, 5000))),
+        }
         for a in account_ids
     ]
     leads = [
@@ -150,7 +175,8 @@ def crm_with_future_edits(draw):
     # Attributes carry no timestamp of their own: a lead created later may look like anything.
     edited_leads = [
         lead_row(draw, lead["lead_id"], account_ids, seconds_of(lead["created_at"]))
-        if future(lead["created_at"]) and draw(st.booleans()) else lead
+        if future(lead["created_at"]) and draw(st.booleans())
+        else lead
         for lead in leads
     ]
     all_leads = edited_leads + new_leads
@@ -158,8 +184,11 @@ def crm_with_future_edits(draw):
 
     edited_activities = []
     for row in activities:
-        action = draw(st.sampled_from(["keep", "drop", "retime"])) if future(
-            row["occurred_at"]) else "keep"
+        action = (
+            draw(st.sampled_from(["keep", "drop", "retime"]))
+            if future(row["occurred_at"])
+            else "keep"
+        )
         if action == "retime":
             row = {**row, "occurred_at": at(draw(seconds_from(edit_s)))}
         if action != "drop":
@@ -170,22 +199,32 @@ def crm_with_future_edits(draw):
 
     edited_deals = []
     for row in deals:
-        action = draw(st.sampled_from(["keep", "reopen", "reclose"])) if future(
-            row["closed_at"]) else "keep"
+        action = (
+            draw(st.sampled_from(["keep", "reopen", "reclose"]))
+            if future(row["closed_at"])
+            else "keep"
+        )
         if action == "reopen":
             row = {**row, "closed_at": None, "outcome": None}
         elif action == "reclose":
             created_s = seconds_of(row["created_at"])
             closed_at = at(draw(seconds_from(max(edit_s, created_s))))
-            row = {**row, "closed_at": closed_at,
-                   "outcome": draw(st.sampled_from(["won", "lost"]))}
+            row = {**row, "closed_at": closed_at, "outcome": draw(st.sampled_from(["won", "lost"]))}
         edited_deals.append(row)
     # Deals left open may close at or after the cutoff, too.
     edited_deals = [
-        {**row, **dict(zip(("closed_at", "outcome"),
-                           closing(draw, max(edit_s, seconds_of(row["created_at"]))),
-                           strict=True))}
-        if row["closed_at"] is None and draw(st.booleans()) else row
+        {
+            **row,
+            **dict(
+                zip(
+                    ("closed_at", "outcome"),
+                    closing(draw, max(edit_s, seconds_of(row["created_at"]))),
+                    strict=True,
+                )
+            ),
+        }
+        if row["closed_at"] is None and draw(st.booleans())
+        else row
         for row in edited_deals
     ]
     edited_deals += [
@@ -193,7 +232,9 @@ def crm_with_future_edits(draw):
         for deal_id in range(len(deals), len(deals) + draw(st.integers(0, 2)))
     ]
     after = {
-        "accounts": accounts, "leads": all_leads, "activities": edited_activities,
+        "accounts": accounts,
+        "leads": all_leads,
+        "activities": edited_activities,
         "deals": edited_deals,
     }
     spec = FeatureSpec(
@@ -206,24 +247,33 @@ def crm_with_future_edits(draw):
     return to_tables(before), to_tables(after), cutoffs, spec, max_age_days
 
 
-def at_cutoffs(tables: CrmTables, cutoffs: pd.DatetimeIndex, spec: FeatureSpec,
-               max_age_days: int | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def at_cutoffs(
+    tables: CrmTables, cutoffs: pd.DatetimeIndex, spec: FeatureSpec, max_age_days: int | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The spine and features at `cutoffs`, as the pipeline builds them from raw tables."""
     tables = clean(tables)
     spine = open_leads(tables, cutoffs, max_age_days)
     return spine, build_features(tables, spine, spec)
 
 
-def assert_same_at_cutoffs(before: CrmTables, after: CrmTables, cutoffs: pd.DatetimeIndex,
-                           spec: FeatureSpec, max_age_days: int | None) -> None:
+def assert_same_at_cutoffs(
+    before: CrmTables,
+    after: CrmTables,
+    cutoffs: pd.DatetimeIndex,
+    spec: FeatureSpec,
+    max_age_days: int | None,
+) -> None:
     spine_before, x_before = at_cutoffs(before, cutoffs, spec, max_age_days)
     spine_after, x_after = at_cutoffs(after, cutoffs, spec, max_age_days)
     pd.testing.assert_frame_equal(spine_after, spine_before, check_exact=True)
     pd.testing.assert_frame_equal(x_after, x_before, check_exact=True)
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(case=crm_with_future_edits())
 def test_rows_at_or_after_the_cutoff_change_no_spine_row_and_no_feature(case):
     before, after, cutoffs, spec, max_age_days = case
@@ -231,8 +281,11 @@ def test_rows_at_or_after_the_cutoff_change_no_spine_row_and_no_feature(case):
     assert_same_at_cutoffs(before, after, cutoffs, spec, max_age_days)
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(case=crm_with_future_edits())
 def test_features_from_the_as_of_view_equal_features_from_everything(case):
     tables, _, cutoffs, spec, max_age_days = case
@@ -248,25 +301,40 @@ SECOND = pd.Timedelta(seconds=1)
 def sanity_rows() -> dict[str, list[dict]]:
     def lead(lead_id, account, days_before):
         return {
-            "lead_id": lead_id, "account_id": account,
-            "created_at": CUTOFF - pd.Timedelta(days=days_before), "email": "x@example.com",
-            "source": "Referral", "score": 5, "is_partner": False,
+            "lead_id": lead_id,
+            "account_id": account,
+            "created_at": CUTOFF - pd.Timedelta(days=days_before),
+            "email": "x@example.com",
+            "source": "Referral",
+            "score": 5,
+            "is_partner": False,
         }
 
     return {
         "accounts": [{"account_id": 1, "industry": "Software", "employees": 50.0}],
         "leads": [lead(1, 1, 40), lead(2, 1, 30), lead(3, None, 20)],
         "activities": [
-            {"lead_id": 1, "occurred_at": CUTOFF - pd.Timedelta(days=3),
-             "activity_type": "web_visit"},
-            {"lead_id": 1, "occurred_at": CUTOFF + pd.Timedelta(days=2),
-             "activity_type": "meeting"},
+            {
+                "lead_id": 1,
+                "occurred_at": CUTOFF - pd.Timedelta(days=3),
+                "activity_type": "web_visit",
+            },
+            {
+                "lead_id": 1,
+                "occurred_at": CUTOFF + pd.Timedelta(days=2),
+                "activity_type": "meeting",
+            },
         ],
         "deals": [
             BACKGROUND_DEAL,
-            {"deal_id": 1, "lead_id": 2, "account_id": 1,
-             "created_at": CUTOFF - pd.Timedelta(days=10), "closed_at": CUTOFF,
-             "outcome": "won"},
+            {
+                "deal_id": 1,
+                "lead_id": 2,
+                "account_id": 1,
+                "created_at": CUTOFF - pd.Timedelta(days=10),
+                "closed_at": CUTOFF,
+                "outcome": "won",
+            },
         ],
     }
 
@@ -276,8 +344,16 @@ def add_activity(rows, moment):
 
 
 def add_deal(rows, moment):
-    rows["deals"].append({"deal_id": 2, "lead_id": 1, "account_id": 1, "created_at": moment,
-                          "closed_at": None, "outcome": None})
+    rows["deals"].append(
+        {
+            "deal_id": 2,
+            "lead_id": 1,
+            "account_id": 1,
+            "created_at": moment,
+            "closed_at": None,
+            "outcome": None,
+        }
+    )
 
 
 def add_lead(rows, moment):
@@ -293,10 +369,12 @@ def retime_later_activity(rows, moment):
 
 
 @pytest.mark.parametrize(
-    "edit", [add_activity, add_deal, add_lead, move_close, retime_later_activity],
+    "edit",
+    [add_activity, add_deal, add_lead, move_close, retime_later_activity],
 )
 @pytest.mark.parametrize(
-    ("moment", "changes"), [(CUTOFF - SECOND, True), (CUTOFF, False), (CUTOFF + SECOND, False)],
+    ("moment", "changes"),
+    [(CUTOFF - SECOND, True), (CUTOFF, False), (CUTOFF + SECOND, False)],
 )
 def test_the_same_edit_before_the_cutoff_is_seen(edit, moment, changes):
     rows = sanity_rows()

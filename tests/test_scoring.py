@@ -26,11 +26,23 @@ def test_grade_bands_are_minimum_probabilities(p, grade):
 
 
 def test_reasons_follow_the_largest_positive_contributions():
-    X = pd.DataFrame({"act_pricing_page_view_7d": [4.0, 0.0], "seniority": ["vp", "student"],
-                      "has_open_deal": [0.0, 0.0], "lead_age_days": [10.0, 300.0]})
-    contrib = pd.DataFrame({"act_pricing_page_view_7d": [0.9, -0.2], "seniority": [0.4, -1.5],
-                            "has_open_deal": [-0.1, -0.1], "lead_age_days": [0.02, 0.3],
-                            "bias": [-3.0, -3.0]})
+    X = pd.DataFrame(
+        {
+            "act_pricing_page_view_7d": [4.0, 0.0],
+            "seniority": ["vp", "student"],
+            "has_open_deal": [0.0, 0.0],
+            "lead_age_days": [10.0, 300.0],
+        }
+    )
+    contrib = pd.DataFrame(
+        {
+            "act_pricing_page_view_7d": [0.9, -0.2],
+            "seniority": [0.4, -1.5],
+            "has_open_deal": [-0.1, -0.1],
+            "lead_age_days": [0.02, 0.3],
+            "bias": [-3.0, -3.0],
+        }
+    )
     reasons = top_reasons(X, contrib, describe, max_reasons=3, min_impact=0.05)
     assert [r["feature"] for r in reasons[0]] == ["act_pricing_page_view_7d", "seniority"]
     assert reasons[0][0]["text"] == "Viewed the pricing page 4 times in the last 7 days"
@@ -52,8 +64,12 @@ def test_no_reason_when_nothing_pushes_the_score_up():
         ("act_demo_request_30d", 1.0, "Requested a demo 1 time in the last 30 days"),
         ("act_web_visit_90d", 12.0, "Visited the website 12 times in the last 90 days"),
         ("act_meeting_30d", 0.0, "No meeting activity in the last 30 days"),
-        ("act_high_value_7d", 3.0,
-         "Took high-intent actions (pricing, demo, meeting, form, webinar) 3 times in the last 7 days"),
+        (
+            "act_high_value_7d",
+            3.0,
+            "Took high-intent actions (pricing, demo, meeting, form, webinar) 3 times "
+            "in the last 7 days",
+        ),
         ("days_since_last_activity", 1.0, "Last active 1 day ago"),
         ("days_since_last_activity", math.nan, "No activity in the last year"),
         ("has_open_deal", 1.0, "Has an open opportunity"),

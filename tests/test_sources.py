@@ -30,7 +30,8 @@ def test_loads_parquet_and_csv_alike(data_dir):
     assert len(from_csv.activities) == len(from_parquet.activities)
     assert str(from_csv.activities["occurred_at"].dt.tz) == "UTC"
     pd.testing.assert_series_equal(
-        from_csv.deals["closed_at"].dt.floor("s"), from_parquet.deals["closed_at"].dt.floor("s"),
+        from_csv.deals["closed_at"].dt.floor("s"),
+        from_parquet.deals["closed_at"].dt.floor("s"),
         check_dtype=False,
     )
 

@@ -26,7 +26,9 @@ def test_history_shape(small_crm):
     assert (deals["closed_at"].dropna() > deals.loc[deals["closed_at"].notna(), "created_at"]).all()
     assert leads["lead_id"].is_unique and deals["deal_id"].is_unique
     assert set(leads["account_id"].dropna()) <= set(small_crm.accounts["account_id"])
-    assert (acts["occurred_at"] >= acts["lead_id"].map(leads.set_index("lead_id")["created_at"])).all()
+    assert (
+        acts["occurred_at"] >= acts["lead_id"].map(leads.set_index("lead_id")["created_at"])
+    ).all()
 
 
 def test_planted_mess(small_crm):

@@ -10,12 +10,18 @@ from pipeline.writeback import redact, resolve_target, write_table
 
 
 def _scores(n: int, version: str = "1") -> pd.DataFrame:
-    return pd.DataFrame({
-        "lead_id": range(n), "probability": [0.1] * n, "score": [10] * n, "grade": ["C"] * n,
-        "reasons": ["Viewed the pricing page 2 times in the last 7 days"] * n,
-        "model_version": version, "as_of": pd.Timestamp("2026-11-01", tz="UTC"),
-        "scored_at": pd.Timestamp("2026-11-02", tz="UTC"),
-    })
+    return pd.DataFrame(
+        {
+            "lead_id": range(n),
+            "probability": [0.1] * n,
+            "score": [10] * n,
+            "grade": ["C"] * n,
+            "reasons": ["Viewed the pricing page 2 times in the last 7 days"] * n,
+            "model_version": version,
+            "as_of": pd.Timestamp("2026-11-01", tz="UTC"),
+            "scored_at": pd.Timestamp("2026-11-02", tz="UTC"),
+        }
+    )
 
 
 def _read(path) -> pd.DataFrame:

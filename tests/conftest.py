@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+
+# Before LightGBM loads OpenMP: spinning threads crawl on a busy 2-core machine (see pipeline.cli).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import shutil
 import subprocess
 import sys

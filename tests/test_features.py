@@ -616,11 +616,12 @@ def test_open_leads_with_no_cutoffs_is_empty():
 
 
 EMPTY_MAPPER_BUG = pytest.mark.xfail(
+    int(pd.__version__.split(".")[0]) >= 3,  # pandas 2.2 maps an empty Series to NaN/NaT
     strict=True,
     raises=TypeError,
-    reason="BUG: Series.map with an empty datetime Series raises 'Cannot cast DatetimeArray to "
-    "dtype float64'; open_leads, opportunity_features and label_snapshots crash when no deal "
-    "has a closed_at (or, for opportunity_features, there are no deals at all)",
+    reason="BUG (pandas 3): Series.map with an empty datetime Series raises 'Cannot cast "
+    "DatetimeArray to dtype float64'; open_leads, opportunity_features and label_snapshots "
+    "crash when no deal has a closed_at (or, for opportunity_features, there are no deals)",
 )
 
 

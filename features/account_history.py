@@ -5,17 +5,22 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.tables import CrmTables
+from features.tables import CrmTables, lookup
 
 
 def account_history_features(tables: CrmTables, spine: pd.DataFrame) -> pd.DataFrame:
     """Earlier deals won and lost by the lead's account, its win rate, and its other leads.
 
-    Uses deals closed strictly before the cutoff and leads created strictly before it. Leads
-    without an account get NaN.
+    Uses deals closed strictly before the cutoff and leads created strictly before it. A deal's
+    account is its own `account_id` when the deals table has one, else its lead's. Leads without
+    an account get NaN.
     """
     lead_account = tables.leads.set_index("lead_id")["account_id"]
-    deals = tables.deals.dropna(subset=["closed_at", "account_id"])
+    deals = tables.deals
+    via_lead = lookup(lead_account, deals["lead_id"])
+    own = deals["account_id"] if "account_id" in deals.columns else via_lead
+    deals = deals.assign(account_id=own.where(own.notna(), via_lead))
+    deals = deals.dropna(subset=["closed_at", "account_id"])
     leads = tables.leads.dropna(subset=["account_id"])
     blocks = []
     for cutoff, group in spine.groupby("cutoff", sort=True):

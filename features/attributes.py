@@ -22,6 +22,9 @@ def _as_feature(values: pd.Series) -> pd.Series:
     """Numbers become float (missing as NaN); everything else a normalised string category."""
     if pd.api.types.is_bool_dtype(values):
         return values.astype("float64")
+    present = values.dropna()
+    if len(present) and present.map(lambda v: isinstance(v, bool | np.bool_)).all():
+        return values.map(lambda v: float(v) if isinstance(v, bool | np.bool_) else np.nan)
     if pd.api.types.is_numeric_dtype(values):
         return pd.to_numeric(values, errors="coerce").astype("float64")
     return normalise_label(values).astype(object).where(lambda s: s.notna(), None)

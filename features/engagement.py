@@ -53,8 +53,8 @@ def engagement_features(
     order = np.argsort(times, kind="stable")
     times = times[order]
     act_leads = acts["lead_id"].to_numpy()[order]
-    type_code = pd.Categorical(acts["activity_type"].to_numpy()[order], categories=types).codes
-    type_code = np.where(type_code < 0, n_types - 1, type_code)
+    type_code = pd.Index(types).get_indexer(acts["activity_type"].to_numpy()[order])
+    type_code = np.where(type_code < 0, n_types - 1, type_code)  # unknown types count as other
 
     columns = [f"act_{t}_{w}d" for w in windows_days for t in types]
     columns += [f"act_total_{w}d" for w in windows_days]
@@ -85,7 +85,9 @@ def engagement_features(
 
         youngest = np.full(n, np.inf)
         np.minimum.at(youngest, code, age_days)
-        values["days_since_last_activity"] = np.where(np.isfinite(youngest), youngest, np.nan)
+        values["days_since_last_activity"] = np.where(
+            youngest < recency_cap_days, youngest, np.nan
+        )
         decay = np.power(0.5, age_days / half_life_days)
         values["engagement_decay"] = np.bincount(code, weights=decay, minlength=n)
         recent = np.bincount(code[age_days < TREND_RECENT_DAYS], minlength=n)

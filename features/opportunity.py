@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.tables import CrmTables, utc_datetime64
+from features.tables import CrmTables, lookup, utc_datetime64
 
 
 def opportunity_features(tables: CrmTables, spine: pd.DataFrame) -> pd.DataFrame:
@@ -15,7 +15,7 @@ def opportunity_features(tables: CrmTables, spine: pd.DataFrame) -> pd.DataFrame
     """
     deals = tables.deals[["lead_id", "created_at"]].dropna()
     first_deal = deals.groupby("lead_id")["created_at"].min()
-    created = utc_datetime64(spine["lead_id"].map(first_deal))
+    created = utc_datetime64(lookup(first_deal, spine["lead_id"]))
     cutoff = utc_datetime64(spine["cutoff"])
     before = created < cutoff  # NaT compares False
     days = np.where(before, (cutoff - created) / np.timedelta64(1, "D"), np.nan)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.tables import CrmTables, utc_datetime64
+from features.tables import CrmTables, lookup, utc_datetime64
 
 DAY = pd.Timedelta(days=1)
 
@@ -38,7 +38,7 @@ def open_leads(
     """
     leads = tables.leads[["lead_id", "created_at"]]
     closed_at = lead_outcomes(tables.deals)["closed_at"]
-    closed = leads["lead_id"].map(closed_at)
+    closed = lookup(closed_at, leads["lead_id"])
     created = utc_datetime64(leads["created_at"])
     closed_values = utc_datetime64(closed)
     blocks = []
@@ -67,7 +67,7 @@ def label_snapshots(
     """
     window = pd.Timedelta(days=window_days)
     known = spine[spine["cutoff"] + window <= as_of]
-    won_at = known["lead_id"].map(lead_outcomes(deals)["won_at"])
+    won_at = lookup(lead_outcomes(deals)["won_at"], known["lead_id"])
     label = (won_at >= known["cutoff"]) & (won_at < known["cutoff"] + window)
     return known.assign(label=label.astype(np.int8).to_numpy())
 

@@ -52,9 +52,10 @@ def normalise_label(values: pd.Series) -> pd.Series:
 
 
 def clean(tables: CrmTables) -> CrmTables:
-    """Normalise activity types and outcomes and drop exact duplicate activity rows."""
-    activities = tables.activities.drop_duplicates(["lead_id", "occurred_at", "activity_type"])
-    activities = activities.assign(activity_type=normalise_label(activities["activity_type"]))
+    """Normalise activity types and outcomes; drop repeated activities (same lead, time, type)."""
+    activities = tables.activities.assign(
+        activity_type=normalise_label(tables.activities["activity_type"])
+    ).drop_duplicates(["lead_id", "occurred_at", "activity_type"])
     deals = tables.deals.assign(outcome=normalise_label(tables.deals["outcome"]))
     return replace(tables, activities=activities, deals=deals)
 
@@ -62,6 +63,17 @@ def clean(tables: CrmTables) -> CrmTables:
 def snake_case(name: str) -> str:
     """A column-name-safe form of a label."""
     return re.sub(r"[^0-9a-z]+", "_", name.strip().lower()).strip("_")
+
+
+def lookup(values: pd.Series, keys: pd.Series) -> pd.Series:
+    """`values` (indexed by a unique key) looked up for each of `keys`; missing keys give NaN/NaT.
+
+    Unlike `keys.map(values)` this keeps the dtype when `values` is empty (pandas 3 cannot map an
+    empty datetime Series).
+    """
+    found = values.reindex(keys.to_numpy())
+    found.index = keys.index
+    return found.rename(keys.name)
 
 
 def utc_datetime64(values: pd.Series | pd.Index) -> np.ndarray:

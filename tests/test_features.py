@@ -77,9 +77,8 @@ def make_tables(accounts=None, leads=None, activities=None, deals=None) -> CrmTa
     )
 
 
-# A long-closed won deal of a lead outside every spine. Builders that map per-lead deal dates
-# crash when no deal has any date to map (see the xfail tests below); this row keeps the other
-# cases about what they test.
+# A long-closed won deal of a lead outside every spine, so most cases run with some deal history;
+# the *_without_any_closed_deal tests cover none.
 BACKGROUND_DEAL = (99, None, CUTOFF - 400 * DAY, CUTOFF - 399 * DAY, "won")
 
 
@@ -203,11 +202,6 @@ def test_days_since_last_activity(ages, recency_cap, expected):
         assert value == pytest.approx(expected)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: days_since_last_activity ignores recency_cap_days when the cap is below the "
-    "lookback (max(windows, 90 trend days)); a 60-day-old activity gives 60, not NaN, at cap 30",
-)
 def test_days_since_last_activity_is_nan_beyond_a_short_recency_cap():
     value = engagement([(1, CUTOFF - 60 * DAY, "web_visit")], recency_cap=30).loc[
         (1, CUTOFF), "days_since_last_activity"
@@ -521,12 +515,6 @@ def test_account_other_leads_excludes_the_lead_and_later_leads():
     assert math.isnan(out.loc[(7, CUTOFF), "account_other_leads"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KeyError,
-    reason="BUG: account_history_features reads deals['account_id'], which the canonical deals "
-    "table does not require (REQUIRED_COLUMNS); a valid deals table without it raises KeyError",
-)
 def test_account_history_works_without_an_account_id_on_deals():
     tables = make_tables(
         leads=leads_frame([1, 2], [10, 10], [CUTOFF - 9 * DAY, CUTOFF - 9 * DAY]),
@@ -615,17 +603,6 @@ def test_open_leads_with_no_cutoffs_is_empty():
     assert list(spine.columns) == ["lead_id", "cutoff"]
 
 
-EMPTY_MAPPER_BUG = pytest.mark.xfail(
-    int(pd.__version__.split(".")[0]) >= 3,  # pandas 2.2 maps an empty Series to NaN/NaT
-    strict=True,
-    raises=TypeError,
-    reason="BUG (pandas 3): Series.map with an empty datetime Series raises 'Cannot cast "
-    "DatetimeArray to dtype float64'; open_leads, opportunity_features and label_snapshots "
-    "crash when no deal has a closed_at (or, for opportunity_features, there are no deals)",
-)
-
-
-@EMPTY_MAPPER_BUG
 @pytest.mark.parametrize("deals", [[], [(1, None, CUTOFF - 9 * DAY, None, None)]])
 def test_open_leads_without_any_closed_deal(deals):
     tables = make_tables(leads=leads_frame([1], [None], [CUTOFF - DAY]), deals=deals_frame(deals))
@@ -635,14 +612,12 @@ def test_open_leads_without_any_closed_deal(deals):
     assert spine["lead_id"].tolist() == [1]
 
 
-@EMPTY_MAPPER_BUG
 def test_opportunity_features_without_any_deal():
     out = opportunity_features(make_tables(), spine_of([1]))
 
     assert out.loc[(1, CUTOFF), "has_open_deal"] == 0
 
 
-@EMPTY_MAPPER_BUG
 def test_label_snapshots_without_any_closed_deal():
     deals = deals_frame([(1, None, CUTOFF - 9 * DAY, None, None)])
 

@@ -85,9 +85,7 @@ def engagement_features(
 
         youngest = np.full(n, np.inf)
         np.minimum.at(youngest, code, age_days)
-        values["days_since_last_activity"] = np.where(
-            youngest < recency_cap_days, youngest, np.nan
-        )
+        values["days_since_last_activity"] = np.where(youngest < recency_cap_days, youngest, np.nan)
         decay = np.power(0.5, age_days / half_life_days)
         values["engagement_decay"] = np.bincount(code, weights=decay, minlength=n)
         recent = np.bincount(code[age_days < TREND_RECENT_DAYS], minlength=n)

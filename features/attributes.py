@@ -7,14 +7,19 @@ from collections.abc import Collection
 import numpy as np
 import pandas as pd
 
-from features.tables import CrmTables, normalise_label, utc_datetime64
+from features.screening import is_pii_name
+from features.tables import CrmTables, normalise_label, snake_case, utc_datetime64
 
 
 def _attribute_columns(frame: pd.DataFrame, skip: Collection[str]) -> list[str]:
+    """Columns that may be features: not skipped (case-insensitively), not PII, not timestamps."""
+    skipped = {snake_case(s) for s in skip}
     return [
         c
         for c in frame.columns
-        if c not in skip and not pd.api.types.is_datetime64_any_dtype(frame[c])
+        if snake_case(str(c)) not in skipped
+        and not is_pii_name(str(c))
+        and not pd.api.types.is_datetime64_any_dtype(frame[c])
     ]
 
 
@@ -35,8 +40,9 @@ def attribute_features(
 ) -> pd.DataFrame:
     """Lead columns by their own names, account columns as `account_<name>`, plus lead age.
 
-    Columns named in `skip` (identifiers, PII, excluded leaks) and timestamp columns are never
-    features. Attributes have no timestamp of their own: they are taken as known from creation.
+    Columns named in `skip` (identifiers, PII, excluded leaks; case-insensitive), columns whose
+    names say they hold contact details (email, phone) and timestamp columns are never features.
+    Attributes have no timestamp of their own: they are taken as known from creation.
     """
     leads = tables.leads.set_index("lead_id")
     lead_cols = _attribute_columns(leads.drop(columns=["account_id"]), skip)

@@ -78,20 +78,29 @@ def _lead_fraction(lead_ids: pd.Series, seed: int) -> np.ndarray:
     return (hashed.to_numpy() >> np.uint64(11)) / float(2**53)
 
 
+SPLITS = ("train", "valid", "calibration", "holdout")
+
+
 def assign_splits(
     spine: pd.DataFrame,
     valid_cutoffs: int,
     holdout_cutoffs: int,
     valid_lead_fraction: float,
+    calibration_lead_fraction: float,
     holdout_lead_fraction: float,
     seed: int = 0,
+    created_at: pd.Series | None = None,
+    max_age_days: int | None = None,
 ) -> pd.Series:
-    """Split snapshot rows into train / valid / holdout by cutoff time, with no lead in two splits.
+    """Split snapshot rows into train / valid / calibration / holdout, no lead in two splits.
 
-    The newest `holdout_cutoffs` cutoffs hold the holdout and the `valid_cutoffs` before them the
-    validation slice. Each lead is drawn once into a holdout, a valid or a train group, so that the
-    later slices are random samples of the leads open then. Older cutoffs train on every lead that
-    never appears in valid or holdout. Rows that fit nowhere get no split (NaN).
+    The newest `holdout_cutoffs` cutoffs hold the holdout; the `valid_cutoffs` before them hold
+    the validation slice (early stopping) and the calibration slice; older cutoffs train. Each
+    lead is drawn once, by a hash of its id, into the holdout, valid, calibration or train group,
+    so every slice is a random sample of the leads open at its cutoffs and membership never
+    depends on outcomes. Train rows come from the train group, plus any lead too old to be open
+    at the first validation cutoff (known from `created_at` and `max_age_days`, never from the
+    outcome). Rows that fit nowhere get no split (NaN).
     """
     cutoff = utc_datetime64(spine["cutoff"])
     cutoffs = np.unique(cutoff)
@@ -104,13 +113,21 @@ def assign_splits(
     holdout_start = cutoffs[-holdout_cutoffs]
     valid_start = cutoffs[-(holdout_cutoffs + valid_cutoffs)]
     draw = _lead_fraction(spine["lead_id"], seed)
-    in_holdout_group = draw < holdout_lead_fraction
-    in_valid_group = (draw >= holdout_lead_fraction) & (
-        draw < holdout_lead_fraction + valid_lead_fraction
-    )
-    holdout = (cutoff >= holdout_start) & in_holdout_group
-    valid = (cutoff >= valid_start) & (cutoff < holdout_start) & in_valid_group
-    later_leads = set(spine.loc[holdout | valid, "lead_id"])
-    train = (cutoff < valid_start) & ~spine["lead_id"].isin(later_leads).to_numpy()
-    split = np.select([train, valid, holdout], ["train", "valid", "holdout"], default="")
+    bounds = np.cumsum([holdout_lead_fraction, valid_lead_fraction, calibration_lead_fraction])
+    group = np.searchsorted(
+        bounds, draw, side="right"
+    )  # 0 holdout, 1 valid, 2 calibration, 3 train
+    in_later_period = cutoff >= valid_start
+    in_holdout_period = cutoff >= holdout_start
+    train_lead = group == 3
+    if created_at is not None and max_age_days is not None:
+        too_old = utc_datetime64(created_at) < valid_start - np.timedelta64(max_age_days, "D")
+        train_lead |= too_old
+    conditions = [
+        ~in_later_period & train_lead,
+        in_later_period & ~in_holdout_period & (group == 1),
+        in_later_period & ~in_holdout_period & (group == 2),
+        in_holdout_period & (group == 0),
+    ]
+    split = np.select(conditions, list(SPLITS), default="")
     return pd.Series(split, index=spine.index, name="split").replace("", np.nan)

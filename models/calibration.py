@@ -9,10 +9,11 @@ from sklearn.base import BaseEstimator
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
-from sklearn.model_selection import GroupKFold, StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
 Method = Literal["isotonic", "sigmoid"]
 EPS = 1e-6
+MIN_WINS = 10
 
 
 class MarginCalibrator(BaseEstimator):
@@ -49,7 +50,9 @@ def cross_validated_log_loss(
 ) -> float:
     """Out-of-fold log loss of a calibrator, so isotonic's flexibility is not rewarded for free."""
     if groups is not None and len(np.unique(groups)) >= n_splits:
-        folds = GroupKFold(n_splits=n_splits).split(margin, y, groups)
+        folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=0).split(
+            margin, y, groups
+        )
     else:
         folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=0).split(margin, y)
     out = np.empty(len(y), dtype=float)
@@ -64,6 +67,12 @@ def choose_calibrator(
     margin: np.ndarray, y: np.ndarray, groups: np.ndarray | None, method: str = "auto"
 ) -> tuple[MarginCalibrator, dict[str, float]]:
     """Fit the requested calibrator, or under 'auto' the one with lower out-of-fold log loss."""
+    wins = int(np.sum(y))
+    if wins < MIN_WINS or len(y) - wins < MIN_WINS:
+        raise ValueError(
+            f"the calibration slice has {wins} wins in {len(y)} rows; at least {MIN_WINS} of "
+            "each class are needed"
+        )
     candidates: list[Method] = ["isotonic", "sigmoid"] if method == "auto" else [method]  # type: ignore[list-item]
     losses = {m: cross_validated_log_loss(m, margin, y, groups) for m in candidates}
     best = min(losses, key=losses.__getitem__)

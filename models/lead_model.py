@@ -18,10 +18,11 @@ def categorical_columns(X: pd.DataFrame) -> list[str]:
 class LeadScoringModel(ClassifierMixin, BaseEstimator):
     """Gradient-boosted trees on point-in-time features, with calibrated probabilities.
 
-    `fit` trains on (X, y), stops early on the time-forward validation slice (X_val, y_val) and
-    then calibrates on that same slice, choosing isotonic or sigmoid by out-of-fold log loss
-    (`groups_val` keeps each lead's rows in one fold). Categorical columns go to LightGBM as
-    pandas categories with the categories seen in training; unseen values count as missing.
+    `fit` trains on (X, y), stops early on the time-forward validation slice (X_val, y_val), and
+    calibrates on a separate held-back slice (X_cal, y_cal), choosing isotonic or sigmoid by
+    out-of-fold log loss (`groups_cal` keeps each lead's rows in one fold). Categorical columns go
+    to LightGBM as pandas categories with the categories seen in training; unseen values and
+    absent columns count as missing.
     """
 
     def __init__(
@@ -51,10 +52,7 @@ class LeadScoringModel(ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
 
     def _encode(self, X: pd.DataFrame) -> pd.DataFrame:
-        missing = [c for c in self.feature_names_in_ if c not in X.columns]
-        if missing:
-            raise ValueError(f"feature frame lacks columns the model was trained on: {missing}")
-        X = X.loc[:, list(self.feature_names_in_)]
+        X = X.reindex(columns=list(self.feature_names_in_))  # absent columns count as missing
         encoded = {}
         for c in X.columns:
             if c in self.categories_:
@@ -71,11 +69,14 @@ class LeadScoringModel(ClassifierMixin, BaseEstimator):
         *,
         X_val: pd.DataFrame,
         y_val: np.ndarray | pd.Series,
-        groups_val: np.ndarray | None = None,
+        X_cal: pd.DataFrame,
+        y_cal: np.ndarray | pd.Series,
+        groups_cal: np.ndarray | None = None,
     ) -> LeadScoringModel:
         y = np.asarray(y).astype(int)
         y_val = np.asarray(y_val).astype(int)
-        for name, labels in (("training", y), ("validation", y_val)):
+        y_cal = np.asarray(y_cal).astype(int)
+        for name, labels in (("training", y), ("validation", y_val), ("calibration", y_cal)):
             if len(np.unique(labels)) < 2:
                 raise ValueError(f"the {name} slice has only one class; cannot fit")
         self.feature_names_in_ = np.array(X.columns, dtype=object)
@@ -106,9 +107,8 @@ class LeadScoringModel(ClassifierMixin, BaseEstimator):
             callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
         )
         self.best_iteration_ = int(self.booster_.best_iteration_ or self.n_estimators)
-        margin_val = self.decision_function(X_val)
         self.calibrator_, self.calibration_losses_ = choose_calibrator(
-            margin_val, y_val, groups_val, self.calibration
+            self.decision_function(X_cal), y_cal, groups_cal, self.calibration
         )
         return self
 

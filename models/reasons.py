@@ -17,19 +17,23 @@ def top_reasons(
 ) -> list[list[dict[str, object]]]:
     """Per row, up to `max_reasons` features with the largest positive log-odds contribution.
 
-    Each reason is {feature, value, impact, text}; features below `min_impact` are not reasons.
+    Each reason is {feature, value, impact, text}. Features below `min_impact` are not reasons,
+    and neither are absences (a zero count or a missing value): "did not open an email" may
+    nudge the model, but it is not a reason a sales rep can act on.
     """
     features = [c for c in contributions.columns if c != "bias"]
     values = contributions[features].to_numpy()
     k = min(max_reasons, len(features))
     if k == 0:
         return [[] for _ in range(len(X))]
+    raw = X[features].to_numpy(dtype=object)
+    absent = pd.isna(X[features]).to_numpy() | (X[features] == 0).to_numpy()
+    values = np.where(absent, -np.inf, values)
     top = np.argpartition(-values, k - 1, axis=1)[:, :k]
     top_values = np.take_along_axis(values, top, axis=1)
     order = np.argsort(-top_values, axis=1)
     top = np.take_along_axis(top, order, axis=1)
     top_values = np.take_along_axis(top_values, order, axis=1)
-    raw = X[features].to_numpy(dtype=object)
     out: list[list[dict[str, object]]] = []
     for i in range(len(X)):
         reasons = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from rich.table import Table
 from pipeline.errors import EXIT_INPUT, InputError
 
 DEFAULT_CONFIG = Path("configs/demo.yaml")
-out = Console(highlight=False)
+out = Console(highlight=False, soft_wrap=True)
 
 
 def _fail_on_input_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -26,7 +27,9 @@ def _fail_on_input_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except InputError as exc:
-            Console(stderr=True, highlight=False).print(f"[red]error:[/red] {exc}", markup=True)
+            Console(stderr=True, highlight=False, soft_wrap=True).print(
+                f"[red]error:[/red] {exc}", markup=True
+            )
             sys.exit(EXIT_INPUT)
 
     return wrapper
@@ -50,8 +53,14 @@ def parse_moment(text: str | None) -> pd.Timestamp:
 def _load(config_path: Path | None, overrides: tuple[str, ...]) -> Any:
     from pipeline.config import load_config
 
-    if config_path is None and DEFAULT_CONFIG.is_file():
-        config_path = DEFAULT_CONFIG
+    if config_path is None:
+        if DEFAULT_CONFIG.is_file():
+            config_path = DEFAULT_CONFIG
+        else:
+            Console(stderr=True, highlight=False, soft_wrap=True).print(
+                f"[yellow]![/yellow] no --config and no {DEFAULT_CONFIG} here: using the built-in "
+                "defaults, which exclude no columns beyond identifiers and PII"
+            )
     return load_config(config_path, overrides)
 
 
@@ -121,12 +130,16 @@ def demo_data(out: Path, n_leads: int, seed: int, end: str) -> None:
     from pipeline.synthetic_crm import generate_crm
 
     steps = Steps()
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder")
     with steps.step(f"Generating {n_leads:,} leads (seed {seed})"):
         crm = generate_crm(n_leads, seed, parse_moment(end))
     out.mkdir(parents=True, exist_ok=True)
-    with steps.step(f"Writing Parquet files to {out}"):
-        for name, frame in crm.tables().items():
-            frame.to_parquet(out / f"{name}.parquet", index=False)
+    with steps.step(f"Writing Parquet files to {out}"), tempfile.TemporaryDirectory(dir=out) as tmp:
+        for name, frame in crm.tables().items():  # all files written before any is replaced
+            frame.to_parquet(Path(tmp) / f"{name}.parquet", index=False)
+        for name in crm.tables():
+            os.replace(Path(tmp) / f"{name}.parquet", out / f"{name}.parquet")
     out_sizes = ", ".join(f"{len(f):,} {n}" for n, f in crm.tables().items() if n != "truth")
     click.echo(f"Wrote {out_sizes} to {out}")
 
@@ -207,6 +220,13 @@ def _grade_table(grades: pd.DataFrame) -> Table:
 @data_option
 @as_of_option
 @click.option(
+    "--model-version",
+    default=None,
+    metavar="N",
+    help="Registered version to use. Default: the champion, or the newest version trained as of "
+    "--as-of or earlier when the champion was trained later.",
+)
+@click.option(
     "--output",
     default=None,
     metavar="TARGET",
@@ -218,6 +238,7 @@ def score(
     config_path: Path | None,
     data: Path | None,
     as_of: str | None,
+    model_version: str | None,
     output: str | None,
     overrides: tuple[str, ...],
 ) -> None:
@@ -232,7 +253,12 @@ def score(
     config = _load(config_path, overrides)
     moment = parse_moment(as_of)
     result = run_scoring(
-        config, _data_dir(config, data), moment, output or config.scoring.output, Steps()
+        config,
+        _data_dir(config, data),
+        moment,
+        output or config.scoring.output,
+        Steps(),
+        model_version,
     )
     counts = result.scores["grade"].value_counts()
     table = Table(
@@ -240,7 +266,7 @@ def score(
     )
     for column in ("grade", "leads now", "share", "won in holdout"):
         table.add_column(column, justify="right")
-    won = result.holdout_win_rate_by_grade
+    won = result.holdout_grades["win_rate"]
     for grade in sorted(counts.index):
         rate = f"{won[grade]:.1%}" if grade in won else "n/a"
         table.add_row(grade, f"{counts[grade]:,}", f"{counts[grade] / counts.sum():.1%}", rate)

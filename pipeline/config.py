@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -25,24 +26,43 @@ class SnapshotConfig(_Section):
     max_lead_age_days: int | None = Field(
         365,
         gt=0,
-        description="Leads older than this at a cutoff are stale: not trained on or scored.",
+        description="Training only: older open leads are not used as examples.",
     )
     history_start_days: int = Field(
         90, ge=0, description="First cutoff comes this many days after the earliest lead."
     )
 
+    @field_validator("frequency")
+    @classmethod
+    def _known_offset(cls, value: str) -> str:
+        try:
+            offset = pd.tseries.frequencies.to_offset(value)
+        except ValueError:
+            raise ValueError(
+                "not a pandas offset alias (expected e.g. MS for month starts, W-MON for Mondays)"
+            ) from None
+        if offset is None:
+            raise ValueError("a cutoff frequency is required")
+        return value
+
 
 class SplitConfig(_Section):
     valid_cutoffs: int = Field(3, ge=1)
     holdout_cutoffs: int = Field(3, ge=1)
-    valid_lead_fraction: float = Field(0.2, gt=0, lt=1)
+    valid_lead_fraction: float = Field(0.15, gt=0, lt=1)
+    calibration_lead_fraction: float = Field(0.2, gt=0, lt=1)
     holdout_lead_fraction: float = Field(0.2, gt=0, lt=1)
-    seed: int = 0
+    min_wins: int = Field(20, ge=5, description="Fewest wins each slice needs.")
+    seed: int = Field(0, ge=0, lt=10**16)
 
     @model_validator(mode="after")
     def _fractions_leave_training_leads(self) -> SplitConfig:
-        if self.valid_lead_fraction + self.holdout_lead_fraction >= 0.9:
-            raise ValueError("valid_lead_fraction + holdout_lead_fraction must be below 0.9")
+        total = self.valid_lead_fraction + self.calibration_lead_fraction
+        if total + self.holdout_lead_fraction >= 0.9:
+            raise ValueError(
+                "valid_lead_fraction + calibration_lead_fraction + holdout_lead_fraction must be "
+                "below 0.9, to leave leads to train on"
+            )
         return self
 
 
@@ -123,7 +143,10 @@ def _apply_override(raw: dict[str, Any], assignment: str) -> None:
         if not isinstance(child, dict):
             raise InputError(f"--set {assignment!r}: {part!r} is a value, not a section")
         node = child
-    node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
+    try:
+        node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as exc:
+        raise InputError(f"--set {assignment!r}: the value is not valid YAML: {exc}") from None
 
 
 def _describe_error(error: ValidationError, source: str) -> str:

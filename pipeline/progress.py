@@ -13,7 +13,7 @@ class Steps:
     """Prints `✓ step (1.2s)` as each step of a command finishes, to stderr."""
 
     def __init__(self, quiet: bool = False) -> None:
-        self.console = Console(stderr=True, quiet=quiet, highlight=False)
+        self.console = Console(stderr=True, quiet=quiet, highlight=False, soft_wrap=True)
 
     @contextmanager
     def step(self, title: str) -> Iterator[None]:
@@ -26,3 +26,6 @@ class Steps:
 
     def note(self, text: str) -> None:
         self.console.print(f"  {text}")
+
+    def warn(self, text: str) -> None:
+        self.console.print(f"[yellow]![/yellow] {text}")

@@ -15,12 +15,12 @@ from models.lead_model import LeadScoringModel
 
 @dataclass
 class ScoringBundle:
-    """What scoring needs besides the estimator: how its features were built."""
+    """What scoring needs besides the estimator: how its features were built, and its evidence."""
 
     estimator: LeadScoringModel
     feature_spec: FeatureSpec
-    max_lead_age_days: int | None
-    holdout_win_rate_by_grade: dict[str, float]
+    as_of: pd.Timestamp
+    holdout: pd.DataFrame  # label, probability: the holdout predictions, for grade win rates
 
 
 class LeadScoringPyfunc(mlflow.pyfunc.PythonModel):

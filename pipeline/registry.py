@@ -10,6 +10,7 @@ from pathlib import Path
 import joblib
 import mlflow
 import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
@@ -80,7 +81,11 @@ def log_and_register(
         if "already exists" not in str(exc).lower():
             raise
     version = client.create_model_version(
-        registered_model, source=info.model_uri, run_id=info.run_id, model_id=info.model_id
+        registered_model,
+        source=info.model_uri,
+        run_id=info.run_id,
+        model_id=info.model_id,
+        tags={"as_of": bundle.as_of.isoformat()},
     ).version
     try:
         client.get_model_version_by_alias(registered_model, CHAMPION)
@@ -90,16 +95,64 @@ def log_and_register(
         return version, True
 
 
-def load_champion(registered_model: str) -> tuple[ScoringBundle, str]:
-    """The champion's scoring bundle and its version number."""
+def _version_as_of(version: ModelVersion) -> pd.Timestamp | None:
+    text = (version.tags or {}).get("as_of")
+    return pd.Timestamp(text) if text else None
+
+
+def choose_version(
+    registered_model: str, moment: pd.Timestamp, version: str | None = None
+) -> tuple[str, str]:
+    """The model version to score at `moment`, and a note on why it was chosen.
+
+    An explicit `version` is used as given. Otherwise the champion, unless it was trained as of
+    a time after `moment` (it has seen outcomes a model at `moment` could not know); then the
+    newest version trained as of `moment` or earlier.
+    """
     client = MlflowClient()
+    if version is not None:
+        try:
+            chosen = client.get_model_version(registered_model, version)
+        except MlflowException as exc:
+            raise InputError(
+                f"no version {version} of '{registered_model}' in the registry"
+            ) from exc
+        trained = _version_as_of(chosen)
+        if trained is not None and trained > moment:
+            return version, (
+                f"version {version} was trained as of {trained:%Y-%m-%d}, after {moment:%Y-%m-%d}: "
+                "its scores are not what could have been known then"
+            )
+        return version, f"version {version}, as asked"
     try:
-        version = client.get_model_version_by_alias(registered_model, CHAMPION).version
+        champion = client.get_model_version_by_alias(registered_model, CHAMPION)
     except MlflowException as exc:
         raise InputError(
             f"no model '{registered_model}@{CHAMPION}' in the registry at "
             f"{mlflow.get_tracking_uri()}; run `leadscore train` first"
         ) from exc
-    model = mlflow.pyfunc.load_model(f"models:/{registered_model}@{CHAMPION}")
-    python_model = model.unwrap_python_model()
-    return python_model.bundle, str(version)
+    trained = _version_as_of(champion)
+    if trained is None or trained <= moment:
+        return str(champion.version), f"the champion, version {champion.version}"
+    candidates = [
+        (as_of, int(v.version))
+        for v in client.search_model_versions(f"name='{registered_model}'")
+        if (as_of := _version_as_of(v)) is not None and as_of <= moment
+    ]
+    if not candidates:
+        raise InputError(
+            f"the champion (version {champion.version}) was trained as of {trained:%Y-%m-%d}, "
+            f"after --as-of {moment:%Y-%m-%d}, and no version was trained as of that time or "
+            f"earlier: run `leadscore train --as-of {moment:%Y-%m-%d}` first"
+        )
+    as_of, number = max(candidates)
+    return str(number), (
+        f"version {number} (trained as of {as_of:%Y-%m-%d}): the champion, version "
+        f"{champion.version}, was trained as of {trained:%Y-%m-%d}, after {moment:%Y-%m-%d}"
+    )
+
+
+def load_bundle(registered_model: str, version: str) -> ScoringBundle:
+    """The scoring bundle of one registered version, loaded through its pyfunc flavour."""
+    model = mlflow.pyfunc.load_model(f"models:/{registered_model}/{version}")
+    return model.unwrap_python_model().bundle

@@ -11,13 +11,14 @@ from features.build import build_features
 from features.descriptions import describe
 from features.snapshots import open_leads
 from features.tables import CrmTables, as_of, clean
+from models.evaluation import grade_table
 from models.reasons import top_reasons
 from models.scores import to_grade, to_score
 from pipeline.config import Config
 from pipeline.errors import InputError
 from pipeline.progress import Steps
 from pipeline.pyfunc_model import ScoringBundle
-from pipeline.registry import configure_tracking, load_champion
+from pipeline.registry import choose_version, configure_tracking, load_bundle
 from pipeline.sources import load_tables
 from pipeline.writeback import write_table
 
@@ -40,7 +41,7 @@ class ScoreResult:
     target: str
     version: str
     as_of: pd.Timestamp
-    holdout_win_rate_by_grade: dict[str, float]
+    holdout_grades: pd.DataFrame  # the model's holdout, graded with the current bands
 
 
 def score_leads(
@@ -52,11 +53,18 @@ def score_leads(
     scored_at: pd.Timestamp,
 ) -> pd.DataFrame:
     """One row per lead open at `moment`: probability, score, grade and reasons."""
-    spine = open_leads(tables, pd.DatetimeIndex([moment], name="cutoff"), bundle.max_lead_age_days)
+    spine = open_leads(tables, pd.DatetimeIndex([moment], name="cutoff"), None)
     X = build_features(tables, spine, bundle.feature_spec).reset_index(drop=True)
     model = bundle.estimator
     if X.empty:
         return pd.DataFrame(columns=SCORE_COLUMNS)
+    missing = [c for c in model.feature_names_in_ if c not in X.columns]
+    if missing:
+        raise InputError(
+            f"the model was trained with feature(s) {', '.join(missing)} that these data cannot "
+            "build: a column of leads or accounts (an attribute's own name, or account_<name>) "
+            "is missing"
+        )
     proba = model.predict_proba(X)[:, 1]
     s = config.scoring
     reasons = top_reasons(X, model.contributions(X), describe, s.max_reasons, s.min_reason_impact)
@@ -75,14 +83,21 @@ def score_leads(
 
 
 def score(
-    config: Config, data_dir: Path, moment: pd.Timestamp, output: str, steps: Steps
+    config: Config,
+    data_dir: Path,
+    moment: pd.Timestamp,
+    output: str,
+    steps: Steps,
+    model_version: str | None = None,
 ) -> ScoreResult:
     """Score every lead open at `moment` with the champion model and write the scores."""
     configure_tracking()
-    with steps.step(f"Loading {config.mlflow.registered_model}@champion"):
-        bundle, version = load_champion(config.mlflow.registered_model)
+    name = config.mlflow.registered_model
+    version, why = choose_version(name, moment, model_version)
+    with steps.step(f"Loading {name}: {why}"):
+        bundle = load_bundle(name, version)
     with steps.step(f"Loading {data_dir}"):
-        tables = clean(as_of(load_tables(data_dir), moment))
+        tables = clean(as_of(load_tables(data_dir, steps.warn), moment))
     with steps.step("Building features, scoring and explaining open leads"):
         scores = score_leads(
             tables, bundle, version, moment, config, pd.Timestamp.now(tz="UTC").floor("s")
@@ -98,5 +113,9 @@ def score(
         target=target,
         version=version,
         as_of=moment,
-        holdout_win_rate_by_grade=bundle.holdout_win_rate_by_grade,
+        holdout_grades=grade_table(
+            bundle.holdout["label"].to_numpy(),
+            bundle.holdout["probability"].to_numpy(),
+            to_grade(bundle.holdout["probability"].to_numpy(), config.scoring.grades),
+        ),
     )

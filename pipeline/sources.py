@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +19,12 @@ from features.tables import (
 from pipeline.errors import InputError
 
 KEYS = {"accounts": "account_id", "leads": "lead_id", "deals": "deal_id"}
+REQUIRED_TIMESTAMPS = {"created_at", "occurred_at"}  # closed_at is empty while a deal is open
+JOINS = (  # (table, column) -> (table, key) it must point at
+    ("leads", "account_id", "accounts", "account_id"),
+    ("activities", "lead_id", "leads", "lead_id"),
+    ("deals", "lead_id", "leads", "lead_id"),
+)
 SUFFIXES = (".parquet", ".csv")
 
 
@@ -74,6 +81,12 @@ def _check_table(name: str, frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     frame = frame.copy()
     for column in TIMESTAMP_COLUMNS[name]:
         frame[column] = parse_timestamps(frame[column], path, column)
+        if column in REQUIRED_TIMESTAMPS and frame[column].isna().any():
+            rows = frame.index[frame[column].isna()]
+            raise InputError(
+                f"{path}: column {column!r} is empty in {len(rows)} row(s) (first at row "
+                f"{int(rows[0]) + 1}); every row needs a timestamp"
+            )
     key = KEYS.get(name)
     if key is not None:
         if frame[key].isna().any():
@@ -111,22 +124,50 @@ def _check_table(name: str, frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     return frame
 
 
-def load_tables(data_dir: str | Path) -> CrmTables:
+def check_joins(frames: dict[str, pd.DataFrame], paths: dict[str, Path]) -> list[str]:
+    """Join keys must resolve. None resolving is fatal (usually a type mismatch such as
+    '17' against 17); some not resolving is returned as a warning with examples."""
+    warnings = []
+    for table, column, target, key in JOINS:
+        values = frames[table][column].dropna()
+        if values.empty:
+            continue
+        unknown = ~values.isin(frames[target][key])
+        if unknown.all():
+            raise InputError(
+                f"{paths[table]}: no value of column {column!r} matches {target}.{key} in "
+                f"{paths[target]} (e.g. {_examples(values)} against "
+                f"{_examples(frames[target][key])}; types {values.dtype} and "
+                f"{frames[target][key].dtype})"
+            )
+        if unknown.any():
+            warnings.append(
+                f"{paths[table].name}: {int(unknown.sum()):,} of {len(values):,} rows have a "
+                f"{column} not in {paths[target].name}, e.g. {_examples(values[unknown])}; "
+                "they are ignored"
+            )
+    return warnings
+
+
+def load_tables(data_dir: str | Path, warn: Callable[[str], None] | None = None) -> CrmTables:
     """Read and check accounts, leads, activities and deals from a folder."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise InputError(f"data folder {data_dir} does not exist")
-    frames = {}
+    frames, paths = {}, {}
     for name in TABLE_NAMES:
-        path = table_file(data_dir, name)
-        frames[name] = _check_table(name, _read(path), path)
+        paths[name] = table_file(data_dir, name)
+        frames[name] = _check_table(name, _read(paths[name]), paths[name])
     if frames["leads"].empty:
-        raise InputError(f"{table_file(data_dir, 'leads')}: has no leads")
+        raise InputError(f"{paths['leads']}: has no leads")
+    for message in check_joins(frames, paths):
+        if warn is not None:
+            warn(message)
     return CrmTables(**frames)
 
 
 def fingerprint(data_dir: str | Path) -> str:
-    """A SHA-256 over the bytes of the four table files, to tell runs on the same data apart."""
+    """The first 16 hex digits of a SHA-256 over the four table files' bytes."""
     digest = hashlib.sha256()
     for name in TABLE_NAMES:
         path = table_file(Path(data_dir), name)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import mlflow
@@ -11,8 +11,15 @@ import pandas as pd
 import yaml
 
 from features.build import FeatureSpec, build_features
-from features.snapshots import assign_splits, cutoff_schedule, label_snapshots, open_leads
-from features.tables import CrmTables, as_of, clean
+from features.screening import screen_columns
+from features.snapshots import (
+    SPLITS,
+    assign_splits,
+    cutoff_schedule,
+    label_snapshots,
+    open_leads,
+)
+from features.tables import CrmTables, as_of, clean, lookup
 from models.evaluation import grade_table, holdout_metrics
 from models.lead_model import LeadScoringModel
 from models.scores import to_grade
@@ -22,6 +29,7 @@ from pipeline.progress import Steps
 from pipeline.pyfunc_model import ScoringBundle
 from pipeline.registry import configure_tracking, log_and_register
 from pipeline.sources import fingerprint, load_tables
+from pipeline.writeback import redact
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,8 @@ class TrainingSet:
 
     rows: pd.DataFrame  # lead_id, cutoff, label, split
     X: pd.DataFrame
+    spec: FeatureSpec  # the feature spec, plus columns screened out as PII or identifiers
+    screened: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -64,30 +74,42 @@ def build_training_set(tables: CrmTables, config: Config, moment: pd.Timestamp) 
     spine = open_leads(tables, cutoffs, s.max_lead_age_days)
     labelled = label_snapshots(spine, tables.deals, s.conversion_window_days, moment)
     sp = config.split
+    created = lookup(tables.leads.set_index("lead_id")["created_at"], labelled["lead_id"])
     try:
         split = assign_splits(
             labelled,
             sp.valid_cutoffs,
             sp.holdout_cutoffs,
             sp.valid_lead_fraction,
+            sp.calibration_lead_fraction,
             sp.holdout_lead_fraction,
             sp.seed,
+            created_at=created,
+            max_age_days=s.max_lead_age_days,
         )
     except ValueError as exc:
         raise InputError(f"not enough history before {moment:%Y-%m-%d} to train: {exc}") from exc
     rows = labelled.assign(split=split.to_numpy())
     rows = rows[rows["split"].notna()].reset_index(drop=True)
-    X = build_features(tables, rows, feature_spec(config)).reset_index(drop=True)
-    return TrainingSet(rows=rows, X=X)
+    spec = feature_spec(config)
+    X = build_features(tables, rows, spec).reset_index(drop=True)
+    first_of_lead = ~rows["lead_id"].duplicated().to_numpy()
+    screened = screen_columns(X[first_of_lead & (rows["split"] == "train").to_numpy()])
+    if screened:
+        X = X.drop(columns=list(screened))
+        spec = replace(spec, skip_columns=frozenset({*spec.skip_columns, *screened}))
+    return TrainingSet(rows=rows, X=X, spec=spec, screened=screened)
 
 
-def _check_classes(rows: pd.DataFrame) -> None:
-    for split in ("train", "valid", "holdout"):
+def _check_classes(rows: pd.DataFrame, min_wins: int) -> None:
+    for split in SPLITS:
         labels = rows.loc[rows["split"] == split, "label"]
-        if labels.nunique() < 2:
+        wins = int(labels.sum())
+        if wins < min_wins or len(labels) - wins < min_wins:
             raise InputError(
-                f"the {split} slice has {len(labels)} rows and {int(labels.sum())} wins: both won "
-                f"and not-won examples are needed (more history, or a longer conversion window)"
+                f"the {split} slice has {len(labels):,} snapshots and {wins} wins; at least "
+                f"{min_wins} won and {min_wins} not-won are needed (split.min_wins). Use more "
+                "history, a longer conversion window, or larger split fractions"
             )
 
 
@@ -95,25 +117,27 @@ def _flat_params(config: Config) -> dict[str, str]:
     params = {}
     for section, values in config_as_dict(config).items():
         for key, value in values.items():
-            params[f"{section}.{key}"] = str(value)[:500]
+            params[f"{section}.{key}"] = redact(str(value))[:500]
     return params
 
 
 def train(config: Config, data_dir: Path, moment: pd.Timestamp, steps: Steps) -> TrainResult:
     """Train, evaluate on the time-forward holdout, and register the model in MLflow."""
     with steps.step(f"Loading {data_dir}"):
-        tables = clean(as_of(load_tables(data_dir), moment))
+        tables = clean(as_of(load_tables(data_dir, steps.warn), moment))
         data_hash = fingerprint(data_dir)
     with steps.step("Building point-in-time snapshots and features"):
         ts = build_training_set(tables, config, moment)
-        _check_classes(ts.rows)
-    parts = {name: ts.rows["split"] == name for name in ("train", "valid", "holdout")}
+        _check_classes(ts.rows, config.split.min_wins)
+    parts = {name: (ts.rows["split"] == name).to_numpy() for name in SPLITS}
     counts = {f"n_{k}": int(v.sum()) for k, v in parts.items()}
     counts |= {f"wins_{k}": int(ts.rows.loc[v, "label"].sum()) for k, v in parts.items()}
     steps.note(
-        f"{counts['n_train']:,} train / {counts['n_valid']:,} valid / {counts['n_holdout']:,} "
-        f"holdout snapshots, {ts.rows['cutoff'].nunique()} cutoffs, {ts.X.shape[1]} features"
+        " / ".join(f"{counts[f'n_{k}']:,} {k}" for k in SPLITS)
+        + f" snapshots, {ts.rows['cutoff'].nunique()} cutoffs, {ts.X.shape[1]} features"
     )
+    for column, why in ts.screened.items():
+        steps.note(f"not a feature: {column} ({why})")
     m = config.model
     with steps.step("Training LightGBM with early stopping, then calibrating"):
         model = LeadScoringModel(**m.model_dump()).fit(
@@ -121,7 +145,9 @@ def train(config: Config, data_dir: Path, moment: pd.Timestamp, steps: Steps) ->
             ts.rows.loc[parts["train"], "label"],
             X_val=ts.X[parts["valid"]],
             y_val=ts.rows.loc[parts["valid"], "label"],
-            groups_val=ts.rows.loc[parts["valid"], "lead_id"].to_numpy(),
+            X_cal=ts.X[parts["calibration"]],
+            y_cal=ts.rows.loc[parts["calibration"], "label"],
+            groups_cal=ts.rows.loc[parts["calibration"], "lead_id"].to_numpy(),
         )
     with steps.step("Evaluating on the holdout"):
         y_hold = ts.rows.loc[parts["holdout"], "label"].to_numpy()
@@ -140,6 +166,7 @@ def train(config: Config, data_dir: Path, moment: pd.Timestamp, steps: Steps) ->
                 "data_fingerprint": data_hash,
                 "calibration": model.calibration_method_,
                 "job": "train",
+                "screened_columns": ", ".join(ts.screened) or "none",
             }
         )
         mlflow.log_params(_flat_params(config))
@@ -157,9 +184,9 @@ def train(config: Config, data_dir: Path, moment: pd.Timestamp, steps: Steps) ->
         )
         bundle = ScoringBundle(
             model,
-            feature_spec(config),
-            config.snapshots.max_lead_age_days,
-            grades["win_rate"].to_dict(),
+            ts.spec,
+            moment,
+            pd.DataFrame({"label": y_hold, "probability": p_hold}),
         )
         version, champion = log_and_register(
             bundle, ts.X[parts["holdout"]], config.mlflow.registered_model

@@ -9,6 +9,8 @@ from pathlib import Path
 import pandas as pd
 import sqlalchemy as sa
 
+from pipeline.errors import InputError
+
 FILE_SUFFIXES = (".parquet", ".csv")
 
 
@@ -30,7 +32,10 @@ def redact(target: str) -> str:
 
 
 def _write_file(frame: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror}") from None
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
     try:
@@ -45,7 +50,10 @@ def _write_file(frame: pd.DataFrame, path: Path) -> None:
 
 
 def _write_sql(frame: pd.DataFrame, url: str, table: str, chunksize: int) -> None:
-    engine = sa.create_engine(url)
+    try:
+        engine = sa.create_engine(url)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+        raise InputError(f"cannot use {redact(url)} as a target: {exc}") from None
     try:
         with engine.begin() as conn:  # one transaction: on any failure the old rows stay
             inspector = sa.inspect(conn)
@@ -56,8 +64,20 @@ def _write_sql(frame: pd.DataFrame, url: str, table: str, chunksize: int) -> Non
                 else:
                     conn.execute(sa.text(f'DROP TABLE "{table}"'))
             frame.to_sql(table, conn, if_exists="append", index=False, chunksize=chunksize)
+    except sa.exc.OperationalError as exc:
+        if not _connects(engine):
+            raise InputError(f"cannot connect to {redact(url)}: {exc.orig}") from None
+        raise
     finally:
         engine.dispose()
+
+
+def _connects(engine: sa.engine.Engine) -> bool:
+    try:
+        with engine.connect():
+            return True
+    except sa.exc.OperationalError:
+        return False
 
 
 def write_table(frame: pd.DataFrame, target: str, table: str, chunksize: int = 50_000) -> str:

@@ -24,7 +24,7 @@ def _scores(db: Path) -> pd.DataFrame:
 
 @pytest.fixture
 def trained(run_cli, demo_config, tmp_path):
-    run_cli("demo-data", "--out", "demo_data", "--leads", "4000", "--seed", "1")
+    run_cli("demo-data", "--out", "demo_data", "--leads", "10000", "--seed", "1")
     train = run_cli("train", "--as-of", T)
     return tmp_path, train
 
@@ -55,7 +55,7 @@ def test_demo_data_train_score(trained, run_cli):
         )
     )
     moment = pd.Timestamp(T, tz="UTC")
-    expected = open_leads(as_of(crm, moment), pd.DatetimeIndex([moment]), 365)
+    expected = open_leads(as_of(crm, moment), pd.DatetimeIndex([moment]), None)
     assert sorted(scores["lead_id"]) == sorted(expected["lead_id"])
     assert scores["lead_id"].is_unique
     assert scores["score"].between(1, 99).all()
@@ -88,7 +88,9 @@ def test_registered_model_predicts_probabilities_for_a_feature_frame(trained):
 def test_scores_at_t_ignore_everything_after_t(trained, run_cli):
     folder, _ = trained
     t = "2026-06-01"
-    run_cli("score", "--as-of", t, "--output", "before.parquet")
+    run_cli("train", "--as-of", t)  # version 2; the champion (version 1) has seen past t
+    first = run_cli("score", "--as-of", t, "--output", "before.parquet")
+    assert "version 2 (trained as of 2026-06-01)" in first.stderr
     data = folder / "demo_data"
     moment = pd.Timestamp(t, tz="UTC")
     acts = pd.read_parquet(data / "activities.parquet")
@@ -117,8 +119,8 @@ def test_scores_at_t_ignore_everything_after_t(trained, run_cli):
 
 
 def test_train_as_of_sees_nothing_after_t(run_cli, demo_config, tmp_path):
-    run_cli("demo-data", "--out", "a", "--leads", "4000", "--seed", "2")
-    run_cli("demo-data", "--out", "b", "--leads", "4000", "--seed", "2")
+    run_cli("demo-data", "--out", "a", "--leads", "10000", "--seed", "2")
+    run_cli("demo-data", "--out", "b", "--leads", "10000", "--seed", "2")
     t = pd.Timestamp("2026-07-01", tz="UTC")
     deals = pd.read_parquet(tmp_path / "b" / "deals.parquet")
     later = deals["closed_at"] >= t
@@ -134,6 +136,15 @@ def test_train_as_of_sees_nothing_after_t(run_cli, demo_config, tmp_path):
     pd.testing.assert_series_equal(metrics.iloc[0], metrics.iloc[1], check_names=False)
     assert runs["tags.data_fingerprint"].nunique() == 2  # the files did differ
     assert "roc_auc" in outputs[0]
+
+
+def test_scoring_never_uses_a_model_trained_after_as_of(trained, run_cli):
+    result = run_cli("score", "--as-of", "2026-06-01", check=False)
+    assert result.returncode == 2
+    assert "trained as of 2026-11-01, after --as-of 2026-06-01" in result.stderr
+    assert "leadscore train --as-of 2026-06-01" in result.stderr
+    explicit = run_cli("score", "--as-of", "2026-06-01", "--model-version", "1")
+    assert "not what could have been known then" in explicit.stderr
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,10 @@ def test_override_sets_nested_value_and_parses_yaml_types():
         ("model.learning_rate=fast", "model.learning_rate: Input should be a valid number"),
         ("model.calibration=platt", "model.calibration"),
         ("scoring.grades={A: 0.1, B: 0.5}", "falling thresholds"),
-        ("split.valid_lead_fraction=0.75", "below 0.9"),
+        ("split.valid_lead_fraction=0.6", "below 0.9"),
+        ("snapshots.frequency=XYZ", "not a pandas offset alias"),
+        ("split.seed=-1", "split.seed"),
+        ("model.learning_rate=[1,", "not valid YAML"),
         ("learning_rate", "expected KEY=VALUE"),
     ],
 )

@@ -293,8 +293,8 @@ def attribute_tables(**lead_columns) -> CrmTables:
 @pytest.mark.parametrize(
     ("skip", "absent", "present"),
     [
-        ((), set(), {"email", "account_name"}),
-        ({"email", "name"}, {"email", "account_name"}, set()),
+        ((), {"email"}, {"account_name"}),  # a column named like contact details is never one
+        ({"EMAIL", "Name"}, {"email", "account_name"}, set()),  # skip names are case-insensitive
         (
             {"email", "industry", "country"},
             {"email", "account_industry", "country", "account_country"},
@@ -688,7 +688,7 @@ def test_assign_splits_keeps_leads_apart_and_slices_in_time(valid_cutoffs, holdo
     spine = split_spine()
     cutoffs = sorted(spine["cutoff"].unique())
 
-    split = assign_splits(spine, valid_cutoffs, holdout_cutoffs, 0.2, 0.2, seed=1)
+    split = assign_splits(spine, valid_cutoffs, holdout_cutoffs, 0.15, 0.15, 0.2, seed=1)
 
     rows = spine.assign(split=split)
     assigned = rows.dropna(subset=["split"])
@@ -697,11 +697,12 @@ def test_assign_splits_keeps_leads_apart_and_slices_in_time(valid_cutoffs, holdo
     valid_start = cutoffs[-(holdout_cutoffs + valid_cutoffs)]
     by_split = {
         name: assigned.loc[assigned["split"] == name, "cutoff"]
-        for name in ("train", "valid", "holdout")
+        for name in ("train", "valid", "calibration", "holdout")
     }
     assert all(len(v) > 0 for v in by_split.values())
     assert (by_split["holdout"] >= holdout_start).all()
-    assert ((by_split["valid"] >= valid_start) & (by_split["valid"] < holdout_start)).all()
+    for name in ("valid", "calibration"):
+        assert ((by_split[name] >= valid_start) & (by_split[name] < holdout_start)).all()
     assert (by_split["train"] < valid_start).all()
     assert by_split["train"].max() < by_split["valid"].min()
     assert by_split["valid"].max() < by_split["holdout"].min()
@@ -711,8 +712,8 @@ def test_assign_splits_is_stable_under_row_order():
     spine = split_spine()
     shuffled = spine.sample(frac=1.0, random_state=0)
 
-    split = assign_splits(spine, 2, 2, 0.2, 0.2, seed=5)
-    split_shuffled = assign_splits(shuffled, 2, 2, 0.2, 0.2, seed=5)
+    split = assign_splits(spine, 2, 2, 0.15, 0.15, 0.2, seed=5)
+    split_shuffled = assign_splits(shuffled, 2, 2, 0.15, 0.15, 0.2, seed=5)
 
     pd.testing.assert_series_equal(split, split_shuffled.loc[spine.index])
 
@@ -726,9 +727,32 @@ def test_assign_splits_needs_a_training_cutoff(n_cutoffs, valid_cutoffs, holdout
 
     if raises:
         with pytest.raises(ValueError, match="labelled cutoffs"):
-            assign_splits(spine, valid_cutoffs, holdout_cutoffs, 0.2, 0.2)
+            assign_splits(spine, valid_cutoffs, holdout_cutoffs, 0.15, 0.15, 0.2)
     else:
-        assert assign_splits(spine, valid_cutoffs, holdout_cutoffs, 0.2, 0.2).notna().any()
+        assert assign_splits(spine, valid_cutoffs, holdout_cutoffs, 0.15, 0.15, 0.2).notna().any()
+
+
+def test_assign_splits_membership_never_depends_on_outcomes():
+    """Which rows train must not depend on whether the lead later closed (won or lost)."""
+    spine = split_spine()
+    split = assign_splits(spine, 2, 2, 0.15, 0.15, 0.2, seed=3)
+    # a lead that closes early (disappears from later cutoffs) keeps its group
+    early_closers = spine["lead_id"] % 2 == 0
+    truncated = spine[~early_closers | (spine["cutoff"] < sorted(spine["cutoff"].unique())[3])]
+    split_truncated = assign_splits(truncated, 2, 2, 0.15, 0.15, 0.2, seed=3)
+    pd.testing.assert_series_equal(split.loc[truncated.index], split_truncated, check_names=False)
+
+
+def test_old_leads_train_whatever_their_group():
+    spine = split_spine(n_cutoffs=8, n_leads=400)
+    first = spine["cutoff"].min()
+    created = pd.Series(first - pd.Timedelta(days=400), index=spine.index)  # all very old
+    split = assign_splits(
+        spine, 2, 2, 0.15, 0.15, 0.2, seed=0, created_at=created, max_age_days=365
+    )
+    train_cutoffs = sorted(spine["cutoff"].unique())[:4]
+    on_train_cutoffs = spine["cutoff"].isin(train_cutoffs)
+    assert (split[on_train_cutoffs] == "train").all()
 
 
 # --- tables -------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from features.snapshots import SPLITS
 from features.tables import CrmTables, as_of, clean
 from models.calibration import MarginCalibrator, choose_calibrator
 from models.evaluation import expected_calibration_error, holdout_metrics, lift_at
@@ -28,13 +29,15 @@ def trained():
         ),
     )
     ts = build_training_set(tables, config, AS_OF)
-    part = {k: (ts.rows["split"] == k).to_numpy() for k in ("train", "valid", "holdout")}
+    part = {k: (ts.rows["split"] == k).to_numpy() for k in SPLITS}
     model = LeadScoringModel(random_state=0).fit(
         ts.X[part["train"]],
         ts.rows["label"][part["train"]],
         X_val=ts.X[part["valid"]],
         y_val=ts.rows["label"][part["valid"]],
-        groups_val=ts.rows["lead_id"][part["valid"]].to_numpy(),
+        X_cal=ts.X[part["calibration"]],
+        y_cal=ts.rows["label"][part["calibration"]],
+        groups_cal=ts.rows["lead_id"][part["calibration"]].to_numpy(),
     )
     return model, ts, part, crm
 
@@ -91,7 +94,8 @@ def test_contributions_sum_to_the_raw_log_odds(trained):
 def test_fit_refuses_a_single_class_slice():
     X = pd.DataFrame({"a": np.arange(20.0)})
     with pytest.raises(ValueError, match="only one class"):
-        LeadScoringModel().fit(X, np.zeros(20), X_val=X, y_val=np.r_[np.zeros(10), np.ones(10)])
+        both = np.r_[np.zeros(10), np.ones(10)]
+        LeadScoringModel().fit(X, np.zeros(20), X_val=X, y_val=both, X_cal=X, y_cal=both)
 
 
 @pytest.mark.parametrize(("shape", "expected"), [("logistic", "sigmoid"), ("step", "isotonic")])

@@ -51,6 +51,22 @@ def test_reasons_follow_the_largest_positive_contributions():
     assert reasons[1][0]["impact"] == pytest.approx(0.3)
 
 
+def test_absences_are_not_reasons_even_when_they_push_the_score_up():
+    X = pd.DataFrame(
+        {"act_email_open_7d": [0.0], "days_since_last_activity": [np.nan], "act_meeting_30d": [2.0]}
+    )
+    contrib = pd.DataFrame(
+        {
+            "act_email_open_7d": [0.8],
+            "days_since_last_activity": [0.6],
+            "act_meeting_30d": [0.3],
+            "bias": [-3.0],
+        }
+    )
+    reasons = top_reasons(X, contrib, describe)
+    assert [r["text"] for r in reasons[0]] == ["Met with sales 2 times in the last 30 days"]
+
+
 def test_no_reason_when_nothing_pushes_the_score_up():
     X = pd.DataFrame({"a": [1.0]})
     contrib = pd.DataFrame({"a": [-0.5], "bias": [-2.0]})

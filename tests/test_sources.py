@@ -103,6 +103,36 @@ def test_closed_before_created(data_dir):
     _expect(data_dir, str(path), "'closed_at' is before 'created_at'")
 
 
+@pytest.mark.parametrize(
+    ("table", "column"), [("leads", "created_at"), ("activities", "occurred_at")]
+)
+def test_empty_required_timestamp(data_dir, table, column):
+    path = _as_csv(data_dir, table)
+    frame = pd.read_csv(path)
+    frame.loc[7, column] = None
+    frame.to_csv(path, index=False)
+    _expect(data_dir, str(path), repr(column), "empty in 1 row(s)")
+
+
+def test_join_keys_of_another_type_are_fatal(data_dir):
+    path = _as_csv(data_dir, "activities")
+    frame = pd.read_csv(path)
+    frame["lead_id"] = "L-" + frame["lead_id"].astype(str)
+    frame.to_csv(path, index=False)
+    _expect(data_dir, str(path), "no value of column 'lead_id' matches leads.lead_id")
+
+
+def test_some_unknown_join_keys_are_a_warning(data_dir):
+    path = _as_csv(data_dir, "activities")
+    frame = pd.read_csv(path)
+    frame.loc[:9, "lead_id"] = -1
+    frame.to_csv(path, index=False)
+    warnings: list[str] = []
+    load_tables(data_dir, warnings.append)
+    assert len(warnings) == 1
+    assert "activities.csv: 10 of" in warnings[0] and "-1" in warnings[0]
+
+
 def test_missing_folder(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         load_tables(tmp_path / "nowhere")

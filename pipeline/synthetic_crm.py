@@ -259,27 +259,33 @@ def generate_crm(
     high_share = 1 / (1 + np.exp(-(-1.7 + 1.0 * intent + 0.2 * fit)))
     is_high = rng.random(lead_of.size) < high_share[lead_of]
     is_high[counts.sum() :] = True
-    low_names, high_names = np.array(list(LOW_VALUE)), np.array(list(HIGH_VALUE))
-    low_pick = rng.choice(len(low_names), lead_of.size, p=np.array(list(LOW_VALUE.values())))
+    # Activity types are integer codes into `kinds` until the end: 20M strings are slow.
+    kinds = [*LOW_VALUE, *HIGH_VALUE]
+    code_of = {kind: i for i, kind in enumerate(kinds)}
+    low_pick = rng.choice(len(LOW_VALUE), lead_of.size, p=np.array(list(LOW_VALUE.values())))
     high_p = np.array(list(HIGH_VALUE.values()))
-    high_pick = rng.choice(len(high_names), lead_of.size, p=high_p / high_p.sum())
-    burst_types = np.array(["demo_request", "meeting"])[rng.integers(0, 2, burst_of.size)]
-    types = np.where(is_high, high_names[high_pick], low_names[low_pick]).astype(object)
-    types[counts.sum() :] = burst_types
+    high_pick = rng.choice(len(HIGH_VALUE), lead_of.size, p=high_p / high_p.sum())
+    burst_codes = np.array([code_of["demo_request"], code_of["meeting"]])[
+        rng.integers(0, 2, burst_of.size)
+    ]
+    types = np.where(is_high, len(LOW_VALUE) + high_pick, low_pick)
+    types[counts.sum() :] = burst_codes
 
     # After a deal closes the lead mostly goes quiet; keep a few post-sale email opens.
     closed_at_of = np.where(deal_closed, deal_closed_s, np.iinfo(np.int64).max)[lead_of]
     after_close = occurred_s >= closed_at_of
     keep = (occurred_s < end_s) & (~after_close | (rng.random(lead_of.size) < 0.15))
     lead_of, occurred_s, types = lead_of[keep], occurred_s[keep], types[keep]
-    types = np.where(after_close[keep], "email_open", types).astype(object)
+    types = np.where(after_close[keep], code_of["email_open"], types)
     recase = rng.random(types.size) < 0.02
-    types[recase] = [t.replace("_", " ").title() for t in types[recase]]
+    types[recase] += len(kinds)  # 'pricing_page_view' -> 'Pricing Page View'
+    labels = [*kinds, *(k.replace("_", " ").title() for k in kinds)]
     dup = np.flatnonzero(rng.random(lead_of.size) < 0.005)
     lead_of = np.concatenate([lead_of, lead_of[dup]])
     occurred_s = np.concatenate([occurred_s, occurred_s[dup]])
     types = np.concatenate([types, types[dup]])
-    act_order = np.lexsort((occurred_s, lead_of))
+    # One int64 sort key (lead, seconds since start) sorts twice as fast as np.lexsort.
+    act_order = np.argsort((lead_of.astype(np.int64) << 32) | (occurred_s - start_s), kind="stable")
 
     lead_ids = np.arange(1, n_leads + 1, dtype=np.int64) + 1_000_000
     to_ts = lambda seconds: pd.to_datetime(seconds, unit="s", utc=True)  # noqa: E731
@@ -287,7 +293,9 @@ def generate_crm(
         {
             "lead_id": lead_ids[lead_of[act_order]],
             "occurred_at": to_ts(occurred_s[act_order]),
-            "activity_type": pd.Categorical(types[act_order]),
+            "activity_type": pd.Categorical.from_codes(
+                types[act_order], categories=labels
+            ).reorder_categories(sorted(labels)),
         }
     )
 

@@ -61,6 +61,29 @@ def demo_config(tmp_path: Path) -> Path:
     return target
 
 
+POSTGRES_URL = os.environ.get(
+    "LEADSCORE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """The real PostgreSQL server; skipped when there is none, except under CI where it must be."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(POSTGRES_URL)
+    try:
+        with engine.connect():
+            pass
+    except Exception as exc:  # any failure to reach the server
+        if os.environ.get("CI"):
+            pytest.fail(f"CI=true but PostgreSQL at {POSTGRES_URL} is unreachable: {exc}")
+        pytest.skip(f"no PostgreSQL server at {POSTGRES_URL} ({type(exc).__name__})")
+    finally:
+        engine.dispose()
+    return POSTGRES_URL
+
+
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
 
 

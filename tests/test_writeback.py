@@ -1,6 +1,7 @@
 """Scores are replaced atomically: readers see the old set or the new one, never a mix."""
 
 import sqlite3
+import uuid
 
 import pandas as pd
 import pytest
@@ -76,3 +77,29 @@ def test_targets_resolve_and_passwords_are_hidden(tmp_path):
     assert resolve_target("scores.db").startswith("sqlite:///")
     assert resolve_target("out.parquet") == "out.parquet"
     assert "secret" not in redact("postgresql://u:secret@localhost/db")
+
+
+@pytest.mark.postgres
+def test_postgres_replace_and_failure_keep_readers_consistent(postgres_url):
+    table = f"lead_scores_test_{uuid.uuid4().hex[:8]}"
+    engine = sa.create_engine(postgres_url)
+    try:
+        write_table(_scores(10), postgres_url, table)
+        write_table(_scores(10), postgres_url, table)  # rerun: same rows
+        with engine.connect() as conn:
+            before = pd.read_sql(f'SELECT * FROM "{table}" ORDER BY lead_id', conn)
+        assert len(before) == 10
+        assert str(before["as_of"].dt.tz) == "UTC"
+
+        bad = _scores(5000)
+        bad["reasons"] = bad["reasons"].astype(object)
+        bad.loc[4500, "reasons"] = object()
+        with pytest.raises((sa.exc.SQLAlchemyError, pd.errors.DatabaseError, TypeError)):
+            write_table(bad, postgres_url, table, chunksize=1000)
+        with engine.connect() as conn:
+            after = pd.read_sql(f'SELECT * FROM "{table}" ORDER BY lead_id', conn)
+        pd.testing.assert_frame_equal(after, before)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP TABLE IF EXISTS "{table}"'))
+        engine.dispose()

@@ -29,10 +29,9 @@ def run(folder: Path, *args: str) -> None:
 
 
 def backtest(folder: Path, moment: str) -> dict[str, float]:
-    run(folder, "train", "--config", str(REPO / "configs" / "demo.yaml"), "--data", "data",
-        "--as-of", moment)
-    run(folder, "score", "--config", str(REPO / "configs" / "demo.yaml"), "--data", "data",
-        "--as-of", moment, "--output", f"scores_{moment}.parquet")
+    common = ("--config", str(REPO / "configs" / "demo.yaml"), "--data", "data", "--as-of", moment)
+    run(folder, "train", *common)
+    run(folder, "score", *common, "--output", f"scores_{moment}.parquet")
     t = pd.Timestamp(moment, tz="UTC")
     scores = pd.read_parquet(folder / f"scores_{moment}.parquet")
     deals = pd.read_parquet(folder / "data" / "deals.parquet")
@@ -62,8 +61,16 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        run(folder, "demo-data", "--out", "data", "--leads", str(args.leads), "--seed",
-            str(args.seed))
+        run(
+            folder,
+            "demo-data",
+            "--out",
+            "data",
+            "--leads",
+            str(args.leads),
+            "--seed",
+            str(args.seed),
+        )
         for moment in args.as_of:
             rows.append({"as_of": moment, **backtest(folder, moment)})
     print(pd.DataFrame(rows).round(3).to_string(index=False))

@@ -23,16 +23,27 @@ def _attribute_columns(frame: pd.DataFrame, skip: Collection[str]) -> list[str]:
     ]
 
 
-def _as_feature(values: pd.Series) -> pd.Series:
-    """Numbers become float (missing as NaN); everything else a normalised string category."""
-    if pd.api.types.is_bool_dtype(values):
-        return values.astype("float64")
-    present = values.dropna()
-    if len(present) and present.map(lambda v: isinstance(v, bool | np.bool_)).all():
-        return values.map(lambda v: float(v) if isinstance(v, bool | np.bool_) else np.nan)
-    if pd.api.types.is_numeric_dtype(values):
-        return pd.to_numeric(values, errors="coerce").astype("float64")
-    return normalise_label(values).astype(object).where(lambda s: s.notna(), None)
+def _is_number(column: pd.Series) -> bool:
+    """Numbers and booleans (also booleans with gaps, which pandas stores as objects)."""
+    if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
+        return True
+    present = column.dropna()
+    return bool(len(present)) and bool(present.map(lambda v: isinstance(v, bool | np.bool_)).all())
+
+
+def _as_feature(values: pd.Series, number: bool) -> pd.Series:
+    """Float64 (missing as NaN) or a normalised text category of dtype object (missing as None).
+
+    The kind is decided from the whole column, not from the rows at hand, so a feature has the
+    same dtype whichever leads are open at a cutoff.
+    """
+    if number:
+        as_float = values.map(lambda v: float(v) if isinstance(v, bool | np.bool_) else v)
+        return pd.to_numeric(as_float, errors="coerce").astype("float64")
+    labels = normalise_label(values)
+    return pd.Series(
+        np.where(labels.notna(), labels.astype(object), None), index=values.index, dtype=object
+    )
 
 
 def attribute_features(
@@ -47,17 +58,19 @@ def attribute_features(
     leads = tables.leads.set_index("lead_id")
     lead_cols = _attribute_columns(leads.drop(columns=["account_id"]), skip)
     rows = leads.reindex(spine["lead_id"].to_numpy())
-    out = {c: _as_feature(rows[c]).to_numpy() for c in lead_cols}
+    out = {c: _as_feature(rows[c], _is_number(leads[c])).to_numpy() for c in lead_cols}
 
     accounts = tables.accounts.set_index("account_id")
     account_cols = _attribute_columns(accounts, skip)
     account_rows = accounts.reindex(rows["account_id"].to_numpy())
     for c in account_cols:
-        out[f"account_{c}"] = _as_feature(account_rows[c]).to_numpy()
+        out[f"account_{c}"] = _as_feature(account_rows[c], _is_number(accounts[c])).to_numpy()
 
     age = (utc_datetime64(spine["cutoff"]) - utc_datetime64(rows["created_at"])) / np.timedelta64(
         1, "D"
     )
     out["lead_age_days"] = age.astype("float64")
     index = pd.MultiIndex.from_frame(spine[["lead_id", "cutoff"]])
-    return pd.DataFrame(out, index=index)
+    return pd.DataFrame(
+        {c: pd.Series(v, index=index, dtype=v.dtype) for c, v in out.items()}, index=index
+    )

@@ -87,7 +87,8 @@ def engagement_features(
         np.minimum.at(youngest, code, age_days)
         values["days_since_last_activity"] = np.where(youngest < recency_cap_days, youngest, np.nan)
         decay = np.power(0.5, age_days / half_life_days)
-        values["engagement_decay"] = np.bincount(code, weights=decay, minlength=n)
+        # float even when nothing falls in the lookback (bincount of nothing is int64)
+        values["engagement_decay"] = np.bincount(code, weights=decay, minlength=n).astype(float)
         recent = np.bincount(code[age_days < TREND_RECENT_DAYS], minlength=n)
         prior_mask = (age_days >= TREND_RECENT_DAYS) & (
             age_days < TREND_RECENT_DAYS + TREND_PRIOR_DAYS

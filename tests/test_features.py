@@ -822,3 +822,9 @@ def test_clean_drops_duplicate_activities_and_normalises_labels():
     assert cleaned.deals["outcome"].iloc[0] == "won"
     assert pd.isna(cleaned.deals["outcome"].iloc[1])
     pd.testing.assert_frame_equal(tables.activities, raw)
+
+
+def test_engagement_columns_are_float_even_with_no_activity_at_all():
+    tables = make_tables(leads=leads_frame([1], [None], [CUTOFF - 3 * DAY]))
+    out = engagement_features(tables, spine_of([1]), (7, 30), 14.0, 365)
+    assert (out.dtypes == "float64").all(), out.dtypes[out.dtypes != "float64"]

@@ -194,6 +194,82 @@ def train(
     )
 
 
+@cli.command()
+@config_option
+@data_option
+@as_of_option
+@set_option
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON instead.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("leakage_audit.json"),
+    show_default=True,
+    help="Where to write the findings (column, check, evidence, verdict).",
+)
+@_fail_on_input_errors
+def audit(
+    config_path: Path | None,
+    data: Path | None,
+    as_of: str | None,
+    overrides: tuple[str, ...],
+    as_json: bool,
+    out: Path,
+) -> None:
+    """Find columns that are probably only known after the outcome, with the evidence.
+
+    Builds the same labelled examples as `train` and checks every untimed attribute: its
+    single-feature AUC against the rest, whether being filled in or a value occurs in one class
+    only, timestamps on or after the close, and values or names that spell outcomes. `train`
+    runs the same audit and applies audit.policy (drop, warn or fail).
+    """
+    import json
+
+    from pipeline.progress import Steps
+    from pipeline.train import audit as run_audit
+    from pipeline.train import prepare
+
+    config = _load(config_path, overrides)
+    moment = parse_moment(as_of)
+    steps = Steps(quiet=as_json)
+    tables, ts, _ = prepare(config, _data_dir(config, data), moment, steps, [])
+    with steps.step("Auditing attributes for leakage"):
+        result = run_audit(ts, tables, config)
+    records = result.records()
+    write_json_atomically(out, records)
+    if as_json:
+        click.echo(json.dumps(records, indent=2))
+        return
+    table = Table(title=f"Leakage audit ({len(ts.attributes)} attributes, policy {result.policy})")
+    for column in ("column", "check", "evidence", "verdict"):
+        table.add_column(column, overflow="fold")
+    for record in records:
+        table.add_row(record["column"], record["check"], record["evidence"], record["verdict"])
+    if not records:
+        table.add_row("-", "-", "no attribute looks like it was filled in after the outcome", "-")
+    out_console = Console(highlight=False)
+    out_console.print(table)
+    top = result.aucs.dropna().head(8)
+    out_console.print(
+        "Single-feature AUC, for comparison: "
+        + ", ".join(
+            f"{c} {v:.3f}" + (" (attribute)" if c in ts.attributes else "") for c, v in top.items()
+        )
+    )
+    out_console.print(f"Wrote {out}")
+
+
+def write_json_atomically(path: Path, value: object) -> None:
+    """Write JSON through a temporary file so a reader never sees half of it."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(handle, "w") as stream:
+        json.dump(value, stream, indent=2)
+    os.replace(tmp, path)
+
+
 def _tracking_uri() -> str:
     from pipeline.registry import DEFAULT_TRACKING_URI
 

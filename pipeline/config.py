@@ -16,8 +16,91 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class CsvOptions(_Section):
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    quotechar: str = '"'
+    null_values: tuple[str, ...] = Field(
+        ("",), description="Exact tokens read as missing; nothing else is (so 'None' survives)."
+    )
+
+
+class TimestampSpec(_Section):
+    format: str | None = Field(None, description="strptime format; None: ISO 8601 / inferred.")
+    timezone: str = Field("UTC", description="Zone of values written without one.")
+
+
+class SourceConfig(_Section):
+    """Where one table comes from and how its columns map onto the canonical names."""
+
+    path: str | None = Field(None, description="File relative to --data (.csv or .parquet).")
+    url: str | None = Field(None, description="SQLAlchemy URL; ${ENV_VAR} is expanded.")
+    table: str | None = None
+    query: str | None = None
+    format: Literal["csv", "parquet"] | None = None
+    csv: CsvOptions = CsvOptions()
+    rename: dict[str, str] = Field(default_factory=dict, description="source name -> canonical")
+    timestamps: dict[str, TimestampSpec] = Field(default_factory=dict)
+    values: dict[str, dict[str, str | None]] = Field(
+        default_factory=dict,
+        description="column -> {from: to}; null makes it missing; column '*': every text column",
+    )
+    drop_rows_without: tuple[str, ...] = Field(
+        (), description="Rows missing any of these columns are dropped (and reported)."
+    )
+
+    @model_validator(mode="after")
+    def _one_location(self) -> SourceConfig:
+        if (self.path is None) == (self.url is None):
+            raise ValueError("give either path (a file) or url (a database), not both or neither")
+        if self.url is not None and (self.table is None) == (self.query is None):
+            raise ValueError("a database source needs exactly one of table or query")
+        return self
+
+
+class LookupConfig(SourceConfig):
+    """A small table joined onto the leads (scoring unit) by a key, e.g. product -> price."""
+
+    on: str = Field(description="Key column in the leads table (after renames).")
+    key: str | None = Field(None, description="Key column in the lookup; default: same as on.")
+    columns: tuple[str, ...] | None = Field(None, description="Columns to bring; default: all.")
+    prefix: str = ""
+
+
 class DataConfig(_Section):
-    dir: str = Field("demo_data", description="Folder with the canonical tables; --data overrides.")
+    dir: str = Field("demo_data", description="Folder the source paths are relative to; --data.")
+    shape: Literal["events", "unit", "flat"] = Field(
+        "events",
+        description="events: leads/accounts/activities/deals; unit: one row per scored unit with "
+        "its own outcome and dates; flat: one row per lead with an outcome and no timestamps",
+    )
+    leads: SourceConfig | None = None
+    accounts: SourceConfig | None = None
+    activities: SourceConfig | None = None
+    deals: SourceConfig | None = None
+    lookups: tuple[LookupConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _shape_needs(self) -> DataConfig:
+        if self.shape != "events" and self.leads is None:
+            raise ValueError(f"shape {self.shape!r} needs a leads source (the scored unit)")
+        if self.shape != "events" and self.deals is not None:
+            raise ValueError(f"shape {self.shape!r} takes outcomes from leads; remove deals")
+        return self
+
+
+class ValidationConfig(_Section):
+    min_wins: int = Field(120, ge=1, description="Fewest labelled wins to train (Einstein: 120).")
+    min_losses: int = Field(120, ge=1, description="Fewest labelled non-wins to train.")
+
+
+class AuditConfig(_Section):
+    policy: Literal["drop", "warn", "fail"] = "drop"
+    max_auc: float = Field(0.9, gt=0.5, le=1, description="A column alone above this is a leak.")
+    min_expected: float = Field(
+        10, gt=0, description="A one-class value must miss this many expected rows of the other."
+    )
+    allow: tuple[str, ...] = Field((), description="Columns you vouch for: never flagged.")
 
 
 class SnapshotConfig(_Section):
@@ -124,6 +207,8 @@ class MlflowConfig(_Section):
 
 class Config(_Section):
     data: DataConfig = DataConfig()
+    validation: ValidationConfig = ValidationConfig()
+    audit: AuditConfig = AuditConfig()
     snapshots: SnapshotConfig = SnapshotConfig()
     split: SplitConfig = SplitConfig()
     features: FeatureConfig = FeatureConfig()

@@ -52,8 +52,15 @@ def score_leads(
     config: Config,
     scored_at: pd.Timestamp,
 ) -> pd.DataFrame:
-    """One row per lead open at `moment`: probability, score, grade and reasons."""
-    spine = open_leads(tables, pd.DatetimeIndex([moment], name="cutoff"), None)
+    """One row per lead open at `moment`: probability, score, grade and reasons.
+
+    Without timestamps (shape flat) the open leads are those with no outcome yet.
+    """
+    if config.data.shape == "flat":
+        open_ids = tables.leads.loc[tables.leads["outcome"].isna(), "lead_id"]
+        spine = pd.DataFrame({"lead_id": open_ids.to_numpy(), "cutoff": moment})
+    else:
+        spine = open_leads(tables, pd.DatetimeIndex([moment], name="cutoff"), None)
     X = build_features(tables, spine, bundle.feature_spec).reset_index(drop=True)
     model = bundle.estimator
     if X.empty:
@@ -97,7 +104,8 @@ def score(
     with steps.step(f"Loading {name}: {why}"):
         bundle = load_bundle(name, version)
     with steps.step(f"Loading {data_dir}"):
-        tables = clean(as_of(load_tables(data_dir, steps.warn), moment))
+        raw = load_tables(config, data_dir, steps.warn)
+        tables = clean(raw if config.data.shape == "flat" else as_of(raw, moment))
     with steps.step("Building features, scoring and explaining open leads"):
         scores = score_leads(
             tables, bundle, version, moment, config, pd.Timestamp.now(tz="UTC").floor("s")

@@ -1,12 +1,25 @@
-"""Loading the canonical CRM tables from a folder, with the checks every load runs."""
+"""Loading a CRM export into the canonical tables, with the checks every load runs.
+
+A config maps each canonical table (leads, accounts, activities, deals) onto a source: a CSV or
+Parquet file under --data, or a table or query in a SQL database. Three shapes are understood:
+
+- events: the canonical tables themselves (the default: `<table>.parquet|csv` in --data);
+- unit: one row per scored unit (a lead or an opportunity) carrying its own `closed_at` and
+  `outcome`; the deals table is derived from it, one deal per unit;
+- flat: one row per lead with an `outcome` and no timestamps at all.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 
 from features.tables import (
     OUTCOMES,
@@ -15,9 +28,13 @@ from features.tables import (
     TIMESTAMP_COLUMNS,
     CrmTables,
     normalise_label,
+    utc_datetime64,
 )
+from pipeline.config import Config, LookupConfig, SourceConfig, TimestampSpec
 from pipeline.errors import InputError
+from pipeline.writeback import redact
 
+Warn = Callable[[str], None]
 KEYS = {"accounts": "account_id", "leads": "lead_id", "deals": "deal_id"}
 REQUIRED_TIMESTAMPS = {"created_at", "occurred_at"}  # closed_at is empty while a deal is open
 JOINS = (  # (table, column) -> (table, key) it must point at
@@ -26,6 +43,7 @@ JOINS = (  # (table, column) -> (table, key) it must point at
     ("deals", "lead_id", "leads", "lead_id"),
 )
 SUFFIXES = (".parquet", ".csv")
+ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def table_file(data_dir: Path, name: str) -> Path:
@@ -36,143 +54,412 @@ def table_file(data_dir: Path, name: str) -> Path:
             return path
     raise InputError(
         f"{data_dir}: no {name}.parquet or {name}.csv (a folder of canonical tables is expected: "
-        f"{', '.join(TABLE_NAMES)}; `leadscore demo-data --out {data_dir}` writes one)"
+        f"{', '.join(TABLE_NAMES)}; `leadscore demo-data --out {data_dir}` writes one; other "
+        "layouts are mapped in the config's data section)"
     )
 
 
-def _read(path: Path) -> pd.DataFrame:
+def expand_env(url: str) -> str:
+    """Replace ${VAR} with the environment's value; a missing variable is an input error."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise InputError(f"the source URL needs ${{{name}}}, which is not set")
+        return os.environ[name]
+
+    return ENV_VAR.sub(value, url)
+
+
+def describe_source(spec: SourceConfig, data_dir: Path) -> str:
+    """How a source is named in messages: its file, or its table or query at a redacted URL."""
+    if spec.path is not None:
+        return str(data_dir / spec.path)
+    where = f"table {spec.table}" if spec.table else "query"
+    return f"{where} at {redact(spec.url or '')}"  # the unexpanded URL: no secret from the env
+
+
+def _read_file(path: Path, spec: SourceConfig) -> pd.DataFrame:
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: the file is empty")
+    kind = spec.format or ("parquet" if path.suffix == ".parquet" else "csv")
     try:
-        if path.suffix == ".parquet":
+        if kind == "parquet":
             return pd.read_parquet(path)
-        return pd.read_csv(path, low_memory=False)
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        raise InputError(f"{path}: cannot be read as {path.suffix[1:]}: {exc}") from exc
+        options = spec.csv
+        return pd.read_csv(
+            path,
+            sep=options.delimiter,
+            encoding=options.encoding,
+            quotechar=options.quotechar,
+            na_values=list(options.null_values),
+            keep_default_na=False,
+            low_memory=False,
+        )
+    except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot be read as {kind}: {exc}") from None
+
+
+def _read_sql(spec: SourceConfig) -> pd.DataFrame:
+    where = describe_source(spec, Path())
+    try:
+        engine = sa.create_engine(expand_env(spec.url or ""))
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+        raise InputError(f"{where}: cannot use this URL: {exc}") from None
+    try:
+        with engine.connect() as conn:
+            if spec.table is not None:
+                if not sa.inspect(conn).has_table(spec.table):
+                    raise InputError(f"{where}: no such table")
+                return pd.read_sql_table(spec.table, conn)
+            return pd.read_sql_query(sa.text(spec.query or ""), conn)
+    except sa.exc.OperationalError as exc:
+        raise InputError(f"{where}: cannot read: {exc.orig}") from None
+    except sa.exc.ProgrammingError as exc:
+        raise InputError(f"{where}: the query failed: {exc.orig}") from None
+    finally:
+        engine.dispose()
+
+
+def read_source(spec: SourceConfig, data_dir: Path) -> pd.DataFrame:
+    """The raw rows of a source, before any mapping."""
+    if spec.path is not None:
+        return _read_file(data_dir / spec.path, spec)
+    return _read_sql(spec)
 
 
 def _examples(values: pd.Series, n: int = 3) -> str:
     return ", ".join(repr(v) for v in values.drop_duplicates().head(n).tolist())
 
 
-def parse_timestamps(values: pd.Series, path: Path, column: str) -> pd.Series:
-    """Parse a column to UTC timestamps; naive values are taken as UTC."""
+def parse_timestamps(
+    values: pd.Series, where: str, column: str, spec: TimestampSpec | None = None
+) -> pd.Series:
+    """Parse a column to UTC timestamps; values without a zone are in `spec.timezone` (UTC)."""
+    spec = spec or TimestampSpec()
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         return values.dt.tz_convert("UTC")
     if pd.api.types.is_datetime64_dtype(values):
-        return values.dt.tz_localize("UTC")
-    parsed = pd.to_datetime(values, utc=True, errors="coerce", format="mixed")
-    bad = parsed.isna() & values.notna() & (values.astype("string").str.strip() != "")
+        return values.dt.tz_localize(spec.timezone).dt.tz_convert("UTC")
+    text = values.astype("string").str.strip()
+    try:
+        if spec.format is not None:
+            parsed = pd.to_datetime(text, format=spec.format, errors="coerce")
+        else:
+            parsed = pd.to_datetime(text, errors="coerce", format="mixed", utc=False)
+    except (ValueError, TypeError):  # mixed zones: parse each to UTC
+        parsed = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)
+    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
+        parsed = parsed.dt.tz_convert("UTC")
+    else:
+        try:
+            parsed = parsed.dt.tz_localize(spec.timezone, ambiguous="NaT", nonexistent="NaT")
+        except Exception as exc:  # an unknown zone name
+            raise InputError(
+                f"{where}: column {column!r}: timezone {spec.timezone!r}: {exc}"
+            ) from None
+        parsed = parsed.dt.tz_convert("UTC")
+    bad = parsed.isna() & text.notna() & (text != "")
     if bad.any():
+        expected = (
+            f"format {spec.format!r}" if spec.format else "ISO 8601 such as 2025-03-01T12:00:00Z"
+        )
         raise InputError(
-            f"{path}: column {column!r} has {int(bad.sum())} value(s) that are not timestamps "
-            f"(expected ISO 8601 such as 2025-03-01T12:00:00Z), e.g. {_examples(values[bad])}"
+            f"{where}: column {column!r} has {int(bad.sum())} value(s) that are not timestamps "
+            f"(expected {expected}), e.g. {_examples(values[bad])}"
         )
     return parsed
 
 
-def _check_table(name: str, frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+def _map_values(frame: pd.DataFrame, maps: dict[str, dict[str, str | None]], where: str) -> None:
+    """Apply value maps in place on a frame this module owns; keys match the text of a value."""
+    for column, mapping in maps.items():
+        targets = (
+            [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+            if column == "*"
+            else [column]
+        )
+        if column != "*" and column not in frame.columns:
+            raise InputError(f"{where}: value map for column {column!r}, which it does not have")
+        for target in targets:
+            text = frame[target].astype("string")
+            hit = text.isin(list(mapping))
+            if hit.any():
+                mapped = frame[target].astype(object)
+                mapped[hit.to_numpy()] = text[hit].map(mapping).astype(object).to_numpy()
+                frame[target] = mapped.where(mapped.notna(), None)
+
+
+def map_source(
+    raw: pd.DataFrame, spec: SourceConfig, where: str, warn: Warn | None = None
+) -> pd.DataFrame:
+    """Rename, map values, parse timestamps and drop unusable rows, as the source spec says."""
+    unknown = [c for c in spec.rename if c not in raw.columns]
+    if unknown:
+        raise InputError(
+            f"{where}: rename names column(s) {', '.join(map(repr, unknown))} that it does not "
+            f"have (has: {', '.join(map(str, raw.columns))})"
+        )
+    frame = raw.rename(columns=spec.rename)
+    _map_values(frame, spec.values, where)
+    for column, ts in spec.timestamps.items():
+        if column not in frame.columns:
+            raise InputError(f"{where}: timestamp format given for column {column!r}, not present")
+        frame[column] = parse_timestamps(frame[column], where, column, ts)
+    for column in spec.drop_rows_without:
+        if column not in frame.columns:
+            raise InputError(f"{where}: drop_rows_without names column {column!r}, not present")
+        empty = frame[column].isna()
+        if empty.any():
+            if warn is not None:
+                warn(
+                    f"{where}: dropped {int(empty.sum()):,} of {len(frame):,} rows without {column}"
+                )
+            frame = frame[~empty]
+    return frame.reset_index(drop=True)
+
+
+def _check_table(name: str, frame: pd.DataFrame, where: str) -> pd.DataFrame:
     missing = [c for c in REQUIRED_COLUMNS[name] if c not in frame.columns]
     if missing:
         raise InputError(
-            f"{path}: missing required column(s) {', '.join(map(repr, missing))} "
-            f"(has: {', '.join(map(str, frame.columns))})"
+            f"{where}: missing required column(s) {', '.join(map(repr, missing))} for the "
+            f"{name} table (has: {', '.join(map(str, frame.columns))})"
         )
     frame = frame.copy()
     for column in TIMESTAMP_COLUMNS[name]:
-        frame[column] = parse_timestamps(frame[column], path, column)
+        if column not in frame.columns:
+            continue
+        frame[column] = parse_timestamps(frame[column], where, column)
         if column in REQUIRED_TIMESTAMPS and frame[column].isna().any():
             rows = frame.index[frame[column].isna()]
             raise InputError(
-                f"{path}: column {column!r} is empty in {len(rows)} row(s) (first at row "
-                f"{int(rows[0]) + 1}); every row needs a timestamp"
+                f"{where}: column {column!r} is empty in {len(rows)} row(s) (first at row "
+                f"{int(rows[0]) + 1}); every row needs a timestamp (or list the column under "
+                "drop_rows_without in the source's config)"
             )
     key = KEYS.get(name)
     if key is not None:
         if frame[key].isna().any():
             raise InputError(
-                f"{path}: column {key!r} has {int(frame[key].isna().sum())} empty key(s)"
+                f"{where}: column {key!r} has {int(frame[key].isna().sum())} empty key(s)"
             )
         dup = frame[key].duplicated(keep=False)
         if dup.any():
             raise InputError(
-                f"{path}: column {key!r} must be unique; {int(dup.sum())} rows share a value, "
+                f"{where}: column {key!r} must be unique; {int(dup.sum())} rows share a value, "
                 f"e.g. {_examples(frame.loc[dup, key])}"
             )
-    if name == "deals":
+    if "outcome" in frame.columns and name in ("deals", "leads"):
         outcome = normalise_label(frame["outcome"])
         unknown = outcome.notna() & ~outcome.isin(OUTCOMES)
         if unknown.any():
             raise InputError(
-                f"{path}: column 'outcome' has unknown value(s) "
-                f"{_examples(frame.loc[unknown, 'outcome'])} "
-                "(expected 'won', 'lost' or empty while open)"
+                f"{where}: column 'outcome' has unknown value(s) "
+                f"{_examples(frame.loc[unknown, 'outcome'])} (expected 'won', 'lost' or empty "
+                "while open; map other values under values: in the source's config)"
             )
-        mismatch = frame["closed_at"].isna() != outcome.isna()
+        frame["outcome"] = outcome.astype(object).where(outcome.notna(), None)
+    if name == "deals":
+        mismatch = frame["closed_at"].isna() != frame["outcome"].isna()
         if mismatch.any():
             raise InputError(
-                f"{path}: columns 'closed_at' and 'outcome' must be both set or both empty; "
+                f"{where}: columns 'closed_at' and 'outcome' must be both set or both empty; "
                 f"{int(mismatch.sum())} row(s) differ, e.g. deal_id "
                 f"{_examples(frame.loc[mismatch, 'deal_id'])}"
             )
         early = frame["closed_at"] < frame["created_at"]
         if early.any():
             raise InputError(
-                f"{path}: 'closed_at' is before 'created_at' in {int(early.sum())} row(s), e.g. "
+                f"{where}: 'closed_at' is before 'created_at' in {int(early.sum())} row(s), e.g. "
                 f"deal_id {_examples(frame.loc[early, 'deal_id'])}"
             )
     return frame
 
 
-def check_joins(frames: dict[str, pd.DataFrame], paths: dict[str, Path]) -> list[str]:
+def check_joins(frames: dict[str, pd.DataFrame], where: dict[str, str]) -> list[str]:
     """Join keys must resolve. None resolving is fatal (usually a type mismatch such as
     '17' against 17); some not resolving is returned as a warning with examples."""
     warnings = []
     for table, column, target, key in JOINS:
+        if column not in frames[table].columns:
+            continue
         values = frames[table][column].dropna()
         if values.empty:
             continue
         unknown = ~values.isin(frames[target][key])
-        if unknown.all():
+        if unknown.all() and not frames[target].empty:
             raise InputError(
-                f"{paths[table]}: no value of column {column!r} matches {target}.{key} in "
-                f"{paths[target]} (e.g. {_examples(values)} against "
+                f"{where[table]}: no value of column {column!r} matches {target}.{key} in "
+                f"{where[target]} (e.g. {_examples(values)} against "
                 f"{_examples(frames[target][key])}; types {values.dtype} and "
                 f"{frames[target][key].dtype})"
             )
-        if unknown.any():
+        if unknown.any() and not frames[target].empty:
             warnings.append(
-                f"{paths[table].name}: {int(unknown.sum()):,} of {len(values):,} rows have a "
-                f"{column} not in {paths[target].name}, e.g. {_examples(values[unknown])}; "
+                f"{where[table]}: {int(unknown.sum()):,} of {len(values):,} rows have a "
+                f"{column} not in {where[target]}, e.g. {_examples(values[unknown])}; "
                 "they are ignored"
             )
     return warnings
 
 
-def load_tables(data_dir: str | Path, warn: Callable[[str], None] | None = None) -> CrmTables:
-    """Read and check accounts, leads, activities and deals from a folder."""
+def _join_lookup(
+    leads: pd.DataFrame, lookup: LookupConfig, data_dir: Path, warn: Warn | None
+) -> pd.DataFrame:
+    where = describe_source(lookup, data_dir)
+    table = map_source(read_source(lookup, data_dir), lookup, where, warn)
+    key = lookup.key or lookup.on
+    if lookup.on not in leads.columns:
+        raise InputError(f"lookup {where}: the leads have no column {lookup.on!r} to join on")
+    if key not in table.columns:
+        raise InputError(f"{where}: no key column {key!r} (has: {', '.join(table.columns)})")
+    if table[key].duplicated().any():
+        raise InputError(f"{where}: key column {key!r} must be unique to be a lookup")
+    columns = list(lookup.columns) if lookup.columns else [c for c in table.columns if c != key]
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise InputError(f"{where}: no column(s) {', '.join(map(repr, missing))} to look up")
+    values = table.set_index(key)[columns].add_prefix(lookup.prefix)
+    joined = values.reindex(leads[lookup.on].to_numpy())
+    miss = leads[lookup.on].notna().to_numpy() & ~leads[lookup.on].isin(values.index).to_numpy()
+    if miss.any() and warn is not None:
+        warn(
+            f"{where}: {int(miss.sum()):,} of {len(leads):,} leads have a {lookup.on} not in the "
+            f"lookup, e.g. {_examples(leads.loc[miss, lookup.on])}"
+        )
+    clash = [c for c in joined.columns if c in leads.columns]
+    if clash:
+        raise InputError(f"{where}: lookup column(s) {clash} already exist; set a prefix")
+    return pd.concat([leads, joined.set_index(leads.index)], axis=1)
+
+
+def _empty(name: str, lead_ids: pd.Series) -> pd.DataFrame:
+    ts = pd.Series([], dtype="datetime64[ns, UTC]")
+    ids = lead_ids.iloc[:0]
+    if name == "activities":
+        return pd.DataFrame(
+            {"lead_id": ids, "occurred_at": ts, "activity_type": pd.Series([], dtype=object)}
+        )
+    if name == "accounts":
+        return pd.DataFrame({"account_id": pd.Series([], dtype=object)})
+    return pd.DataFrame(
+        {
+            "deal_id": ids,
+            "lead_id": ids,
+            "created_at": ts,
+            "closed_at": ts,
+            "outcome": pd.Series([], dtype=object),
+        }
+    )
+
+
+def _deals_from_units(leads: pd.DataFrame) -> pd.DataFrame:
+    """Shape unit: each row is its own deal, open until `closed_at`, then won or lost."""
+    deals = pd.DataFrame(
+        {
+            "deal_id": leads["lead_id"],
+            "lead_id": leads["lead_id"],
+            "created_at": leads["created_at"],
+            "closed_at": leads["closed_at"],
+            "outcome": leads["outcome"],
+        }
+    )
+    if "account_id" in leads.columns:
+        deals["account_id"] = leads["account_id"]
+    return deals
+
+
+def load_tables(config: Config | None, data_dir: str | Path, warn: Warn | None = None) -> CrmTables:
+    """Read, map and check every source of the config's shape (None: canonical files)."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise InputError(f"data folder {data_dir} does not exist")
-    frames, paths = {}, {}
+    data = config.data if config is not None else None
+    shape = data.shape if data is not None else "events"
+    frames: dict[str, pd.DataFrame] = {}
+    where: dict[str, str] = {}
     for name in TABLE_NAMES:
-        paths[name] = table_file(data_dir, name)
-        frames[name] = _check_table(name, _read(paths[name]), paths[name])
-    if frames["leads"].empty:
-        raise InputError(f"{paths['leads']}: has no leads")
-    for message in check_joins(frames, paths):
+        spec = getattr(data, name) if data is not None else None
+        if spec is None and shape == "events":
+            path = table_file(data_dir, name)
+            spec = SourceConfig(path=path.name)
+        if spec is None:
+            continue
+        where[name] = describe_source(spec, data_dir)
+        frames[name] = map_source(read_source(spec, data_dir), spec, where[name], warn)
+
+    leads = frames["leads"]
+    if leads.empty:
+        raise InputError(f"{where['leads']}: has no rows")
+    for lookup in data.lookups if data is not None else ():
+        leads = _join_lookup(leads, lookup, data_dir, warn)
+    if shape == "unit":
+        for column in ("lead_id", "created_at", "closed_at", "outcome"):
+            if column not in leads.columns:
+                raise InputError(
+                    f"{where['leads']}: shape 'unit' needs a column {column!r} (rename the "
+                    "source's id, created, closed and outcome columns onto these names)"
+                )
+        leads = _check_table("leads", leads, where["leads"])
+        leads["closed_at"] = parse_timestamps(leads["closed_at"], where["leads"], "closed_at")
+        frames["deals"], where["deals"] = _deals_from_units(leads), where["leads"]
+        leads = leads.drop(columns=["closed_at", "outcome"])
+    if shape == "flat":
+        for column in ("lead_id", "outcome"):
+            if column not in leads.columns:
+                raise InputError(f"{where['leads']}: shape 'flat' needs a column {column!r}")
+        leads = leads.assign(created_at=pd.NaT)  # no timestamps: nothing is point-in-time
+        leads["created_at"] = leads["created_at"].astype("datetime64[ns, UTC]")
+    if "account_id" not in leads.columns:
+        leads = leads.assign(account_id=None)
+    frames["leads"] = leads
+    for name in ("accounts", "activities", "deals"):
+        if name not in frames:
+            frames[name] = _empty(name, leads["lead_id"])
+            where[name] = f"(no {name} source)"
+    checked = {}
+    for name in TABLE_NAMES:
+        if shape == "flat" and name == "leads":
+            checked[name] = _check_flat_leads(frames[name], where[name])
+        else:
+            checked[name] = _check_table(name, frames[name], where[name])
+    for message in check_joins(checked, where):
         if warn is not None:
             warn(message)
-    return CrmTables(**frames)
+    return CrmTables(**checked)
 
 
-def fingerprint(data_dir: str | Path) -> str:
-    """The first 16 hex digits of a SHA-256 over the four table files' bytes."""
+def _check_flat_leads(leads: pd.DataFrame, where: str) -> pd.DataFrame:
+    """Shape flat: unique ids and known outcomes; there are no timestamps to check."""
+    checked = _check_table("leads", leads.assign(created_at=pd.Timestamp(0, tz="UTC")), where)
+    return checked.assign(created_at=leads["created_at"].to_numpy())
+
+
+def _canonical_text(values: pd.Series) -> pd.Series:
+    """One spelling per value whatever the source: a Parquet int, a CSV float and a SQL bigint
+    of the same number agree, timestamps count nanoseconds in UTC, missing is empty."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(values):
+        stamps = utc_datetime64(values)
+        text = stamps.view("int64").astype(str)
+        return pd.Series(np.where(np.isnat(stamps), "", text))
+    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+        numbers = pd.to_numeric(values, errors="coerce").astype(float)
+        return numbers.map(lambda v: "" if np.isnan(v) else f"{v:.10g}")
+    return values.astype(object).map(lambda v: "" if v is None or v != v else str(v))
+
+
+def fingerprint(tables: CrmTables) -> str:
+    """The first 16 hex digits of a SHA-256 over the loaded tables' values, in any row order
+    and whatever the source (Parquet, CSV or SQL), so the same data give the same print."""
     digest = hashlib.sha256()
     for name in TABLE_NAMES:
-        path = table_file(Path(data_dir), name)
-        digest.update(name.encode())
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        frame = getattr(tables, name)
+        columns = sorted(map(str, frame.columns))
+        digest.update(f"{name}:{','.join(columns)}".encode())
+        text = pd.DataFrame({c: _canonical_text(frame[c]).to_numpy() for c in columns})
+        rows = np.sort(pd.util.hash_pandas_object(text, index=False).to_numpy())
+        digest.update(rows.tobytes())
     return digest.hexdigest()[:16]

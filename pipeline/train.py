@@ -1,22 +1,28 @@
-"""The training job: load -> snapshot -> features -> train -> evaluate -> register."""
+"""The training job: load -> snapshot -> features -> audit -> train -> evaluate -> register."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+import json
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
 import pandas as pd
 import yaml
+from sklearn.model_selection import train_test_split
 
+from features.attributes import attribute_features
 from features.build import FeatureSpec, build_features
+from features.leakage import Finding, audit_columns, flagged_columns
 from features.screening import screen_columns
 from features.snapshots import (
     SPLITS,
     assign_splits,
     cutoff_schedule,
     label_snapshots,
+    lead_outcomes,
     open_leads,
 )
 from features.tables import CrmTables, as_of, clean, lookup
@@ -31,15 +37,39 @@ from pipeline.registry import configure_tracking, log_and_register
 from pipeline.sources import fingerprint, load_tables
 from pipeline.writeback import redact
 
+NO_TIMESTAMPS = (
+    "NO TIMESTAMPS: shape 'flat' cannot build point-in-time snapshots. The split is a stratified "
+    "random split of leads, not time-forward: holdout metrics say how well the model ranks leads "
+    "like these, not how it will do on next month's leads, and attributes filled in after the "
+    "outcome cannot be told apart by time (the leakage audit is the only guard)."
+)
+
 
 @dataclass(frozen=True)
 class TrainingSet:
-    """Labelled point-in-time snapshots and their features, row-aligned."""
+    """Labelled examples and their features, row-aligned."""
 
     rows: pd.DataFrame  # lead_id, cutoff, label, split
     X: pd.DataFrame
     spec: FeatureSpec  # the feature spec, plus columns screened out as PII or identifiers
     screened: dict[str, str]
+    attributes: list[str]  # the untimed columns: where leaks can enter
+    split_method: str  # "time-forward" or "stratified random"
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    findings: list[Finding]
+    aucs: pd.Series
+    dropped: list[str]
+    policy: str
+
+    def records(self) -> list[dict[str, str]]:
+        action = {"drop": "dropped", "warn": "kept (policy warn)", "fail": "fail"}[self.policy]
+        return [
+            {**f.as_dict(), "verdict": action if f.verdict == "flagged" else f.verdict}
+            for f in self.findings
+        ]
 
 
 @dataclass(frozen=True)
@@ -53,6 +83,8 @@ class TrainResult:
     calibration: str
     importance: pd.Series
     as_of: pd.Timestamp
+    audit: AuditResult
+    report: list[str] = field(default_factory=list)
 
 
 def feature_spec(config: Config) -> FeatureSpec:
@@ -64,6 +96,35 @@ def feature_spec(config: Config) -> FeatureSpec:
         recency_cap_days=f.recency_cap_days,
         skip_columns=frozenset({*f.identifiers, *f.pii, *f.exclude}),
     )
+
+
+def _screen(
+    rows: pd.DataFrame, X: pd.DataFrame, spec: FeatureSpec
+) -> tuple[pd.DataFrame, FeatureSpec, dict[str, str]]:
+    train = (rows["split"] == "train").to_numpy()
+    first_of_lead = ~rows["lead_id"].duplicated().to_numpy()
+    screened = screen_columns(X[first_of_lead & train])
+    for column in X.columns:
+        if column not in screened and X.loc[train, column].nunique(dropna=False) <= 1:
+            screened[column] = "constant in the training rows"
+    if screened:
+        X = X.drop(columns=list(screened))
+        spec = replace(spec, skip_columns=frozenset({*spec.skip_columns, *screened}))
+    return X, spec, screened
+
+
+def _attribute_names(tables: CrmTables, spec: FeatureSpec) -> list[str]:
+    empty = pd.DataFrame(
+        {
+            "lead_id": tables.leads["lead_id"].iloc[:0],
+            "cutoff": pd.Series([], dtype="datetime64[ns, UTC]"),
+        }
+    )
+    return [
+        c
+        for c in attribute_features(tables, empty, spec.skip_columns).columns
+        if c != "lead_age_days"
+    ]
 
 
 def build_training_set(tables: CrmTables, config: Config, moment: pd.Timestamp) -> TrainingSet:
@@ -93,65 +154,192 @@ def build_training_set(tables: CrmTables, config: Config, moment: pd.Timestamp) 
     rows = rows[rows["split"].notna()].reset_index(drop=True)
     spec = feature_spec(config)
     X = build_features(tables, rows, spec).reset_index(drop=True)
-    first_of_lead = ~rows["lead_id"].duplicated().to_numpy()
-    screened = screen_columns(X[first_of_lead & (rows["split"] == "train").to_numpy()])
-    if screened:
-        X = X.drop(columns=list(screened))
-        spec = replace(spec, skip_columns=frozenset({*spec.skip_columns, *screened}))
-    return TrainingSet(rows=rows, X=X, spec=spec, screened=screened)
+    X, spec, screened = _screen(rows, X, spec)
+    attributes = [c for c in _attribute_names(tables, spec) if c in X.columns]
+    return TrainingSet(rows, X, spec, screened, attributes, "time-forward")
 
 
-def _check_classes(rows: pd.DataFrame, min_wins: int) -> None:
+def build_flat_training_set(tables: CrmTables, config: Config, moment: pd.Timestamp) -> TrainingSet:
+    """Shape flat: one example per lead with a known outcome, split at random by class."""
+    leads = tables.leads
+    known = leads[leads["outcome"].isin(["won", "lost"])]
+    rows = pd.DataFrame(
+        {
+            "lead_id": known["lead_id"].to_numpy(),
+            "cutoff": moment,
+            "label": (known["outcome"] == "won").astype(np.int8).to_numpy(),
+        }
+    )
+    sp = config.split
+    fractions = {
+        "holdout": sp.holdout_lead_fraction,
+        "calibration": sp.calibration_lead_fraction,
+        "valid": sp.valid_lead_fraction,
+    }
+    split = pd.Series("train", index=rows.index, dtype=object)
+    remaining = rows.index.to_numpy()
+    share_left = 1.0
+    for name, fraction in fractions.items():
+        take = fraction / share_left
+        try:
+            remaining, picked = train_test_split(
+                remaining,
+                test_size=take,
+                stratify=rows.loc[remaining, "label"],
+                random_state=sp.seed,
+            )
+        except ValueError as exc:
+            raise InputError(f"cannot make a stratified {name} slice: {exc}") from None
+        split[picked] = name
+        share_left -= fraction
+    rows["split"] = split.to_numpy()
+    spec = feature_spec(config)
+    spec = replace(spec, skip_columns=frozenset({*spec.skip_columns, "outcome"}))
+    X = attribute_features(tables, rows[["lead_id", "cutoff"]], spec.skip_columns)
+    X = X.drop(columns="lead_age_days").reset_index(drop=True)
+    X, spec, screened = _screen(rows, X, spec)
+    return TrainingSet(rows, X, spec, screened, list(X.columns), "stratified random")
+
+
+def _check_classes(rows: pd.DataFrame, config: Config) -> None:
+    wins = int(rows["label"].sum())
+    losses = len(rows) - wins
+    v = config.validation
+    if wins < v.min_wins or losses < v.min_losses:
+        raise InputError(
+            f"{len(rows):,} labelled examples with {wins:,} wins and {losses:,} non-wins; training "
+            f"needs at least {v.min_wins} wins and {v.min_losses} non-wins "
+            "(validation.min_wins / min_losses)"
+        )
+    min_wins = config.split.min_wins
     for split in SPLITS:
         labels = rows.loc[rows["split"] == split, "label"]
         wins = int(labels.sum())
         if wins < min_wins or len(labels) - wins < min_wins:
             raise InputError(
-                f"the {split} slice has {len(labels):,} snapshots and {wins} wins; at least "
+                f"the {split} slice has {len(labels):,} examples and {wins} wins; at least "
                 f"{min_wins} won and {min_wins} not-won are needed (split.min_wins). Use more "
                 "history, a longer conversion window, or larger split fractions"
             )
 
 
+def audit(ts: TrainingSet, tables: CrmTables, config: Config) -> AuditResult:
+    """Run the leakage audit on the examples the model learns from (never the holdout)."""
+    seen = (ts.rows["split"] != "holdout").to_numpy()
+    X = ts.X[seen].reset_index(drop=True)
+    y = ts.rows.loc[seen, "label"].to_numpy()
+    lead_ids = ts.rows.loc[seen, "lead_id"]
+    stamp_columns = [
+        c
+        for c in tables.leads.columns
+        if c != "created_at" and pd.api.types.is_datetime64_any_dtype(tables.leads[c])
+    ]
+    stamps = None
+    if stamp_columns:
+        stamps = tables.leads.set_index("lead_id")[stamp_columns].reindex(lead_ids.to_numpy())
+        stamps = stamps.reset_index(drop=True)
+    closed = lookup(lead_outcomes(tables.deals)["closed_at"], lead_ids).reset_index(drop=True)
+    a = config.audit
+    findings, aucs = audit_columns(
+        X,
+        y,
+        ts.attributes,
+        max_auc=a.max_auc,
+        min_expected=a.min_expected,
+        allow=a.allow,
+        closed_at=closed,
+        timestamps=stamps,
+    )
+    dropped = flagged_columns(findings) if a.policy == "drop" else []
+    dropped = [c for c in dropped if c in ts.X.columns]
+    return AuditResult(findings, aucs, dropped, a.policy)
+
+
+def prepare(
+    config: Config, data_dir: Path, moment: pd.Timestamp, steps: Steps, report: list[str]
+) -> tuple[CrmTables, TrainingSet, str]:
+    """Load, check and build the labelled examples; shared by `train` and `audit`."""
+
+    def warn(message: str) -> None:
+        report.append(message)
+        steps.warn(message)
+
+    with steps.step(f"Loading {data_dir}"):
+        raw = load_tables(config, data_dir, warn)
+        data_hash = fingerprint(raw)
+    if config.data.shape == "flat":
+        warn(NO_TIMESTAMPS)
+        tables = clean(raw)
+        with steps.step("Building features (stratified random split)"):
+            ts = build_flat_training_set(tables, config, moment)
+    else:
+        later = int((raw.leads["created_at"] >= moment).sum())
+        if later:
+            warn(f"{later:,} leads created at or after --as-of {moment:%Y-%m-%d} are ignored")
+        tables = clean(as_of(raw, moment))
+        with steps.step("Building point-in-time snapshots and features"):
+            ts = build_training_set(tables, config, moment)
+    _check_classes(ts.rows, config)
+    for column, why in ts.screened.items():
+        steps.note(f"not a feature: {column} ({why})")
+    return tables, ts, data_hash
+
+
 def _flat_params(config: Config) -> dict[str, str]:
-    params = {}
-    for section, values in config_as_dict(config).items():
-        for key, value in values.items():
-            params[f"{section}.{key}"] = redact(str(value))[:500]
+    """Every config value as one MLflow param per leaf, URLs with their passwords hidden."""
+    params: dict[str, str] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and value:
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), inner)
+        else:
+            params[prefix] = redact(str(value))[:500]
+
+    walk("", config_as_dict(config))
     return params
 
 
 def train(config: Config, data_dir: Path, moment: pd.Timestamp, steps: Steps) -> TrainResult:
-    """Train, evaluate on the time-forward holdout, and register the model in MLflow."""
-    with steps.step(f"Loading {data_dir}"):
-        tables = clean(as_of(load_tables(data_dir, steps.warn), moment))
-        data_hash = fingerprint(data_dir)
-    with steps.step("Building point-in-time snapshots and features"):
-        ts = build_training_set(tables, config, moment)
-        _check_classes(ts.rows, config.split.min_wins)
+    """Train, evaluate on the holdout, and register the model in MLflow."""
+    report: list[str] = []
+    tables, ts, data_hash = prepare(config, data_dir, moment, steps, report)
+    with steps.step("Auditing attributes for leakage"):
+        result = audit(ts, tables, config)
+    for finding in result.findings:
+        steps.warn(f"leakage audit: {finding.column}: {finding.check}: {finding.evidence}")
+    flagged = flagged_columns(result.findings)
+    if flagged and config.audit.policy == "fail":
+        raise InputError(
+            f"the leakage audit flagged {', '.join(flagged)} and audit.policy is fail; exclude "
+            "them (features.exclude), vouch for them (audit.allow) or set another policy"
+        )
+    X = ts.X.drop(columns=result.dropped)
+    spec = replace(ts.spec, skip_columns=frozenset({*ts.spec.skip_columns, *result.dropped}))
+    if result.dropped:
+        steps.warn(f"dropped by the leakage audit: {', '.join(result.dropped)}")
+
     parts = {name: (ts.rows["split"] == name).to_numpy() for name in SPLITS}
     counts = {f"n_{k}": int(v.sum()) for k, v in parts.items()}
     counts |= {f"wins_{k}": int(ts.rows.loc[v, "label"].sum()) for k, v in parts.items()}
     steps.note(
         " / ".join(f"{counts[f'n_{k}']:,} {k}" for k in SPLITS)
-        + f" snapshots, {ts.rows['cutoff'].nunique()} cutoffs, {ts.X.shape[1]} features"
+        + f" examples, {ts.rows['cutoff'].nunique()} cutoffs, {X.shape[1]} features"
     )
-    for column, why in ts.screened.items():
-        steps.note(f"not a feature: {column} ({why})")
     m = config.model
     with steps.step("Training LightGBM with early stopping, then calibrating"):
         model = LeadScoringModel(**m.model_dump()).fit(
-            ts.X[parts["train"]],
+            X[parts["train"]],
             ts.rows.loc[parts["train"], "label"],
-            X_val=ts.X[parts["valid"]],
+            X_val=X[parts["valid"]],
             y_val=ts.rows.loc[parts["valid"], "label"],
-            X_cal=ts.X[parts["calibration"]],
+            X_cal=X[parts["calibration"]],
             y_cal=ts.rows.loc[parts["calibration"], "label"],
             groups_cal=ts.rows.loc[parts["calibration"], "lead_id"].to_numpy(),
         )
     with steps.step("Evaluating on the holdout"):
         y_hold = ts.rows.loc[parts["holdout"], "label"].to_numpy()
-        p_hold = model.predict_proba(ts.X[parts["holdout"]])[:, 1]
+        p_hold = model.predict_proba(X[parts["holdout"]])[:, 1]
         metrics = holdout_metrics(y_hold, p_hold)
         grades = grade_table(y_hold, p_hold, to_grade(p_hold, config.scoring.grades))
     configure_tracking()
@@ -164,9 +352,14 @@ def train(config: Config, data_dir: Path, moment: pd.Timestamp, steps: Steps) ->
             {
                 "as_of": moment.isoformat(),
                 "data_fingerprint": data_hash,
+                "data_shape": config.data.shape,
+                "split_method": ts.split_method,
+                "point_in_time": str(config.data.shape != "flat").lower(),
                 "calibration": model.calibration_method_,
                 "job": "train",
                 "screened_columns": ", ".join(ts.screened) or "none",
+                "leakage_flagged": ", ".join(flagged) or "none",
+                "leakage_dropped": ", ".join(result.dropped) or "none",
             }
         )
         mlflow.log_params(_flat_params(config))
@@ -176,6 +369,8 @@ def train(config: Config, data_dir: Path, moment: pd.Timestamp, steps: Steps) ->
             {f"calibration_logloss_{k}": v for k, v in model.calibration_losses_.items()}
         )
         mlflow.log_text(yaml.safe_dump(config_as_dict(config), sort_keys=False), "config.yaml")
+        mlflow.log_text(json.dumps(result.records(), indent=2), "leakage_audit.json")
+        mlflow.log_text(json.dumps(report, indent=2), "validation_report.json")
         mlflow.log_table(grades.reset_index(), "holdout_grades.json")
         importance = model.feature_importance()
         mlflow.log_table(
@@ -183,13 +378,10 @@ def train(config: Config, data_dir: Path, moment: pd.Timestamp, steps: Steps) ->
             "feature_importance.json",
         )
         bundle = ScoringBundle(
-            model,
-            ts.spec,
-            moment,
-            pd.DataFrame({"label": y_hold, "probability": p_hold}),
+            model, spec, moment, pd.DataFrame({"label": y_hold, "probability": p_hold})
         )
         version, champion = log_and_register(
-            bundle, ts.X[parts["holdout"]], config.mlflow.registered_model
+            bundle, X[parts["holdout"]], config.mlflow.registered_model
         )
     return TrainResult(
         run_id=run.info.run_id,
@@ -201,4 +393,6 @@ def train(config: Config, data_dir: Path, moment: pd.Timestamp, steps: Steps) ->
         calibration=model.calibration_method_,
         importance=importance,
         as_of=moment,
+        audit=result,
+        report=report,
     )

@@ -23,10 +23,10 @@ def _as_csv(data_dir: Path, name: str) -> Path:
 
 
 def test_loads_parquet_and_csv_alike(data_dir):
-    from_parquet = load_tables(data_dir)
+    from_parquet = load_tables(None, data_dir)
     _as_csv(data_dir, "activities")
     _as_csv(data_dir, "deals")
-    from_csv = load_tables(data_dir)
+    from_csv = load_tables(None, data_dir)
     assert len(from_csv.activities) == len(from_parquet.activities)
     assert str(from_csv.activities["occurred_at"].dt.tz) == "UTC"
     pd.testing.assert_series_equal(
@@ -42,14 +42,14 @@ def test_naive_and_offset_timestamps_become_utc(data_dir):
     frame.loc[0, "occurred_at"] = "2025-01-01 10:00:00"
     frame.loc[1, "occurred_at"] = "2025-01-01T12:00:00+02:00"
     frame.to_csv(path, index=False)
-    acts = load_tables(data_dir).activities
+    acts = load_tables(None, data_dir).activities
     assert acts.loc[0, "occurred_at"] == pd.Timestamp("2025-01-01 10:00", tz="UTC")
     assert acts.loc[1, "occurred_at"] == pd.Timestamp("2025-01-01 10:00", tz="UTC")
 
 
 def _expect(data_dir: Path, *fragments: str) -> None:
     with pytest.raises(InputError) as info:
-        load_tables(data_dir)
+        load_tables(None, data_dir)
     for fragment in fragments:
         assert fragment in str(info.value), str(info.value)
 
@@ -128,19 +128,20 @@ def test_some_unknown_join_keys_are_a_warning(data_dir):
     frame.loc[:9, "lead_id"] = -1
     frame.to_csv(path, index=False)
     warnings: list[str] = []
-    load_tables(data_dir, warnings.append)
+    load_tables(None, data_dir, warnings.append)
     assert len(warnings) == 1
     assert "activities.csv: 10 of" in warnings[0] and "-1" in warnings[0]
 
 
 def test_missing_folder(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
-        load_tables(tmp_path / "nowhere")
+        load_tables(None, tmp_path / "nowhere")
 
 
-def test_fingerprint_changes_with_the_data(data_dir):
-    before = fingerprint(data_dir)
-    assert fingerprint(data_dir) == before
+def test_fingerprint_changes_with_the_data_not_the_format(data_dir):
+    before = fingerprint(load_tables(None, data_dir))
+    _as_csv(data_dir, "leads")
+    assert fingerprint(load_tables(None, data_dir)) == before
     acts = pd.read_parquet(data_dir / "activities.parquet")
     acts.iloc[:-1].to_parquet(data_dir / "activities.parquet", index=False)
-    assert fingerprint(data_dir) != before
+    assert fingerprint(load_tables(None, data_dir)) != before

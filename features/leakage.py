@@ -14,6 +14,10 @@ this audit examines. Each check gives evidence a person can verify:
 - `spells_outcome`: values that say won/lost/closed/converted, or a name such as `close_value`,
   `loss_reason` or `stage`. A name alone is only marked for review; values with skewed classes
   are a finding.
+- `later_state`: a name that says the value is the state at export time or a person's judgement
+  (`last_activity`, `lead_quality`, `rating`, `notes`) on a column that is also strong
+  (single-feature AUC of at least `review_auc`). Either alone is no evidence: honest features
+  can be strong, and a name can mislead.
 """
 
 from __future__ import annotations
@@ -35,6 +39,10 @@ OUTCOME_NAME = re.compile(
 OUTCOME_VALUE = re.compile(
     r"(?:^|_)(?:won|lost|closed|converted|disqualified|churned|lost_to|closed_by|not_interested|"
     r"already_a_student|invalid_number|wrong_number)(?:_|$)"
+)
+LATER_STATE_NAME = re.compile(
+    r"(?:^|_)(?:last|latest|updated|modified|quality|rating|rated|assessment|"
+    r"assigned|notes?|comments?|feedback|priority|temperature|grade)(?:_|$)"
 )
 FLAG = "flagged"
 REVIEW = "review"
@@ -114,10 +122,12 @@ def audit_columns(
     candidates: Collection[str],
     *,
     max_auc: float = 0.9,
+    review_auc: float = 0.65,
     min_expected: float = 10.0,
     allow: Collection[str] = (),
     closed_at: pd.Series | None = None,
     timestamps: pd.DataFrame | None = None,
+    keys: pd.DataFrame | None = None,
 ) -> tuple[list[Finding], pd.Series]:
     """Audit the `candidates` columns of X against labels y.
 
@@ -128,6 +138,9 @@ def audit_columns(
         allow: columns vouched for by the user; reported but never flagged.
         closed_at: when each row's unit closed (NaT if open), for the timestamp check.
         timestamps: timestamp columns of each row's unit (never features), for that check.
+        keys: join keys of each row's unit (e.g. account_id). A key is no feature, but the
+            features built through it are; a key that is only filled in once the outcome is
+            known (missing in one class) leaks through all of them.
 
     Returns the findings and every feature's single-feature AUC (largest first).
     """
@@ -209,6 +222,13 @@ def audit_columns(
                         f"{', '.join(map(repr, spelled.drop_duplicates().head(3)))}; their win "
                         f"rate is {win_rate:.0%} against {y.mean():.0%} overall",
                     )
+        if LATER_STATE_NAME.search(_snake(column)) and auc >= review_auc:
+            add(
+                column,
+                "later_state",
+                f"its name {column!r} says it holds a later state or someone's judgement, and it "
+                f"is strong on its own (AUC {auc:.3f}; best other feature {best_other})",
+            )
         if OUTCOME_NAME.search(_snake(column)):
             flagged = any(f.column == column and f.verdict == FLAG for f in findings)
             add(
@@ -218,6 +238,19 @@ def audit_columns(
                 + ("" if flagged else f"; no data evidence (AUC {auc:.3f}): please review"),
                 FLAG if flagged else REVIEW,
             )
+
+    for column in keys.columns if keys is not None else ():
+        present = keys[column].notna().to_numpy()
+        if 0 < present.sum() < len(present):
+            label = pd.Series(np.where(present, "filled in", "empty"))
+            for group, n, seen, expected in _one_class_groups(label, y, min_expected):
+                add(
+                    column,
+                    "missing_in_one_class",
+                    f"{n:,} rows where the key is {group} are all {_class_word(seen)} (about "
+                    f"{expected:.0f} {_class_word(1 - seen)} expected): every feature built "
+                    "through it leaks",
+                )
 
     if timestamps is not None and closed_at is not None:
         closed = closed_at.notna().to_numpy()

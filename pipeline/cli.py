@@ -35,10 +35,8 @@ def _fail_on_input_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def parse_moment(text: str | None) -> pd.Timestamp:
-    """An ISO date or time, naive taken as UTC; None is now."""
-    if text is None:
-        return pd.Timestamp.now(tz="UTC").floor("s")
+def parse_moment(text: str) -> pd.Timestamp:
+    """An ISO date or time, naive taken as UTC."""
     try:
         moment = pd.Timestamp(text)
     except ValueError as exc:
@@ -93,7 +91,8 @@ as_of_option = click.option(
     "as_of",
     default=None,
     metavar="TIME",
-    help="Behave as if now were TIME (ISO date or time, UTC if no zone). Default: now.",
+    help="Behave as if now were TIME (ISO date or time, UTC if no zone). Default: now, or the "
+    "day after the newest timestamp in the data when the export is older.",
 )
 
 
@@ -161,11 +160,14 @@ def train(
     from pipeline.train import train as run_training
 
     config = _load(config_path, overrides)
-    moment = parse_moment(as_of)
+    moment = parse_moment(as_of) if as_of else None
     result = run_training(config, _data_dir(config, data), moment, Steps())
-    metrics = Table(
-        title=f"Holdout metrics (as of {moment:%Y-%m-%d}, unseen leads, newest cutoffs)"
+    holdout = (
+        "unseen leads, newest cutoffs"
+        if config.data.shape != "flat"
+        else "STRATIFIED RANDOM holdout: no timestamps"
     )
+    metrics = Table(title=f"Holdout metrics (as of {result.as_of:%Y-%m-%d}, {holdout})")
     for name in ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_at_10", "positive_rate"):
         metrics.add_column(name, justify="right")
     metrics.add_row(
@@ -230,9 +232,9 @@ def audit(
     from pipeline.train import prepare
 
     config = _load(config_path, overrides)
-    moment = parse_moment(as_of)
+    moment = parse_moment(as_of) if as_of else None
     steps = Steps(quiet=as_json)
-    tables, ts, _ = prepare(config, _data_dir(config, data), moment, steps, [])
+    tables, ts, _, _ = prepare(config, _data_dir(config, data), moment, steps, [])
     with steps.step("Auditing attributes for leakage"):
         result = run_audit(ts, tables, config)
     records = result.records()
@@ -327,7 +329,7 @@ def score(
     from pipeline.score import score as run_scoring
 
     config = _load(config_path, overrides)
-    moment = parse_moment(as_of)
+    moment = parse_moment(as_of) if as_of else None
     result = run_scoring(
         config,
         _data_dir(config, data),
@@ -338,7 +340,7 @@ def score(
     )
     counts = result.scores["grade"].value_counts()
     table = Table(
-        title=f"Scores as of {moment:%Y-%m-%d %H:%M} UTC (model version {result.version})"
+        title=f"Scores as of {result.as_of:%Y-%m-%d %H:%M} UTC (model version {result.version})"
     )
     for column in ("grade", "leads now", "share", "won in holdout"):
         table.add_column(column, justify="right")

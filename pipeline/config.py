@@ -61,8 +61,8 @@ class SourceConfig(_Section):
 class LookupConfig(SourceConfig):
     """A small table joined onto the leads (scoring unit) by a key, e.g. product -> price."""
 
-    on: str = Field(description="Key column in the leads table (after renames).")
-    key: str | None = Field(None, description="Key column in the lookup; default: same as on.")
+    join_on: str = Field(description="Key column in the leads table (after renames).")
+    key: str | None = Field(None, description="Key column in the lookup; default: join_on.")
     columns: tuple[str, ...] | None = Field(None, description="Columns to bring; default: all.")
     prefix: str = ""
 
@@ -97,6 +97,9 @@ class ValidationConfig(_Section):
 class AuditConfig(_Section):
     policy: Literal["drop", "warn", "fail"] = "drop"
     max_auc: float = Field(0.9, gt=0.5, le=1, description="A column alone above this is a leak.")
+    review_auc: float = Field(
+        0.65, gt=0.5, le=1, description="A column named like a later state and this strong is one."
+    )
     min_expected: float = Field(
         10, gt=0, description="A one-class value must miss this many expected rows of the other."
     )

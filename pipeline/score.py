@@ -19,7 +19,7 @@ from pipeline.errors import InputError
 from pipeline.progress import Steps
 from pipeline.pyfunc_model import ScoringBundle
 from pipeline.registry import choose_version, configure_tracking, load_bundle
-from pipeline.sources import load_tables
+from pipeline.sources import default_as_of, load_tables
 from pipeline.writeback import write_table
 
 NO_REASON = "No signal raised this lead's score above the typical lead"
@@ -92,20 +92,26 @@ def score_leads(
 def score(
     config: Config,
     data_dir: Path,
-    moment: pd.Timestamp,
+    moment: pd.Timestamp | None,
     output: str,
     steps: Steps,
     model_version: str | None = None,
 ) -> ScoreResult:
     """Score every lead open at `moment` with the champion model and write the scores."""
+    with steps.step(f"Loading {data_dir}"):
+        raw = load_tables(config, data_dir, steps.warn)
+    if moment is None:
+        moment = default_as_of(raw)
+        steps.note(
+            f"as of {moment:%Y-%m-%d %H:%M} UTC (now, or the day after the newest "
+            "timestamp in the data; --as-of sets it)"
+        )
+    tables = clean(raw if config.data.shape == "flat" else as_of(raw, moment))
     configure_tracking()
     name = config.mlflow.registered_model
     version, why = choose_version(name, moment, model_version)
     with steps.step(f"Loading {name}: {why}"):
         bundle = load_bundle(name, version)
-    with steps.step(f"Loading {data_dir}"):
-        raw = load_tables(config, data_dir, steps.warn)
-        tables = clean(raw if config.data.shape == "flat" else as_of(raw, moment))
     with steps.step("Building features, scoring and explaining open leads"):
         scores = score_leads(
             tables, bundle, version, moment, config, pd.Timestamp.now(tz="UTC").floor("s")

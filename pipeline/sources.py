@@ -311,9 +311,9 @@ def _join_lookup(
 ) -> pd.DataFrame:
     where = describe_source(lookup, data_dir)
     table = map_source(read_source(lookup, data_dir), lookup, where, warn)
-    key = lookup.key or lookup.on
-    if lookup.on not in leads.columns:
-        raise InputError(f"lookup {where}: the leads have no column {lookup.on!r} to join on")
+    key = lookup.key or lookup.join_on
+    if lookup.join_on not in leads.columns:
+        raise InputError(f"lookup {where}: the leads have no column {lookup.join_on!r} to join on")
     if key not in table.columns:
         raise InputError(f"{where}: no key column {key!r} (has: {', '.join(table.columns)})")
     if table[key].duplicated().any():
@@ -323,12 +323,15 @@ def _join_lookup(
     if missing:
         raise InputError(f"{where}: no column(s) {', '.join(map(repr, missing))} to look up")
     values = table.set_index(key)[columns].add_prefix(lookup.prefix)
-    joined = values.reindex(leads[lookup.on].to_numpy())
-    miss = leads[lookup.on].notna().to_numpy() & ~leads[lookup.on].isin(values.index).to_numpy()
+    joined = values.reindex(leads[lookup.join_on].to_numpy())
+    miss = (
+        leads[lookup.join_on].notna().to_numpy()
+        & ~leads[lookup.join_on].isin(values.index).to_numpy()
+    )
     if miss.any() and warn is not None:
         warn(
-            f"{where}: {int(miss.sum()):,} of {len(leads):,} leads have a {lookup.on} not in the "
-            f"lookup, e.g. {_examples(leads.loc[miss, lookup.on])}"
+            f"{where}: {int(miss.sum()):,} of {len(leads):,} leads have a {lookup.join_on} not in the "
+            f"lookup, e.g. {_examples(leads.loc[miss, lookup.join_on])}"
         )
     clash = [c for c in joined.columns if c in leads.columns]
     if clash:
@@ -411,8 +414,8 @@ def load_tables(config: Config | None, data_dir: str | Path, warn: Warn | None =
         for column in ("lead_id", "outcome"):
             if column not in leads.columns:
                 raise InputError(f"{where['leads']}: shape 'flat' needs a column {column!r}")
-        leads = leads.assign(created_at=pd.NaT)  # no timestamps: nothing is point-in-time
-        leads["created_at"] = leads["created_at"].astype("datetime64[ns, UTC]")
+        no_time = pd.Series(pd.NaT, index=leads.index, dtype="datetime64[ns, UTC]")
+        leads = leads.assign(created_at=no_time)  # no timestamps: nothing is point-in-time
     if "account_id" not in leads.columns:
         leads = leads.assign(account_id=None)
     frames["leads"] = leads
@@ -436,6 +439,25 @@ def _check_flat_leads(leads: pd.DataFrame, where: str) -> pd.DataFrame:
     """Shape flat: unique ids and known outcomes; there are no timestamps to check."""
     checked = _check_table("leads", leads.assign(created_at=pd.Timestamp(0, tz="UTC")), where)
     return checked.assign(created_at=leads["created_at"].to_numpy())
+
+
+def default_as_of(tables: CrmTables, now: pd.Timestamp | None = None) -> pd.Timestamp:
+    """Now, or the day after the newest timestamp in the data when the export is older.
+
+    An export cannot know what happened after it was taken: treating its open units as still
+    open "now" would label them lost. Data without timestamps (shape flat) is as of now.
+    """
+    now = now if now is not None else pd.Timestamp.now(tz="UTC").floor("s")
+    stamps = [
+        tables.leads["created_at"],
+        tables.activities["occurred_at"],
+        tables.deals["created_at"],
+        tables.deals["closed_at"],
+    ]
+    newest = max((s.max() for s in stamps if s.notna().any()), default=None)
+    if newest is None:
+        return now
+    return min(now, newest.floor("D") + pd.Timedelta(days=1))
 
 
 def _canonical_text(values: pd.Series) -> pd.Series:

@@ -34,7 +34,7 @@ from pipeline.errors import InputError
 from pipeline.progress import Steps
 from pipeline.pyfunc_model import ScoringBundle
 from pipeline.registry import configure_tracking, log_and_register
-from pipeline.sources import fingerprint, load_tables
+from pipeline.sources import default_as_of, fingerprint, load_tables
 from pipeline.writeback import redact
 
 NO_TIMESTAMPS = (
@@ -239,26 +239,37 @@ def audit(ts: TrainingSet, tables: CrmTables, config: Config) -> AuditResult:
         stamps = tables.leads.set_index("lead_id")[stamp_columns].reindex(lead_ids.to_numpy())
         stamps = stamps.reset_index(drop=True)
     closed = lookup(lead_outcomes(tables.deals)["closed_at"], lead_ids).reset_index(drop=True)
+    keys = pd.DataFrame(
+        {"account_id": lookup(tables.leads.set_index("lead_id")["account_id"], lead_ids).to_numpy()}
+    )
     a = config.audit
     findings, aucs = audit_columns(
         X,
         y,
         ts.attributes,
         max_auc=a.max_auc,
+        review_auc=a.review_auc,
         min_expected=a.min_expected,
         allow=a.allow,
         closed_at=closed,
         timestamps=stamps,
+        keys=keys,
     )
     dropped = flagged_columns(findings) if a.policy == "drop" else []
-    dropped = [c for c in dropped if c in ts.X.columns]
+    if "account_id" in dropped:  # every account attribute and the account's history go with it
+        dropped += [c for c in ts.X.columns if c.startswith("account_")]
+    dropped = list(dict.fromkeys(c for c in dropped if c in ts.X.columns))
     return AuditResult(findings, aucs, dropped, a.policy)
 
 
 def prepare(
-    config: Config, data_dir: Path, moment: pd.Timestamp, steps: Steps, report: list[str]
-) -> tuple[CrmTables, TrainingSet, str]:
-    """Load, check and build the labelled examples; shared by `train` and `audit`."""
+    config: Config, data_dir: Path, moment: pd.Timestamp | None, steps: Steps, report: list[str]
+) -> tuple[CrmTables, TrainingSet, str, pd.Timestamp]:
+    """Load, check and build the labelled examples; shared by `train` and `audit`.
+
+    Without an explicit `moment` the run is as of now, or of the day after the data's newest
+    timestamp when the export is older than that.
+    """
 
     def warn(message: str) -> None:
         report.append(message)
@@ -267,6 +278,12 @@ def prepare(
     with steps.step(f"Loading {data_dir}"):
         raw = load_tables(config, data_dir, warn)
         data_hash = fingerprint(raw)
+    if moment is None:
+        moment = default_as_of(raw)
+        steps.note(
+            f"as of {moment:%Y-%m-%d %H:%M} UTC (now, or the day after the newest "
+            "timestamp in the data; --as-of sets it)"
+        )
     if config.data.shape == "flat":
         warn(NO_TIMESTAMPS)
         tables = clean(raw)
@@ -282,7 +299,7 @@ def prepare(
     _check_classes(ts.rows, config)
     for column, why in ts.screened.items():
         steps.note(f"not a feature: {column} ({why})")
-    return tables, ts, data_hash
+    return tables, ts, data_hash, moment
 
 
 def _flat_params(config: Config) -> dict[str, str]:
@@ -300,10 +317,10 @@ def _flat_params(config: Config) -> dict[str, str]:
     return params
 
 
-def train(config: Config, data_dir: Path, moment: pd.Timestamp, steps: Steps) -> TrainResult:
+def train(config: Config, data_dir: Path, moment: pd.Timestamp | None, steps: Steps) -> TrainResult:
     """Train, evaluate on the holdout, and register the model in MLflow."""
     report: list[str] = []
-    tables, ts, data_hash = prepare(config, data_dir, moment, steps, report)
+    tables, ts, data_hash, moment = prepare(config, data_dir, moment, steps, report)
     with steps.step("Auditing attributes for leakage"):
         result = audit(ts, tables, config)
     for finding in result.findings:

@@ -330,8 +330,8 @@ def _join_lookup(
     )
     if miss.any() and warn is not None:
         warn(
-            f"{where}: {int(miss.sum()):,} of {len(leads):,} leads have a {lookup.join_on} not in the "
-            f"lookup, e.g. {_examples(leads.loc[miss, lookup.join_on])}"
+            f"{where}: {int(miss.sum()):,} of {len(leads):,} leads have a {lookup.join_on} not "
+            f"in the lookup, e.g. {_examples(leads.loc[miss, lookup.join_on])}"
         )
     clash = [c for c in joined.columns if c in leads.columns]
     if clash:

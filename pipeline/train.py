@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -310,8 +311,8 @@ def _flat_params(config: Config) -> dict[str, str]:
         if isinstance(value, dict) and value:
             for key, inner in value.items():
                 walk(f"{prefix}.{key}" if prefix else str(key), inner)
-        else:
-            params[prefix] = redact(str(value))[:500]
+        else:  # MLflow allows only some characters in param names ('*' is a config key here)
+            params[re.sub(r"[^A-Za-z0-9_\-. :/]", "_", prefix)] = redact(str(value))[:500]
 
     walk("", config_as_dict(config))
     return params

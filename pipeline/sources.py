@@ -43,6 +43,12 @@ JOINS = (  # (table, column) -> (table, key) it must point at
     ("deals", "lead_id", "leads", "lead_id"),
 )
 SUFFIXES = (".parquet", ".csv")
+SORT_KEYS = {
+    "accounts": ["account_id"],
+    "leads": ["lead_id"],
+    "activities": ["lead_id", "occurred_at", "activity_type"],
+    "deals": ["deal_id"],
+}
 ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -432,7 +438,14 @@ def load_tables(config: Config | None, data_dir: str | Path, warn: Warn | None =
     for message in check_joins(checked, where):
         if warn is not None:
             warn(message)
-    return CrmTables(**checked)
+    # A database returns rows in any order; sorted tables make every run on the same data equal.
+    order = {name: [k for k in SORT_KEYS[name] if k in checked[name].columns] for name in checked}
+    return CrmTables(
+        **{
+            name: frame.sort_values(order[name], kind="stable").reset_index(drop=True)
+            for name, frame in checked.items()
+        }
+    )
 
 
 def _check_flat_leads(leads: pd.DataFrame, where: str) -> pd.DataFrame:

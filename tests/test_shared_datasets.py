@@ -1,0 +1,53 @@
+"""The example configs on the real public CRM data, through the real CLI."""
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "datasets"
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.shared_data,
+    pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared datasets not found at {SHARED}"),
+]
+
+CASES = {
+    # config, data folder, columns the audit must name, the model's registered name
+    "maven_crm": ({"close_value", "account_id"}, "lead-scoring-maven-crm"),
+    "x_education": (
+        {"Tags", "Lead Quality", "Last Activity", "Last Notable Activity"},
+        "lead-scoring-x-education",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_example_config_audits_and_trains_without_the_leaks(name, run_cli, tmp_path):
+    leaks, model_name = CASES[name]
+    config = str(REPO / "configs" / "examples" / f"{name}.yaml")
+    data = str(SHARED / name)
+
+    audit = run_cli("audit", "--config", config, "--data", data, "--json")
+    findings = json.loads(audit.stdout)
+    flagged = {f["column"] for f in findings if f["verdict"] == "dropped"}
+    assert leaks <= flagged, findings
+    assert json.loads((tmp_path / "leakage_audit.json").read_text()) == findings
+
+    train = run_cli("train", "--config", config, "--data", data)
+    assert "roc_auc" in train.stdout
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    model = mlflow.pyfunc.load_model(f"models:/{model_name}@champion")
+    used = set(model.unwrap_python_model().bundle.estimator.feature_names_in_)
+    assert not used & flagged
+    run = mlflow.get_run(model.metadata.run_id)
+    assert set(run.data.tags["leakage_dropped"].split(", ")) >= leaks - {"account_id"}
+    if name == "x_education":
+        assert "NO TIMESTAMPS" in train.stderr
+        assert run.data.tags["split_method"] == "stratified random"
+        assert run.data.tags["point_in_time"] == "false"
+    else:
+        assert run.data.tags["split_method"] == "time-forward"

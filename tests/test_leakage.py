@@ -47,7 +47,7 @@ def test_the_planted_leak_is_flagged_with_evidence(synthetic_audit):
 
 def test_honest_drivers_are_not_flagged_even_when_strong(synthetic_audit):
     result, ts = synthetic_audit
-    assert HONEST <= set(ts.attributes)
+    assert set(ts.attributes) >= HONEST
     flagged = {f.column for f in result.findings}
     assert not flagged & (HONEST | {"fit_hint"})
     # the honest hint is strong, and so are the time-aware engagement features: not a reason
@@ -119,7 +119,7 @@ def test_timestamps_on_or_after_the_close_are_flagged():
 
 
 def test_allowed_columns_are_reported_but_never_flagged():
-    rng, y = _rng_frame()
+    _, y = _rng_frame()
     X = pd.DataFrame({"close_amount": np.where(y == 1, 500.0, 0.0)})
     findings, _ = audit_columns(X, y, ["close_amount"], allow=["Close Amount"])
     assert findings and {f.verdict for f in findings} == {"allowed"}

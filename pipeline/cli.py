@@ -13,6 +13,7 @@ from typing import Any
 import click
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from pipeline.errors import EXIT_INPUT, InputError
@@ -28,7 +29,7 @@ def _fail_on_input_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             return command(*args, **kwargs)
         except InputError as exc:
             Console(stderr=True, highlight=False, soft_wrap=True).print(
-                f"[red]error:[/red] {exc}", markup=True
+                f"[red]error:[/red] {escape(str(exc))}"  # data values are not markup
             )
             sys.exit(EXIT_INPUT)
 

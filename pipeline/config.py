@@ -250,14 +250,27 @@ def _describe_error(error: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The config section a field holds: itself, or inside `X | None` or `tuple[X, ...]`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
 def _section_for(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     model: type[BaseModel] = Config
     for part in loc:
+        if isinstance(part, int):  # an item of a list of sections (e.g. data.lookups.0)
+            continue
         field = model.model_fields.get(str(part))
-        annotation = field.annotation if field else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        found = _model_in(field.annotation) if field else None
+        if found is None:
             return None
-        model = annotation
+        model = found
     return model
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
+from rich.markup import escape
 
 
 class Steps:
@@ -18,14 +19,14 @@ class Steps:
     @contextmanager
     def step(self, title: str) -> Iterator[None]:
         start = time.perf_counter()
-        with self.console.status(f"{title}…"):
+        with self.console.status(f"{escape(title)}…"):
             yield
         self.console.print(
-            f"[green]✓[/green] {title} [dim]({time.perf_counter() - start:.1f}s)[/dim]"
+            f"[green]✓[/green] {escape(title)} [dim]({time.perf_counter() - start:.1f}s)[/dim]"
         )
 
     def note(self, text: str) -> None:
-        self.console.print(f"  {text}")
+        self.console.print(f"  {escape(text)}")
 
     def warn(self, text: str) -> None:
-        self.console.print(f"[yellow]![/yellow] {text}")
+        self.console.print(f"[yellow]![/yellow] {escape(text)}")

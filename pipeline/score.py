@@ -117,9 +117,12 @@ def score(
             tables, bundle, version, moment, config, pd.Timestamp.now(tz="UTC").floor("s")
         )
     if scores.empty:
-        raise InputError(
-            f"no open leads at {moment:%Y-%m-%d %H:%M} in {data_dir}: nothing to score"
+        what = (
+            "no lead without an outcome (shape flat scores the leads whose outcome is empty)"
+            if config.data.shape == "flat"
+            else f"no open leads at {moment:%Y-%m-%d %H:%M}"
         )
+        raise InputError(f"{data_dir}: {what}; nothing to score")
     with steps.step(f"Writing {len(scores):,} scores"):
         target = write_table(scores, output, config.scoring.table)
     return ScoreResult(

@@ -125,6 +125,8 @@ def _read_sql(spec: SourceConfig) -> pd.DataFrame:
         raise InputError(f"{where}: cannot read: {exc.orig}") from None
     except sa.exc.ProgrammingError as exc:
         raise InputError(f"{where}: the query failed: {exc.orig}") from None
+    except pd.errors.DatabaseError as exc:  # pandas wraps the driver's error for queries
+        raise InputError(f"{where}: the query failed: {exc}") from None
     finally:
         engine.dispose()
 
@@ -179,6 +181,16 @@ def parse_timestamps(
     return parsed
 
 
+def _value_text(values: pd.Series) -> pd.Series:
+    """Values as the text a value map's keys are written in: 1.0 (an int column with gaps,
+    which pandas reads as floats) is "1"."""
+    if pd.api.types.is_float_dtype(values):
+        return values.map(
+            lambda v: pd.NA if pd.isna(v) else str(int(v)) if float(v).is_integer() else str(v)
+        ).astype("string")
+    return values.astype("string")
+
+
 def _map_values(frame: pd.DataFrame, maps: dict[str, dict[str, str | None]], where: str) -> None:
     """Apply value maps in place on a frame this module owns; keys match the text of a value."""
     for column, mapping in maps.items():
@@ -190,7 +202,7 @@ def _map_values(frame: pd.DataFrame, maps: dict[str, dict[str, str | None]], whe
         if column != "*" and column not in frame.columns:
             raise InputError(f"{where}: value map for column {column!r}, which it does not have")
         for target in targets:
-            text = frame[target].astype("string")
+            text = _value_text(frame[target])
             hit = text.isin(list(mapping))
             if hit.any():
                 mapped = frame[target].astype(object)
@@ -330,10 +342,14 @@ def _join_lookup(
         raise InputError(f"{where}: no column(s) {', '.join(map(repr, missing))} to look up")
     values = table.set_index(key)[columns].add_prefix(lookup.prefix)
     joined = values.reindex(leads[lookup.join_on].to_numpy())
-    miss = (
-        leads[lookup.join_on].notna().to_numpy()
-        & ~leads[lookup.join_on].isin(values.index).to_numpy()
-    )
+    keys = leads[lookup.join_on]
+    miss = keys.notna().to_numpy() & ~keys.isin(values.index).to_numpy()
+    if miss.any() and miss.sum() == keys.notna().sum():
+        raise InputError(
+            f"{where}: no {lookup.join_on} of the leads matches the lookup's {key} (e.g. "
+            f"{_examples(keys.dropna())} against {_examples(table[key])}; types {keys.dtype} "
+            f"and {table[key].dtype})"
+        )
     if miss.any() and warn is not None:
         warn(
             f"{where}: {int(miss.sum()):,} of {len(leads):,} leads have a {lookup.join_on} not "
@@ -405,6 +421,8 @@ def load_tables(config: Config | None, data_dir: str | Path, warn: Warn | None =
         raise InputError(f"{where['leads']}: has no rows")
     for lookup in data.lookups if data is not None else ():
         leads = _join_lookup(leads, lookup, data_dir, warn)
+    if "account_id" not in leads.columns:  # optional: a lead without a known company
+        leads = leads.assign(account_id=None)
     if shape == "unit":
         for column in ("lead_id", "created_at", "closed_at", "outcome"):
             if column not in leads.columns:
@@ -422,8 +440,6 @@ def load_tables(config: Config | None, data_dir: str | Path, warn: Warn | None =
                 raise InputError(f"{where['leads']}: shape 'flat' needs a column {column!r}")
         no_time = pd.Series(pd.NaT, index=leads.index, dtype="datetime64[ns, UTC]")
         leads = leads.assign(created_at=no_time)  # no timestamps: nothing is point-in-time
-    if "account_id" not in leads.columns:
-        leads = leads.assign(account_id=None)
     frames["leads"] = leads
     for name in ("accounts", "activities", "deals"):
         if name not in frames:
@@ -451,7 +467,8 @@ def load_tables(config: Config | None, data_dir: str | Path, warn: Warn | None =
 def _check_flat_leads(leads: pd.DataFrame, where: str) -> pd.DataFrame:
     """Shape flat: unique ids and known outcomes; there are no timestamps to check."""
     checked = _check_table("leads", leads.assign(created_at=pd.Timestamp(0, tz="UTC")), where)
-    return checked.assign(created_at=leads["created_at"].to_numpy())
+    no_time = pd.Series(pd.NaT, index=checked.index, dtype="datetime64[ns, UTC]")
+    return checked.assign(created_at=no_time)
 
 
 def default_as_of(tables: CrmTables, now: pd.Timestamp | None = None) -> pd.Timestamp:

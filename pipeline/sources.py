@@ -174,6 +174,8 @@ def parse_timestamps(
         expected = (
             f"format {spec.format!r}" if spec.format else "ISO 8601 such as 2025-03-01T12:00:00Z"
         )
+        if spec.timezone != "UTC":
+            expected += f", at a local time that exists exactly once in {spec.timezone}"
         raise InputError(
             f"{where}: column {column!r} has {int(bad.sum())} value(s) that are not timestamps "
             f"(expected {expected}), e.g. {_examples(values[bad])}"

@@ -148,9 +148,12 @@ def describe(feature: str, value: object) -> str:
         )  # type: ignore[arg-type]
     if feature == "account_other_leads":
         return "No known company" if missing else f"{int(value)} other leads from their company"  # type: ignore[call-overload]
-    label = _pretty(feature.removeprefix("account_"))
-    return (
-        f"{label} unknown"
-        if missing
-        else f"{label}: {_pretty(value) if isinstance(value, str) else value}"
-    )
+    label = _pretty(feature)
+    if feature.startswith("account_"):
+        label = "Company " + _pretty(feature.removeprefix("account_")).lower()
+    if missing:
+        return f"{label} unknown"
+    if isinstance(value, str):
+        return f"{label}: {_pretty(value)}"
+    number = float(value)  # type: ignore[arg-type]
+    return f"{label}: {int(number):,}" if number.is_integer() else f"{label}: {number:,.2f}"

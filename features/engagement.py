@@ -26,6 +26,12 @@ TREND_RECENT_DAYS = 30
 TREND_PRIOR_DAYS = 60
 
 
+def unknown_activity_types(activities: pd.DataFrame) -> pd.Series:
+    """How many activities have each type outside ACTIVITY_TYPES (they count as `other`)."""
+    types = activities["activity_type"]
+    return types[~types.isin(ACTIVITY_TYPES)].value_counts()
+
+
 def engagement_features(
     tables: CrmTables,
     spine: pd.DataFrame,

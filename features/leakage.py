@@ -201,7 +201,7 @@ def audit_columns(
             add(
                 column,
                 "value_in_one_class",
-                f"{len(pure)} value(s) occur in one class only, {share:.0%} of rows: {shown}",
+                f"{len(pure)} value(s) occur in one class only, {share:.0%} of rows; e.g. {shown}",
             )
         if not pd.api.types.is_numeric_dtype(values):
             text = values.dropna().astype(str)

@@ -190,7 +190,8 @@ def train(
     top = ", ".join(result.importance.head(5).index)
     status = "now the champion" if result.made_champion else "champion unchanged"
     out.print(
-        f"Model lead-scoring version {result.version} ({status}); calibration: "
+        f"Model {config.mlflow.registered_model} version {result.version} ({status}); "
+        "calibration: "
         f"{result.calibration}; top features: {top}\n"
         f"MLflow run {result.run_id}. Browse runs: mlflow ui --backend-store-uri "
         f"{_tracking_uri()}"
@@ -266,11 +267,10 @@ def write_json_atomically(path: Path, value: object) -> None:
     """Write JSON through a temporary file so a reader never sees half of it."""
     import json
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w") as stream:
-        json.dump(value, stream, indent=2)
-    os.replace(tmp, path)
+    from pipeline.atomic_files import replaced_atomically
+
+    with replaced_atomically(path) as tmp:
+        tmp.write_text(json.dumps(value, indent=2))
 
 
 def _tracking_uri() -> str:

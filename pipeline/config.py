@@ -267,6 +267,8 @@ def _section_for(loc: tuple[Any, ...]) -> type[BaseModel] | None:
         if isinstance(part, int):  # an item of a list of sections (e.g. data.lookups.0)
             continue
         field = model.model_fields.get(str(part))
+        if field is None and isinstance(model, type):  # a key of a dict of sections
+            continue
         found = _model_in(field.annotation) if field else None
         if found is None:
             return None

@@ -163,7 +163,12 @@ def parse_timestamps(
         parsed = parsed.dt.tz_convert("UTC")
     else:
         try:
-            parsed = parsed.dt.tz_localize(spec.timezone, ambiguous="NaT", nonexistent="NaT")
+            # The hour the clocks go back happens twice: take its first pass (summer time). The
+            # hour they skip never happens: move such times forward to the change.
+            first_pass = np.ones(len(parsed), dtype=bool)
+            parsed = parsed.dt.tz_localize(
+                spec.timezone, ambiguous=first_pass, nonexistent="shift_forward"
+            )
         except Exception as exc:  # an unknown zone name
             raise InputError(
                 f"{where}: column {column!r}: timezone {spec.timezone!r}: {exc}"
@@ -174,8 +179,7 @@ def parse_timestamps(
         expected = (
             f"format {spec.format!r}" if spec.format else "ISO 8601 such as 2025-03-01T12:00:00Z"
         )
-        if spec.timezone != "UTC":
-            expected += f", at a local time that exists exactly once in {spec.timezone}"
+
         raise InputError(
             f"{where}: column {column!r} has {int(bad.sum())} value(s) that are not timestamps "
             f"(expected {expected}), e.g. {_examples(values[bad])}"
@@ -193,8 +197,16 @@ def _value_text(values: pd.Series) -> pd.Series:
     return values.astype("string")
 
 
+def _fold(value: object) -> str:
+    """How value-map keys and values are compared: 'Page View', 'page view', 'PAGE_VIEW' agree."""
+    return re.sub(r"[\s\-/_]+", "_", str(value).strip().lower())
+
+
 def _map_values(frame: pd.DataFrame, maps: dict[str, dict[str, str | None]], where: str) -> None:
-    """Apply value maps in place on a frame this module owns; keys match the text of a value."""
+    """Apply value maps in place on a frame this module owns.
+
+    Keys match the text of a value ignoring case, spaces, hyphens and underscores.
+    """
     for column, mapping in maps.items():
         targets = (
             [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
@@ -203,12 +215,13 @@ def _map_values(frame: pd.DataFrame, maps: dict[str, dict[str, str | None]], whe
         )
         if column != "*" and column not in frame.columns:
             raise InputError(f"{where}: value map for column {column!r}, which it does not have")
+        folded = {_fold(k): v for k, v in mapping.items()}
         for target in targets:
-            text = _value_text(frame[target])
-            hit = text.isin(list(mapping))
+            text = _value_text(frame[target]).map(_fold, na_action="ignore")
+            hit = text.isin(list(folded)).fillna(False).astype(bool)
             if hit.any():
                 mapped = frame[target].astype(object)
-                mapped[hit.to_numpy()] = text[hit].map(mapping).astype(object).to_numpy()
+                mapped[hit.to_numpy()] = text[hit].map(folded).astype(object).to_numpy()
                 frame[target] = mapped.where(mapped.notna(), None)
 
 
@@ -218,9 +231,11 @@ def map_source(
     """Rename, map values, parse timestamps and drop unusable rows, as the source spec says."""
     unknown = [c for c in spec.rename if c not in raw.columns]
     if unknown:
+        glued = len(raw.columns) == 1 and any(d in str(raw.columns[0]) for d in ";\t|,")
+        hint = " Is csv.delimiter right? The header was read as one column." if glued else ""
         raise InputError(
             f"{where}: rename names column(s) {', '.join(map(repr, unknown))} that it does not "
-            f"have (has: {', '.join(map(str, raw.columns))})"
+            f"have (has: {', '.join(map(str, raw.columns))}).{hint}"
         )
     frame = raw.rename(columns=spec.rename)
     _map_values(frame, spec.values, where)

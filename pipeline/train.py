@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from sklearn.model_selection import train_test_split
 
 from features.attributes import attribute_features
 from features.build import FeatureSpec, build_features
+from features.engagement import ACTIVITY_TYPES, unknown_activity_types
 from features.leakage import Finding, audit_columns, flagged_columns
 from features.screening import screen_columns
 from features.snapshots import (
@@ -297,10 +299,22 @@ def prepare(
         tables = clean(as_of(raw, moment))
         with steps.step("Building point-in-time snapshots and features"):
             ts = build_training_set(tables, config, moment)
+    _warn_unknown_activity_types(tables, warn)
     _check_classes(ts.rows, config)
     for column, why in ts.screened.items():
         steps.note(f"not a feature: {column} ({why})")
     return tables, ts, data_hash, moment
+
+
+def _warn_unknown_activity_types(tables: CrmTables, warn: Callable[[str], None]) -> None:
+    unknown = unknown_activity_types(tables.activities)
+    if unknown.sum():
+        shown = ", ".join(f"{t!r} ({n:,})" for t, n in unknown.head(5).items())
+        warn(
+            f"{int(unknown.sum()):,} of {len(tables.activities):,} activities have a type outside "
+            f"{', '.join(ACTIVITY_TYPES)} and count as 'other': {shown}. Map them with values: "
+            "in the activities source"
+        )
 
 
 def _flat_params(config: Config) -> dict[str, str]:

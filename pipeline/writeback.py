@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
 
+from pipeline.atomic_files import replaced_atomically
 from pipeline.errors import InputError
 
 FILE_SUFFIXES = (".parquet", ".csv")
@@ -36,17 +35,11 @@ def _write_file(frame: pd.DataFrame, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"cannot write {path}: {exc.strerror}") from None
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
+    with replaced_atomically(path) as tmp:
         if path.suffix == ".parquet":
             frame.to_parquet(tmp, index=False)
         else:
             frame.to_csv(tmp, index=False)
-        os.replace(tmp, path)  # atomic on one filesystem: readers see the old or the new file
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _write_sql(frame: pd.DataFrame, url: str, table: str, chunksize: int) -> None:

@@ -492,3 +492,37 @@ def test_default_now_is_the_current_time(tmp_path):
     before = pd.Timestamp.now(tz=UTC).floor("s")
     moment = default_as_of(tables)
     assert before <= moment <= pd.Timestamp.now(tz=UTC)
+
+
+def test_clock_changes_resolve_instead_of_failing(tmp_path):
+    _write_other_tables(tmp_path)
+    (tmp_path / "leads.csv").write_text(
+        "lead_id,account_id,created_at\n"
+        "1,10,26/10/2025 02:30\n"  # happens twice in Berlin: the first (summer-time) pass
+        "2,10,30/03/2025 02:30\n"  # never happens in Berlin: moved to the change, 03:00 CEST
+    )
+    spec = {
+        "path": "leads.csv",
+        "timestamps": {"created_at": {"format": "%d/%m/%Y %H:%M", "timezone": "Europe/Berlin"}},
+    }
+    created = _by_id(_load(tmp_path, {"leads": spec}).leads)["created_at"]
+    assert created[1] == pd.Timestamp("2025-10-26 00:30", tz=UTC)
+    assert created[2] == pd.Timestamp("2025-03-30 01:00", tz=UTC)
+
+
+def test_value_maps_ignore_case_spaces_and_underscores(tmp_path):
+    _write_other_tables(tmp_path)
+    (tmp_path / "leads.csv").write_text(
+        "lead_id,account_id,created_at,source\n"
+        "1,10,2025-01-01,Page View\n2,10,2025-01-01,PAGE_VIEW\n3,10,2025-01-01,page-view\n"
+    )
+    spec = {"path": "leads.csv", "values": {"source": {"page view": "web"}}}
+    assert set(_load(tmp_path, {"leads": spec}).leads["source"]) == {"web"}
+
+
+def test_a_wrong_delimiter_gets_a_hint(tmp_path):
+    _write_other_tables(tmp_path)
+    (tmp_path / "leads.csv").write_text("Lead ID;account_id;created_at\n1;10;2025-01-01\n")
+    spec = {"path": "leads.csv", "rename": {"Lead ID": "lead_id"}}
+    with pytest.raises(InputError, match="Is csv.delimiter right"):
+        _load(tmp_path, {"leads": spec})

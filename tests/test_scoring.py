@@ -96,7 +96,9 @@ def test_no_reason_when_nothing_pushes_the_score_up():
         ("account_employees", 1200.0, "Company of about 1,200 employees"),
         ("account_won_deals", 2.0, "Their company has won 2 earlier deals with us"),
         ("lead_age_days", 12.4, "Lead created 12 days ago"),
-        ("account_favourite_colour", "teal", "Favourite Colour: Teal"),
+        ("account_favourite_colour", "teal", "Company favourite colour: Teal"),
+        ("account_floors", 12.0, "Company floors: 12"),
+        ("budget_k", 2.5, "Budget K: 2.50"),
     ],
 )
 def test_descriptions_read_as_sentences(feature, value, text):

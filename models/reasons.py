@@ -52,3 +52,35 @@ def top_reasons(
             )
         out.append(reasons)
     return out
+
+
+def strongest_against(
+    X: pd.DataFrame,
+    contributions: pd.DataFrame,
+    describe: Callable[[str, object], str],
+    min_impact: float = 0.05,
+) -> list[dict[str, object] | None]:
+    """Per row, the feature that lowered the score most (absences included: "No activity in
+    the last year" is a fair reason against), or None when nothing lowered it by `min_impact`."""
+    features = [c for c in contributions.columns if c != "bias"]
+    if not features:
+        return [None] * len(X)
+    values = contributions[features].to_numpy()
+    worst = values.argmin(axis=1)
+    impact = values[np.arange(len(values)), worst]
+    raw = X[features].to_numpy(dtype=object)
+    out: list[dict[str, object] | None] = []
+    for i, (j, value) in enumerate(zip(worst, impact, strict=True)):
+        if value > -min_impact:
+            out.append(None)
+            continue
+        feature = features[j]
+        out.append(
+            {
+                "feature": feature,
+                "value": raw[i, j],
+                "impact": float(value),
+                "text": describe(feature, raw[i, j]),
+            }
+        )
+    return out

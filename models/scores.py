@@ -20,3 +20,47 @@ def to_grade(y_proba: np.ndarray, bands: Mapping[str, float], fallback: str = "D
     for name, threshold in reversed(list(bands.items())):
         grade[y_proba >= threshold] = name
     return pd.Series(grade, dtype=object)
+
+
+def to_grade_by_percentile(
+    y_proba: np.ndarray, top_shares: Mapping[str, float], fallback: str = "D"
+) -> pd.Series:
+    """Grades by rank: `top_shares` gives each grade's cumulative share of the best leads,
+    e.g. {A: 0.05, B: 0.20} makes the top 5% A and the next 15% B."""
+    y_proba = np.asarray(y_proba, dtype=float)
+    if len(y_proba) == 0:
+        return pd.Series([], dtype=object)
+    share_above = pd.Series(-y_proba).rank(method="min").to_numpy() / len(y_proba)
+    grade = np.full(len(y_proba), fallback, dtype=object)
+    for name, share in reversed(list(top_shares.items())):
+        grade[share_above <= share] = name
+    return pd.Series(grade, dtype=object)
+
+
+def mql_flags(
+    y_proba: np.ndarray,
+    grades: pd.Series,
+    mql_grades: tuple[str, ...],
+    min_score: int | None = None,
+    capacity: int | None = None,
+) -> np.ndarray:
+    """Marketing-qualified: a qualifying grade or a score of at least `min_score`; with a
+    `capacity`, only that many, highest probability first."""
+    flag = np.isin(np.asarray(grades), list(mql_grades))
+    if min_score is not None:
+        flag |= to_score(y_proba) >= min_score
+    if capacity is not None and flag.sum() > capacity:
+        candidates = np.flatnonzero(flag)
+        order = np.argsort(-np.asarray(y_proba)[candidates], kind="stable")
+        flag = np.zeros_like(flag)
+        flag[candidates[order[:capacity]]] = True
+    return flag
+
+
+def assign_grades(
+    y_proba: np.ndarray, bands: Mapping[str, float], grade_by: str = "probability"
+) -> pd.Series:
+    """Grades by calibrated probability or by percentile, as the targeting policy says."""
+    if grade_by == "percentile":
+        return to_grade_by_percentile(y_proba, bands)
+    return to_grade(y_proba, bands)

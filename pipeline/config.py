@@ -183,24 +183,40 @@ class ModelConfig(_Section):
 
 
 class ScoringConfig(_Section):
+    grade_by: Literal["probability", "percentile"] = Field(
+        "probability",
+        description="probability: grades are minimum calibrated probabilities; percentile: "
+        "cumulative shares of the best leads (A: 0.05 = the top 5%)",
+    )
     grades: dict[str, float] = Field(
         default_factory=lambda: {"A": 0.30, "B": 0.12, "C": 0.04},
-        description="Minimum calibrated probability per grade, best first; the rest get D.",
+        description="Per grade, best first: a minimum probability or a top share; the rest get D.",
+    )
+    mql_grades: tuple[str, ...] = Field(("A", "B"), description="Grades that are MQLs.")
+    mql_min_score: int | None = Field(None, ge=1, le=99, description="A score this high is MQL.")
+    mql_capacity: int | None = Field(
+        None, ge=0, description="At most this many MQLs per run, highest probability first."
     )
     max_reasons: int = Field(3, ge=0, le=10)
     min_reason_impact: float = Field(0.05, ge=0, description="Log-odds a reason must add.")
     output: str = "scores.db"
     table: str = "lead_scores"
 
-    @field_validator("grades")
-    @classmethod
-    def _descending_probabilities(cls, value: dict[str, float]) -> dict[str, float]:
-        thresholds = list(value.values())
+    @model_validator(mode="after")
+    def _ordered_grades(self) -> ScoringConfig:
+        thresholds = list(self.grades.values())
         if any(not 0 < t < 1 for t in thresholds):
-            raise ValueError("grade thresholds are probabilities strictly between 0 and 1")
-        if thresholds != sorted(thresholds, reverse=True):
+            raise ValueError("grade thresholds are probabilities or shares strictly in (0, 1)")
+        if self.grade_by == "probability" and thresholds != sorted(thresholds, reverse=True):
             raise ValueError("grades must be listed best first with falling thresholds")
-        return value
+        if self.grade_by == "percentile" and thresholds != sorted(thresholds):
+            raise ValueError(
+                "percentile grades are cumulative top shares, rising (A: 0.05, B: 0.2)"
+            )
+        unknown = [g for g in self.mql_grades if g not in self.grades and g != "D"]
+        if unknown:
+            raise ValueError(f"mql_grades names grade(s) {unknown} not in grades")
+        return self
 
 
 class MlflowConfig(_Section):

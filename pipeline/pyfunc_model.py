@@ -7,6 +7,7 @@ from typing import Any
 
 import joblib
 import mlflow.pyfunc
+import numpy as np
 import pandas as pd
 
 from features.build import FeatureSpec
@@ -21,6 +22,7 @@ class ScoringBundle:
     feature_spec: FeatureSpec
     as_of: pd.Timestamp
     holdout: pd.DataFrame  # label, probability: the holdout predictions, for grade win rates
+    subscore_reference: dict[str, np.ndarray]  # holdout quantiles of each family's log-odds
 
 
 class LeadScoringPyfunc(mlflow.pyfunc.PythonModel):

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from features.build import build_features
 from features.descriptions import describe
+from features.families import FAMILIES, feature_family
 from features.snapshots import open_leads
 from features.tables import CrmTables, as_of, clean
 from models.evaluation import grade_table
-from models.reasons import top_reasons
-from models.scores import to_grade, to_score
+from models.reasons import strongest_against, top_reasons
+from models.scores import assign_grades, mql_flags, to_score
+from models.subscores import family_logits, to_subscore
 from pipeline.config import Config
 from pipeline.errors import InputError
 from pipeline.progress import Steps
@@ -28,7 +32,12 @@ SCORE_COLUMNS = [
     "probability",
     "score",
     "grade",
+    "mql",
+    "fit_score",
+    "engagement_score",
     "reasons",
+    "reason_against",
+    "reasons_json",
     "model_version",
     "as_of",
     "scored_at",
@@ -72,21 +81,54 @@ def score_leads(
             "build: a column of leads or accounts (an attribute's own name, or account_<name>) "
             "is missing"
         )
+    contributions = model.contributions(X)
     proba = model.predict_proba(X)[:, 1]
     s = config.scoring
-    reasons = top_reasons(X, model.contributions(X), describe, s.max_reasons, s.min_reason_impact)
+    grades = assign_grades(proba, s.grades, s.grade_by)
+    logits = family_logits(contributions, feature_family, FAMILIES)
+    up = top_reasons(X, contributions, describe, s.max_reasons, s.min_reason_impact)
+    down = strongest_against(X, contributions, describe, s.min_reason_impact)
+    structured = [
+        json.dumps(
+            [
+                {
+                    "feature": r["feature"],
+                    "value": _plain(r["value"]),
+                    "impact": round(r["impact"], 4),
+                }
+                for r in [*ups, *([against] if against else [])]
+            ]
+        )
+        for ups, against in zip(up, down, strict=True)
+    ]
     return pd.DataFrame(
         {
             "lead_id": spine["lead_id"].to_numpy(),
             "probability": proba.round(6),
             "score": to_score(proba),
-            "grade": to_grade(proba, s.grades).to_numpy(),
-            "reasons": ["; ".join(r["text"] for r in row) or NO_REASON for row in reasons],
+            "grade": grades.to_numpy(),
+            "mql": mql_flags(proba, grades, s.mql_grades, s.mql_min_score, s.mql_capacity),
+            "fit_score": to_subscore(logits["fit"], bundle.subscore_reference["fit"]),
+            "engagement_score": to_subscore(
+                logits["engagement"], bundle.subscore_reference["engagement"]
+            ),
+            "reasons": ["; ".join(r["text"] for r in row) or NO_REASON for row in up],
+            "reason_against": [r["text"] if r else "" for r in down],
+            "reasons_json": structured,
             "model_version": version,
             "as_of": moment,
             "scored_at": scored_at,
         }
     )
+
+
+def _plain(value: object) -> object:
+    """A JSON-friendly feature value (numpy numbers become Python numbers, NaN null)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    return value
 
 
 def score(
@@ -133,6 +175,10 @@ def score(
         holdout_grades=grade_table(
             bundle.holdout["label"].to_numpy(),
             bundle.holdout["probability"].to_numpy(),
-            to_grade(bundle.holdout["probability"].to_numpy(), config.scoring.grades),
+            assign_grades(
+                bundle.holdout["probability"].to_numpy(),
+                config.scoring.grades,
+                config.scoring.grade_by,
+            ),
         ),
     )

@@ -18,6 +18,7 @@ from sklearn.model_selection import train_test_split
 from features.attributes import attribute_features
 from features.build import FeatureSpec, build_features
 from features.engagement import ACTIVITY_TYPES, unknown_activity_types
+from features.families import FAMILIES, feature_family
 from features.leakage import Finding, audit_columns, flagged_columns
 from features.screening import screen_columns
 from features.snapshots import (
@@ -31,7 +32,8 @@ from features.snapshots import (
 from features.tables import CrmTables, as_of, clean, lookup
 from models.evaluation import grade_table, holdout_metrics
 from models.lead_model import LeadScoringModel
-from models.scores import to_grade
+from models.scores import assign_grades
+from models.subscores import family_logits, reference_quantiles
 from pipeline.config import Config, config_as_dict
 from pipeline.errors import InputError
 from pipeline.progress import Steps
@@ -373,7 +375,8 @@ def train(config: Config, data_dir: Path, moment: pd.Timestamp | None, steps: St
         y_hold = ts.rows.loc[parts["holdout"], "label"].to_numpy()
         p_hold = model.predict_proba(X[parts["holdout"]])[:, 1]
         metrics = holdout_metrics(y_hold, p_hold)
-        grades = grade_table(y_hold, p_hold, to_grade(p_hold, config.scoring.grades))
+        s = config.scoring
+        grades = grade_table(y_hold, p_hold, assign_grades(p_hold, s.grades, s.grade_by))
     configure_tracking()
     mlflow.set_experiment(config.mlflow.experiment)
     with (
@@ -409,8 +412,13 @@ def train(config: Config, data_dir: Path, moment: pd.Timestamp | None, steps: St
             importance.rename("gain").rename_axis("feature").reset_index(),
             "feature_importance.json",
         )
+        logits = family_logits(model.contributions(X[parts["holdout"]]), feature_family, FAMILIES)
         bundle = ScoringBundle(
-            model, spec, moment, pd.DataFrame({"label": y_hold, "probability": p_hold})
+            model,
+            spec,
+            moment,
+            pd.DataFrame({"label": y_hold, "probability": p_hold}),
+            {family: reference_quantiles(logits[family]) for family in FAMILIES},
         )
         version, champion = log_and_register(
             bundle, X[parts["holdout"]], config.mlflow.registered_model

@@ -524,5 +524,5 @@ def test_a_wrong_delimiter_gets_a_hint(tmp_path):
     _write_other_tables(tmp_path)
     (tmp_path / "leads.csv").write_text("Lead ID;account_id;created_at\n1;10;2025-01-01\n")
     spec = {"path": "leads.csv", "rename": {"Lead ID": "lead_id"}}
-    with pytest.raises(InputError, match="Is csv.delimiter right"):
+    with pytest.raises(InputError, match=r"Is csv\.delimiter right"):
         _load(tmp_path, {"leads": spec})

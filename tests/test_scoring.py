@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 
 from features.descriptions import describe
-from models.reasons import top_reasons
-from models.scores import to_grade, to_score
+from features.families import FAMILIES, feature_family
+from models.reasons import strongest_against, top_reasons
+from models.scores import mql_flags, to_grade, to_grade_by_percentile, to_score
+from models.subscores import family_logits, reference_quantiles, to_subscore
 
 BANDS = {"A": 0.30, "B": 0.12, "C": 0.04}
 
@@ -108,3 +110,45 @@ def test_descriptions_read_as_sentences(feature, value, text):
 def test_titles_keep_their_acronyms():
     assert describe("job_title", "vp_of_it") == "Job title: VP of IT"
     assert describe("department", "hr") == "Works in HR"
+
+
+def test_percentile_grades_take_top_shares():
+    p = np.linspace(0.01, 0.99, 100)
+    grades = to_grade_by_percentile(p, {"A": 0.05, "B": 0.20, "C": 0.50})
+    assert (grades == "A").sum() == 5 and (grades == "B").sum() == 15
+    assert (grades == "C").sum() == 30 and (grades == "D").sum() == 50
+    assert set(grades[p >= p[-5]]) == {"A"}
+
+
+def test_mql_by_grade_or_score_and_capacity_keeps_the_best():
+    p = np.array([0.9, 0.5, 0.35, 0.2, 0.01])
+    grades = to_grade(p, BANDS)
+    assert mql_flags(p, grades, ("A",)).tolist() == [True, True, True, False, False]
+    assert mql_flags(p, grades, ("A",), min_score=20).tolist() == [True, True, True, True, False]
+    capped = mql_flags(p, grades, ("A", "B"), capacity=2)
+    assert capped.tolist() == [True, True, False, False, False]
+
+
+def test_sub_scores_add_up_to_the_total_log_odds():
+    rng = np.random.default_rng(0)
+    contrib = pd.DataFrame(
+        rng.normal(size=(50, 4)), columns=["act_meeting_7d", "seniority", "lead_age_days", "source"]
+    )
+    contrib["bias"] = -3.0
+    logits = family_logits(contrib, feature_family, FAMILIES)
+    np.testing.assert_allclose(logits.sum(axis=1), contrib.sum(axis=1))
+    np.testing.assert_allclose(
+        logits["engagement"], contrib[["act_meeting_7d", "lead_age_days"]].sum(axis=1)
+    )
+    reference = reference_quantiles(logits["fit"])
+    sub = to_subscore(logits["fit"], reference)
+    assert sub.min() >= 1 and sub.max() <= 99
+    assert np.all(np.diff(sub[np.argsort(logits["fit"].to_numpy())]) >= 0)  # monotone
+
+
+def test_the_strongest_reason_against_is_given_even_for_an_absence():
+    X = pd.DataFrame({"days_since_last_activity": [np.nan], "seniority": ["vp"]})
+    contrib = pd.DataFrame({"days_since_last_activity": [-0.9], "seniority": [0.4], "bias": [-2.0]})
+    against = strongest_against(X, contrib, describe)
+    assert against[0]["text"] == "No activity in the last year"
+    assert strongest_against(X, contrib.assign(days_since_last_activity=-0.01), describe) == [None]

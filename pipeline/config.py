@@ -201,6 +201,9 @@ class ScoringConfig(_Section):
     min_reason_impact: float = Field(0.05, ge=0, description="Log-odds a reason must add.")
     output: str = "scores.db"
     table: str = "lead_scores"
+    history_table: str = Field(
+        "lead_score_history", description="Append-only: every batch, for backtests."
+    )
 
     @model_validator(mode="after")
     def _ordered_grades(self) -> ScoringConfig:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,18 @@ from pipeline.registry import choose_version, configure_tracking, load_bundle
 from pipeline.sources import default_as_of, load_tables
 from pipeline.writeback import write_table
 
+HISTORY_COLUMNS = [
+    "lead_id",
+    "score",
+    "probability",
+    "grade",
+    "fit_score",
+    "engagement_score",
+    "mql",
+    "model_version",
+    "as_of",
+    "scored_at",
+]
 NO_REASON = "No signal raised this lead's score above the typical lead"
 SCORE_COLUMNS = [
     "lead_id",
@@ -166,7 +179,11 @@ def score(
         )
         raise InputError(f"{data_dir}: {what}; nothing to score")
     with steps.step(f"Writing {len(scores):,} scores"):
-        target = write_table(scores, output, config.scoring.table)
+        batch = uuid.uuid4().hex
+        history = scores[HISTORY_COLUMNS].assign(batch_id=batch)
+        target = write_table(
+            scores, output, config.scoring.table, history=(history, config.scoring.history_table)
+        )
     return ScoreResult(
         scores=scores,
         target=target,

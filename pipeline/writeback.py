@@ -42,7 +42,41 @@ def _write_file(frame: pd.DataFrame, path: Path) -> None:
             frame.to_csv(tmp, index=False)
 
 
-def _write_sql(frame: pd.DataFrame, url: str, table: str, chunksize: int) -> None:
+UNCHANGED_IF_SAME = ("lead_id", "probability", "model_version", "as_of")
+
+
+def keep_unchanged_times(new: pd.DataFrame, old: pd.DataFrame | None) -> pd.DataFrame:
+    """A lead whose score is unchanged keeps its old `scored_at`, so rerunning a job on the
+    same inputs leaves the current table exactly as it was."""
+    if old is None or old.empty or not set(UNCHANGED_IF_SAME) <= set(old.columns):
+        return new
+    key = list(UNCHANGED_IF_SAME)
+
+    def normalised(frame: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "lead_id": frame["lead_id"].astype(str).to_numpy(),
+                "probability": pd.to_numeric(frame["probability"]).round(6).to_numpy(),
+                "model_version": frame["model_version"].astype(str).to_numpy(),
+                "as_of": pd.to_datetime(frame["as_of"], utc=True).to_numpy(),
+            }
+        )
+
+    previous = normalised(old).assign(old_scored_at=pd.to_datetime(old["scored_at"], utc=True))
+    merged = normalised(new).merge(previous, on=key, how="left")
+    kept = merged["old_scored_at"].notna().to_numpy()
+    out = new.copy()
+    out.loc[kept, "scored_at"] = merged.loc[kept, "old_scored_at"].to_numpy()
+    return out
+
+
+def _write_sql(
+    frame: pd.DataFrame,
+    url: str,
+    table: str,
+    chunksize: int,
+    history: tuple[pd.DataFrame, str] | None = None,
+) -> None:
     try:
         engine = sa.create_engine(url)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
@@ -52,11 +86,19 @@ def _write_sql(frame: pd.DataFrame, url: str, table: str, chunksize: int) -> Non
             inspector = sa.inspect(conn)
             if inspector.has_table(table):
                 existing = [c["name"] for c in inspector.get_columns(table)]
+                if history is not None and "scored_at" in frame.columns:
+                    old = pd.read_sql_table(table, conn)
+                    frame = keep_unchanged_times(frame, old)
                 if existing == list(frame.columns):
                     conn.execute(sa.text(f'DELETE FROM "{table}"'))
                 else:
                     conn.execute(sa.text(f'DROP TABLE "{table}"'))
             frame.to_sql(table, conn, if_exists="append", index=False, chunksize=chunksize)
+            if history is not None:
+                rows, history_table = history
+                rows.to_sql(
+                    history_table, conn, if_exists="append", index=False, chunksize=chunksize
+                )
     except sa.exc.OperationalError as exc:
         if not _connects(engine):
             raise InputError(f"cannot connect to {redact(url)}: {exc.orig}") from None
@@ -73,11 +115,40 @@ def _connects(engine: sa.engine.Engine) -> bool:
         return False
 
 
-def write_table(frame: pd.DataFrame, target: str, table: str, chunksize: int = 50_000) -> str:
-    """Replace `table` at `target` with `frame` in one atomic step; return where it went."""
+def _read_file(path: Path) -> pd.DataFrame | None:
+    if not path.is_file():
+        return None
+    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+
+
+def history_path(path: Path, history_table: str) -> Path:
+    """Where a file target keeps its history: `scores.parquet` -> `scores.<history>.parquet`."""
+    return path.with_name(f"{path.stem}.{history_table}{path.suffix}")
+
+
+def write_table(
+    frame: pd.DataFrame,
+    target: str,
+    table: str,
+    chunksize: int = 50_000,
+    history: tuple[pd.DataFrame, str] | None = None,
+) -> str:
+    """Replace `table` at `target` with `frame` in one atomic step; return where it went.
+
+    With `history` (rows, table name), the rows are appended to that append-only table in the
+    same transaction, and leads whose scores did not change keep their `scored_at`. File
+    targets keep the history in a second file, written before the current one.
+    """
     resolved = resolve_target(target)
     if resolved.endswith(FILE_SUFFIXES) and "://" not in resolved:
-        _write_file(frame, Path(resolved))
+        path = Path(resolved)
+        if history is not None:
+            rows, history_table = history
+            log = history_path(path, history_table)
+            earlier = _read_file(log)
+            _write_file(rows if earlier is None else pd.concat([earlier, rows]), log)
+            frame = keep_unchanged_times(frame, _read_file(path))
+        _write_file(frame, path)
         return resolved
-    _write_sql(frame, resolved, table, chunksize)
+    _write_sql(frame, resolved, table, chunksize, history)
     return f"{redact(resolved)} (table {table})"

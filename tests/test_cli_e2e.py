@@ -181,3 +181,22 @@ def test_bad_timestamp_in_data_exits_2_and_writes_nothing(run_cli, demo_config, 
 def test_every_command_has_help(run_cli, command):
     result = run_cli(*command, "--help")
     assert "Usage:" in result.stdout and len(result.stdout) > 200
+
+
+def test_scoring_twice_keeps_current_scores_and_adds_one_history_batch(trained, run_cli):
+    folder, _ = trained
+    run_cli("score", "--as-of", T)
+    first = _scores(folder / "scores.db")
+    run_cli("score", "--as-of", T)
+    pd.testing.assert_frame_equal(_scores(folder / "scores.db"), first)
+    with sqlite3.connect(folder / "scores.db") as conn:
+        history = pd.read_sql("SELECT * FROM lead_score_history", conn)
+    assert history["batch_id"].nunique() == 2
+    assert len(history) == 2 * len(first)
+    assert {"fit_score", "engagement_score", "mql", "model_version", "as_of"} <= set(history)
+    # the split adds up: sub-scores and MQL flags are there for every lead
+    assert (
+        first["fit_score"].between(1, 99).all() and first["engagement_score"].between(1, 99).all()
+    )
+    assert set(first["mql"]) <= {0, 1}
+    assert (first["reasons_json"].str.startswith("[")).all()

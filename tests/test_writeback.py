@@ -103,3 +103,54 @@ def test_postgres_replace_and_failure_keep_readers_consistent(postgres_url):
         with engine.begin() as conn:
             conn.execute(sa.text(f'DROP TABLE IF EXISTS "{table}"'))
         engine.dispose()
+
+
+def _history(scores: pd.DataFrame, batch: str) -> tuple[pd.DataFrame, str]:
+    return scores[["lead_id", "probability", "model_version", "as_of", "scored_at"]].assign(
+        batch_id=batch
+    ), "lead_score_history"
+
+
+def test_rerun_leaves_current_unchanged_and_adds_one_history_batch(tmp_path):
+    db = tmp_path / "scores.db"
+    first = _scores(10)
+    write_table(first, str(db), "lead_scores", history=_history(first, "b1"))
+    before = _read(db)
+    again = _scores(10).assign(scored_at=pd.Timestamp("2026-11-03", tz="UTC"))  # a later run
+    write_table(again, str(db), "lead_scores", history=_history(again, "b2"))
+    pd.testing.assert_frame_equal(_read(db), before)
+    with sqlite3.connect(db) as conn:
+        batches = pd.read_sql(
+            "SELECT batch_id, COUNT(*) n FROM lead_score_history GROUP BY 1", conn
+        )
+    assert batches.set_index("batch_id")["n"].to_dict() == {"b1": 10, "b2": 10}
+
+    changed = _scores(10, version="2").assign(scored_at=pd.Timestamp("2026-11-04", tz="UTC"))
+    write_table(changed, str(db), "lead_scores", history=_history(changed, "b3"))
+    assert set(_read(db)["scored_at"]) == {"2026-11-04 00:00:00.000000"}
+
+
+def test_failure_mid_write_keeps_current_and_history(tmp_path):
+    db = tmp_path / "scores.db"
+    first = _scores(10)
+    write_table(first, str(db), "lead_scores", history=_history(first, "b1"))
+    bad = _scores(5000)
+    bad_history = _history(bad, "b2")[0].astype({"lead_id": object})
+    bad_history.loc[4500, "lead_id"] = object()  # the history insert fails after current
+    with pytest.raises((sa.exc.SQLAlchemyError, pd.errors.DatabaseError)):
+        write_table(
+            bad, str(db), "lead_scores", chunksize=1000, history=(bad_history, "lead_score_history")
+        )
+    assert len(_read(db)) == 10
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM lead_score_history").fetchone() == (10,)
+
+
+def test_file_targets_keep_history_beside_them(tmp_path):
+    path = tmp_path / "scores.parquet"
+    for batch in ("b1", "b2"):
+        scores = _scores(4)
+        write_table(scores, str(path), "ignored", history=_history(scores, batch))
+    history = pd.read_parquet(tmp_path / "scores.lead_score_history.parquet")
+    assert history.groupby("batch_id").size().to_dict() == {"b1": 4, "b2": 4}
+    assert len(pd.read_parquet(path)) == 4

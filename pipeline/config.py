@@ -198,6 +198,7 @@ class ScoringConfig(_Section):
         None, ge=0, description="At most this many MQLs per run, highest probability first."
     )
     max_reasons: int = Field(3, ge=0, le=10)
+    chunk_size: int = Field(100_000, ge=1, description="Leads scored at a time (bounds memory).")
     min_reason_impact: float = Field(0.05, ge=0, description="Log-odds a reason must add.")
     output: str = "scores.db"
     table: str = "lead_scores"

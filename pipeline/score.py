@@ -66,27 +66,21 @@ class ScoreResult:
     holdout_grades: pd.DataFrame  # the model's holdout, graded with the current bands
 
 
-def score_leads(
-    tables: CrmTables,
-    bundle: ScoringBundle,
-    version: str,
-    moment: pd.Timestamp,
-    config: Config,
-    scored_at: pd.Timestamp,
-) -> pd.DataFrame:
-    """One row per lead open at `moment`: probability, score, grade and reasons.
-
-    Without timestamps (shape flat) the open leads are those with no outcome yet.
-    """
-    if config.data.shape == "flat":
+def open_spine(tables: CrmTables, moment: pd.Timestamp, shape: str) -> pd.DataFrame:
+    """The leads to score: open at `moment`, or (shape flat) those with no outcome yet."""
+    if shape == "flat":
         open_ids = tables.leads.loc[tables.leads["outcome"].isna(), "lead_id"]
-        spine = pd.DataFrame({"lead_id": open_ids.to_numpy(), "cutoff": moment})
-    else:
-        spine = open_leads(tables, pd.DatetimeIndex([moment], name="cutoff"), None)
+        return pd.DataFrame({"lead_id": open_ids.to_numpy(), "cutoff": moment})
+    return open_leads(tables, pd.DatetimeIndex([moment], name="cutoff"), None)
+
+
+def _score_chunk(
+    tables: CrmTables, bundle: ScoringBundle, spine: pd.DataFrame, config: Config
+) -> pd.DataFrame:
+    """Everything per lead that does not depend on the other leads: features, probability,
+    sub-scores and reasons. Grades and MQL flags (which can rank leads) come after."""
     X = build_features(tables, spine, bundle.feature_spec).reset_index(drop=True)
     model = bundle.estimator
-    if X.empty:
-        return pd.DataFrame(columns=SCORE_COLUMNS)
     missing = [c for c in model.feature_names_in_ if c not in X.columns]
     if missing:
         raise InputError(
@@ -95,9 +89,8 @@ def score_leads(
             "is missing"
         )
     contributions = model.contributions(X)
-    proba = model.predict_proba(X)[:, 1]
+    proba = model.calibrator_.predict(contributions.sum(axis=1).to_numpy())
     s = config.scoring
-    grades = assign_grades(proba, s.grades, s.grade_by)
     logits = family_logits(contributions, feature_family, FAMILIES)
     up = top_reasons(X, contributions, describe, s.max_reasons, s.min_reason_impact)
     down = strongest_against(X, contributions, describe, s.min_reason_impact)
@@ -114,25 +107,47 @@ def score_leads(
         )
         for ups, against in zip(up, down, strict=True)
     ]
+    reference = bundle.subscore_reference
     return pd.DataFrame(
         {
             "lead_id": spine["lead_id"].to_numpy(),
             "probability": proba.round(6),
-            "score": to_score(proba),
-            "grade": grades.to_numpy(),
-            "mql": mql_flags(proba, grades, s.mql_grades, s.mql_min_score, s.mql_capacity),
-            "fit_score": to_subscore(logits["fit"], bundle.subscore_reference["fit"]),
-            "engagement_score": to_subscore(
-                logits["engagement"], bundle.subscore_reference["engagement"]
-            ),
+            "fit_score": to_subscore(logits["fit"], reference["fit"]),
+            "engagement_score": to_subscore(logits["engagement"], reference["engagement"]),
             "reasons": ["; ".join(r["text"] for r in row) or NO_REASON for row in up],
             "reason_against": [r["text"] if r else "" for r in down],
             "reasons_json": structured,
-            "model_version": version,
-            "as_of": moment,
-            "scored_at": scored_at,
         }
     )
+
+
+def score_leads(
+    tables: CrmTables,
+    bundle: ScoringBundle,
+    version: str,
+    moment: pd.Timestamp,
+    config: Config,
+    scored_at: pd.Timestamp,
+) -> pd.DataFrame:
+    """One row per lead open at `moment`: probability, score, grade, MQL flag, sub-scores and
+    reasons. Leads are scored `scoring.chunk_size` at a time, so feature matrices and TreeSHAP
+    contributions stay bounded by the chunk, not the number of leads."""
+    spine = open_spine(tables, moment, config.data.shape)
+    if spine.empty:
+        return pd.DataFrame(columns=SCORE_COLUMNS)
+    size = config.scoring.chunk_size
+    parts = [
+        _score_chunk(tables, bundle, spine.iloc[start : start + size], config)
+        for start in range(0, len(spine), size)
+    ]
+    scored = pd.concat(parts, ignore_index=True)
+    s = config.scoring
+    proba = scored["probability"].to_numpy()
+    grades = assign_grades(proba, s.grades, s.grade_by)
+    scored.insert(2, "score", to_score(proba))
+    scored.insert(3, "grade", grades.to_numpy())
+    scored.insert(4, "mql", mql_flags(proba, grades, s.mql_grades, s.mql_min_score, s.mql_capacity))
+    return scored.assign(model_version=version, as_of=moment, scored_at=scored_at)[SCORE_COLUMNS]
 
 
 def _plain(value: object) -> object:

@@ -200,3 +200,13 @@ def test_scoring_twice_keeps_current_scores_and_adds_one_history_batch(trained, 
     )
     assert set(first["mql"]) <= {0, 1}
     assert (first["reasons_json"].str.startswith("[")).all()
+
+
+def test_scoring_in_small_chunks_gives_the_same_scores(trained, run_cli):
+    folder, _ = trained
+    run_cli("score", "--as-of", T, "--output", "whole.parquet")
+    run_cli("score", "--as-of", T, "--output", "chunked.parquet", "--set", "scoring.chunk_size=700")
+    whole = pd.read_parquet(folder / "whole.parquet").drop(columns="scored_at")
+    chunked = pd.read_parquet(folder / "chunked.parquet").drop(columns="scored_at")
+    assert len(whole) > 700 * 3
+    pd.testing.assert_frame_equal(whole, chunked)

@@ -6,9 +6,10 @@ STAMP := $(VENV)/.installed
 DEMO_DATA := demo_data
 # The synthetic history ends on this day; the demo trains and scores as of it.
 DEMO_AS_OF := 2026-11-01
+BENCH_SIZES ?= 100000 1000000
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint clean
+.PHONY: help install demo test lint bench clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-9s %s\n", $$1, $$2}'
@@ -33,6 +34,9 @@ test: install ## Run the test suite
 lint: install ## Check the code with ruff
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+bench: install ## Benchmark scoring at 100k and 1M open leads (writes benchmarks/results/)
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/scoring.py --open-leads $(BENCH_SIZES)
 
 clean: ## Remove demo outputs (demo data, mlflow.db, mlruns, scores.db)
 	rm -rf $(DEMO_DATA) mlflow.db mlruns scores.db

@@ -1,0 +1,197 @@
+"""Scoring benchmark: each stage's throughput and peak memory, and the end-to-end time as a
+ratio of a floor measured in the same run.
+
+Usage: python benchmarks/scoring.py [--open-leads 100000 1000000] [--out benchmarks/results]
+
+For each size it generates a synthetic CRM with about that many open leads (about 20
+activities each), trains a model on a 20,000-lead history, then times:
+
+- load: reading and checking the four tables (`load_tables`);
+- features: building the features of every open lead;
+- predict: calibrated probabilities without reasons (LightGBM predict + calibration);
+- reasons: exact TreeSHAP contributions, reasons and sub-scores (`score_leads`' extra work);
+- write: the scores into SQLite, in one transaction, with the history table.
+
+The floor is what no scorer can avoid on this machine: `pd.read_parquet` of the same four
+files, raw LightGBM predict on the final feature matrix, and a plain `to_sql` of the same output
+rows into a fresh SQLite file. Ratios are against it; absolute times on a shared machine are noisy.
+Peak memory is the process's resident high-water mark after each stage (it only grows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from features.build import build_features
+from features.tables import as_of, clean
+from pipeline.config import load_config
+from pipeline.progress import Steps
+from pipeline.registry import load_bundle
+from pipeline.score import open_spine, score_leads
+from pipeline.sources import load_tables
+from pipeline.synthetic_crm import generate_crm
+from pipeline.train import train
+from pipeline.writeback import write_table
+
+REPO = Path(__file__).resolve().parents[1]
+AS_OF = pd.Timestamp("2026-11-01", tz="UTC")
+OPEN_SHARE = 0.81  # share of generated leads open on the last day (measured on the generator)
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(record: dict, name: str, rows: int, fn):  # noqa: ANN001, ANN201
+    start = time.perf_counter()
+    result = fn()
+    seconds = time.perf_counter() - start
+    record[name] = {
+        "seconds": round(seconds, 3),
+        "rows_per_s": round(rows / seconds),
+        "peak_mb": round(peak_mb()),
+    }
+    return result
+
+
+def write_crm(folder: Path, n_leads: int, seed: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frame in generate_crm(n_leads, seed).tables().items():
+        if name != "truth":
+            frame.to_parquet(folder / f"{name}.parquet", index=False)
+
+
+def bench(work: Path, open_target: int, bundle, version: str, config) -> dict:  # noqa: ANN001
+    data = work / f"crm_{open_target}"
+    write_crm(data, int(open_target / OPEN_SHARE), seed=99)
+    record: dict = {"open_leads_target": open_target}
+    raw = timed(record, "load", open_target, lambda: load_tables(None, data))
+    tables = clean(as_of(raw, AS_OF))
+    spine = open_spine(tables, AS_OF, "events")
+    n = len(spine)
+    record["open_leads"] = n
+    record["activities"] = len(raw.activities)
+    X = timed(
+        record,
+        "features",
+        n,
+        lambda: build_features(tables, spine, bundle.feature_spec).reset_index(drop=True),
+    )
+    model = bundle.estimator
+    timed(record, "predict", n, lambda: model.predict_proba(X))
+    start = time.perf_counter()
+    scores = score_leads(tables, bundle, version, AS_OF, config, pd.Timestamp.now(tz="UTC"))
+    full = time.perf_counter() - start
+    record["reasons"] = {
+        "seconds": round(
+            max(full - record["features"]["seconds"] - record["predict"]["seconds"], 0), 3
+        ),
+        "rows_per_s": round(n / full),
+        "peak_mb": round(peak_mb()),
+        "note": "score_leads total minus features and predict",
+    }
+    history = scores[
+        ["lead_id", "score", "probability", "grade", "model_version", "as_of", "scored_at"]
+    ].assign(batch_id="bench")
+    db = work / f"scores_{open_target}.db"
+    timed(
+        record,
+        "write",
+        n,
+        lambda: write_table(
+            scores, str(db), "lead_scores", history=(history, "lead_score_history")
+        ),
+    )
+
+    # The floor: read the same files, raw predict on the same matrix, write the same rows.
+    floor: dict = {}
+    timed(
+        floor,
+        "read",
+        n,
+        lambda: [
+            pd.read_parquet(data / f"{t}.parquet")
+            for t in ("accounts", "leads", "activities", "deals")
+        ],
+    )
+    encoded = model._encode(X)
+    timed(
+        floor,
+        "predict",
+        n,
+        lambda: model.booster_.predict(
+            encoded, raw_score=True, num_iteration=model.best_iteration_
+        ),
+    )
+    plain = work / f"floor_{open_target}.db"
+
+    def plain_write() -> None:
+        with sqlite3.connect(plain) as conn:
+            scores.to_sql("lead_scores", conn, index=False, if_exists="replace", chunksize=50_000)
+
+    timed(floor, "write", n, plain_write)
+    floor_s = sum(v["seconds"] for v in floor.values())
+    without = sum(record[k]["seconds"] for k in ("load", "features", "predict", "write"))
+    with_reasons = without + record["reasons"]["seconds"]
+    record["floor"] = floor
+    record["floor_seconds"] = round(floor_s, 3)
+    record["end_to_end_without_reasons_s"] = round(without, 3)
+    record["end_to_end_with_reasons_s"] = round(with_reasons, 3)
+    record["ratio_without_reasons"] = round(without / floor_s, 2)
+    record["ratio_with_reasons"] = round(with_reasons / floor_s, 2)
+    record["write_rows_per_s"] = record["write"]["rows_per_s"]
+    return record
+
+
+def table(results: list[dict]) -> str:
+    lines = [
+        "| open leads | activities | load | features | predict | reasons | write | "
+        "floor | e2e / floor (no reasons) | e2e / floor (reasons) | write rows/s | peak MB |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+
+        def s(stage: str, r: dict = r) -> str:
+            return f"{r[stage]['seconds']:.1f}s"
+
+        lines.append(
+            f"| {r['open_leads']:,} | {r['activities']:,} | {s('load')} | {s('features')} | "
+            f"{s('predict')} | {s('reasons')} | {s('write')} | {r['floor_seconds']:.1f}s | "
+            f"{r['ratio_without_reasons']:.2f}x | {r['ratio_with_reasons']:.2f}x | "
+            f"{r['write_rows_per_s']:,} | {r['write']['peak_mb']:,} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--open-leads", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
+        config = load_config(REPO / "configs" / "demo.yaml")
+        write_crm(work / "history", 20_000, seed=0)
+        result = train(config, work / "history", AS_OF, Steps(quiet=True))
+        bundle = load_bundle(config.mlflow.registered_model, result.version)
+        results = []
+        for size in sorted(args.open_leads):  # results are written as soon as each size ends
+            results.append(bench(work, size, bundle, result.version, config))
+            (args.out / "scoring.json").write_text(json.dumps(results, indent=2))
+            (args.out / "scoring.md").write_text(table(results) + "\n")
+            print(table(results), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -82,10 +82,13 @@ def test_targets_resolve_and_passwords_are_hidden(tmp_path):
 @pytest.mark.postgres
 def test_postgres_replace_and_failure_keep_readers_consistent(postgres_url):
     table = f"lead_scores_test_{uuid.uuid4().hex[:8]}"
+    history_table = f"{table}_history"
     engine = sa.create_engine(postgres_url)
     try:
-        write_table(_scores(10), postgres_url, table)
-        write_table(_scores(10), postgres_url, table)  # rerun: same rows
+        first = _scores(10)
+        write_table(first, postgres_url, table, history=(_history(first, "b1")[0], history_table))
+        again = _scores(10).assign(scored_at=pd.Timestamp("2026-11-05", tz="UTC"))
+        write_table(again, postgres_url, table, history=(_history(again, "b2")[0], history_table))
         with engine.connect() as conn:
             before = pd.read_sql(f'SELECT * FROM "{table}" ORDER BY lead_id', conn)
         assert len(before) == 10
@@ -95,13 +98,22 @@ def test_postgres_replace_and_failure_keep_readers_consistent(postgres_url):
         bad["reasons"] = bad["reasons"].astype(object)
         bad.loc[4500, "reasons"] = object()
         with pytest.raises((sa.exc.SQLAlchemyError, pd.errors.DatabaseError, TypeError)):
-            write_table(bad, postgres_url, table, chunksize=1000)
+            write_table(
+                bad,
+                postgres_url,
+                table,
+                chunksize=1000,
+                history=(_history(bad, "b3")[0], history_table),
+            )
         with engine.connect() as conn:
             after = pd.read_sql(f'SELECT * FROM "{table}" ORDER BY lead_id', conn)
-        pd.testing.assert_frame_equal(after, before)
+            batches = pd.read_sql(f'SELECT DISTINCT batch_id FROM "{history_table}"', conn)
+        pd.testing.assert_frame_equal(after, before)  # unchanged by the rerun and by the failure
+        assert sorted(batches["batch_id"]) == ["b1", "b2"]
     finally:
         with engine.begin() as conn:
             conn.execute(sa.text(f'DROP TABLE IF EXISTS "{table}"'))
+            conn.execute(sa.text(f'DROP TABLE IF EXISTS "{history_table}"'))
         engine.dispose()
 
 

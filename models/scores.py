@@ -7,6 +7,22 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+SCORE_COLUMNS = (
+    "lead_id",
+    "probability",
+    "score",
+    "grade",
+    "mql",
+    "fit_score",
+    "engagement_score",
+    "reasons",
+    "reason_against",
+    "reasons_json",
+    "model_version",
+    "as_of",
+    "scored_at",
+)  # the columns a scoring run writes, in order
+
 
 def to_score(y_proba: np.ndarray) -> np.ndarray:
     """Score 1-99: the calibrated probability in percent, so a 30 is won about 30% of the time."""

@@ -9,6 +9,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from models.scores import SCORE_COLUMNS
 from pipeline.errors import InputError
 
 
@@ -205,6 +206,22 @@ class ScoringConfig(_Section):
     history_table: str = Field(
         "lead_score_history", description="Append-only: every batch, for backtests."
     )
+    columns: dict[str, str] = Field(
+        default_factory=dict,
+        description="Rename output columns to a CRM's import names, e.g. {score: Lead_Score__c}.",
+    )
+
+    @field_validator("columns")
+    @classmethod
+    def _known_output_columns(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = [c for c in value if c not in SCORE_COLUMNS]
+        if unknown:
+            raise ValueError(
+                f"unknown output column(s) {unknown}; expected some of {', '.join(SCORE_COLUMNS)}"
+            )
+        if len(set(value.values())) != len(value):
+            raise ValueError("two output columns would get the same name")
+        return value
 
     @model_validator(mode="after")
     def _ordered_grades(self) -> ScoringConfig:

@@ -17,7 +17,7 @@ from features.snapshots import open_leads
 from features.tables import CrmTables, as_of, clean
 from models.evaluation import grade_table
 from models.reasons import strongest_against, top_reasons
-from models.scores import assign_grades, mql_flags, to_score
+from models.scores import SCORE_COLUMNS, assign_grades, mql_flags, to_score
 from models.subscores import family_logits, to_subscore
 from pipeline.config import Config
 from pipeline.errors import InputError
@@ -40,21 +40,6 @@ HISTORY_COLUMNS = [
     "scored_at",
 ]
 NO_REASON = "No signal raised this lead's score above the typical lead"
-SCORE_COLUMNS = [
-    "lead_id",
-    "probability",
-    "score",
-    "grade",
-    "mql",
-    "fit_score",
-    "engagement_score",
-    "reasons",
-    "reason_against",
-    "reasons_json",
-    "model_version",
-    "as_of",
-    "scored_at",
-]
 
 
 @dataclass(frozen=True)
@@ -134,7 +119,7 @@ def score_leads(
     contributions stay bounded by the chunk, not the number of leads."""
     spine = open_spine(tables, moment, config.data.shape)
     if spine.empty:
-        return pd.DataFrame(columns=SCORE_COLUMNS)
+        return pd.DataFrame(columns=list(SCORE_COLUMNS))
     size = config.scoring.chunk_size
     parts = [
         _score_chunk(tables, bundle, spine.iloc[start : start + size], config)
@@ -147,7 +132,9 @@ def score_leads(
     scored.insert(2, "score", to_score(proba))
     scored.insert(3, "grade", grades.to_numpy())
     scored.insert(4, "mql", mql_flags(proba, grades, s.mql_grades, s.mql_min_score, s.mql_capacity))
-    return scored.assign(model_version=version, as_of=moment, scored_at=scored_at)[SCORE_COLUMNS]
+    return scored.assign(model_version=version, as_of=moment, scored_at=scored_at)[
+        list(SCORE_COLUMNS)
+    ]
 
 
 def _plain(value: object) -> object:
@@ -197,7 +184,11 @@ def score(
         batch = uuid.uuid4().hex
         history = scores[HISTORY_COLUMNS].assign(batch_id=batch)
         target = write_table(
-            scores, output, config.scoring.table, history=(history, config.scoring.history_table)
+            scores,
+            output,
+            config.scoring.table,
+            history=(history, config.scoring.history_table),
+            columns=dict(config.scoring.columns),
         )
     return ScoreResult(
         scores=scores,

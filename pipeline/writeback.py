@@ -76,6 +76,7 @@ def _write_sql(
     table: str,
     chunksize: int,
     history: tuple[pd.DataFrame, str] | None = None,
+    columns: dict[str, str] | None = None,
 ) -> None:
     try:
         engine = sa.create_engine(url)
@@ -87,12 +88,14 @@ def _write_sql(
             if inspector.has_table(table):
                 existing = [c["name"] for c in inspector.get_columns(table)]
                 if history is not None and "scored_at" in frame.columns:
-                    old = pd.read_sql_table(table, conn)
+                    old = pd.read_sql_table(table, conn).rename(columns=_inverse(columns))
                     frame = keep_unchanged_times(frame, old)
+                frame = frame.rename(columns=columns or {})
                 if existing == list(frame.columns):
                     conn.execute(sa.text(f'DELETE FROM "{table}"'))
                 else:
                     conn.execute(sa.text(f'DROP TABLE "{table}"'))
+            frame = frame.rename(columns=columns or {})  # a no-op when renamed above
             frame.to_sql(table, conn, if_exists="append", index=False, chunksize=chunksize)
             if history is not None:
                 rows, history_table = history
@@ -115,6 +118,10 @@ def _connects(engine: sa.engine.Engine) -> bool:
         return False
 
 
+def _inverse(columns: dict[str, str] | None) -> dict[str, str]:
+    return {v: k for k, v in (columns or {}).items()}
+
+
 def _read_file(path: Path) -> pd.DataFrame | None:
     if not path.is_file():
         return None
@@ -132,12 +139,14 @@ def write_table(
     table: str,
     chunksize: int = 50_000,
     history: tuple[pd.DataFrame, str] | None = None,
+    columns: dict[str, str] | None = None,
 ) -> str:
     """Replace `table` at `target` with `frame` in one atomic step; return where it went.
 
     With `history` (rows, table name), the rows are appended to that append-only table in the
     same transaction, and leads whose scores did not change keep their `scored_at`. File
-    targets keep the history in a second file, written before the current one.
+    targets keep the history in a second file, written before the current one. `columns`
+    renames the current table's columns (a CRM's import names); the history keeps ours.
     """
     resolved = resolve_target(target)
     if resolved.endswith(FILE_SUFFIXES) and "://" not in resolved:
@@ -147,8 +156,11 @@ def write_table(
             log = history_path(path, history_table)
             earlier = _read_file(log)
             _write_file(rows if earlier is None else pd.concat([earlier, rows]), log)
-            frame = keep_unchanged_times(frame, _read_file(path))
-        _write_file(frame, path)
+            previous = _read_file(path)
+            if previous is not None:
+                previous = previous.rename(columns=_inverse(columns))
+            frame = keep_unchanged_times(frame, previous)
+        _write_file(frame.rename(columns=columns or {}), path)
         return resolved
-    _write_sql(frame, resolved, table, chunksize, history)
+    _write_sql(frame, resolved, table, chunksize, history, columns)
     return f"{redact(resolved)} (table {table})"

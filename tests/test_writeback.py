@@ -166,3 +166,24 @@ def test_file_targets_keep_history_beside_them(tmp_path):
     history = pd.read_parquet(tmp_path / "scores.lead_score_history.parquet")
     assert history.groupby("batch_id").size().to_dict() == {"b1": 4, "b2": 4}
     assert len(pd.read_parquet(path)) == 4
+
+
+@pytest.mark.parametrize("target", ["scores.db", "scores.csv"])
+def test_crm_column_names_and_reruns_keep_the_current_rows(tmp_path, target):
+    columns = {"lead_id": "Id", "score": "Lead_Score__c", "scored_at": "Score_Date__c"}
+    path = tmp_path / target
+    for run, batch in enumerate(("b1", "b2")):
+        scores = _scores(5).assign(
+            scored_at=pd.Timestamp("2026-11-02", tz="UTC") + pd.Timedelta(days=run)
+        )
+        write_table(
+            scores, str(path), "lead_scores", history=_history(scores, batch), columns=columns
+        )
+    if target.endswith(".db"):
+        with sqlite3.connect(path) as conn:
+            current = pd.read_sql("SELECT * FROM lead_scores", conn)
+    else:
+        current = pd.read_csv(path)
+    assert {"Id", "Lead_Score__c", "Score_Date__c"} <= set(current.columns)
+    assert "lead_id" not in current.columns
+    assert current["Score_Date__c"].astype(str).str.startswith("2026-11-02").all()  # kept

@@ -112,6 +112,17 @@ def _one_class_groups(
     return out
 
 
+def _missing_in_one_class(
+    values: pd.Series, y: np.ndarray, min_expected: float
+) -> list[tuple[str, int, int, float]]:
+    """`_one_class_groups` of "filled in" against "empty" (nothing when either is absent)."""
+    present = values.notna().to_numpy()
+    if not 0 < present.sum() < len(present):
+        return []
+    label = pd.Series(np.where(present, "filled in", "empty"))
+    return _one_class_groups(label, y, min_expected)
+
+
 def _class_word(label: int) -> str:
     return "wins" if label == 1 else "non-wins"
 
@@ -169,16 +180,13 @@ def audit_columns(
                 "single_feature_auc",
                 f"AUC {auc:.3f} on its own; the best other feature reaches {best_other}",
             )
-        present = values.notna().to_numpy()
-        if 0 < present.sum() < len(values):
-            label = np.where(present, "filled in", "empty")
-            for group, n, seen, expected in _one_class_groups(pd.Series(label), y, min_expected):
-                add(
-                    column,
-                    "missing_in_one_class",
-                    f"{n:,} rows where it is {group} are all {_class_word(seen)} "
-                    f"(about {expected:.0f} {_class_word(1 - seen)} expected at the base rate)",
-                )
+        for group, n, seen, expected in _missing_in_one_class(values, y, min_expected):
+            add(
+                column,
+                "missing_in_one_class",
+                f"{n:,} rows where it is {group} are all {_class_word(seen)} "
+                f"(about {expected:.0f} {_class_word(1 - seen)} expected at the base rate)",
+            )
         if pd.api.types.is_numeric_dtype(values):
             frequent = values.value_counts().head(20).index
             grouped = values.where(values.isin(frequent)).dropna()
@@ -240,17 +248,14 @@ def audit_columns(
             )
 
     for column in keys.columns if keys is not None else ():
-        present = keys[column].notna().to_numpy()
-        if 0 < present.sum() < len(present):
-            label = pd.Series(np.where(present, "filled in", "empty"))
-            for group, n, seen, expected in _one_class_groups(label, y, min_expected):
-                add(
-                    column,
-                    "missing_in_one_class",
-                    f"{n:,} rows where the key is {group} are all {_class_word(seen)} (about "
-                    f"{expected:.0f} {_class_word(1 - seen)} expected): every feature built "
-                    "through it leaks",
-                )
+        for group, n, seen, expected in _missing_in_one_class(keys[column], y, min_expected):
+            add(
+                column,
+                "missing_in_one_class",
+                f"{n:,} rows where the key is {group} are all {_class_word(seen)} (about "
+                f"{expected:.0f} {_class_word(1 - seen)} expected): every feature built "
+                "through it leaks",
+            )
 
     if timestamps is not None and closed_at is not None:
         closed = closed_at.notna().to_numpy()

@@ -118,8 +118,12 @@ class LeadScoringModel(ClassifierMixin, BaseEstimator):
             self._encode(X), raw_score=True, num_iteration=self.best_iteration_
         )
 
+    def proba_from_margin(self, margin: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities from raw log-odds (e.g. summed contributions)."""
+        return self.calibrator_.predict(margin)
+
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        p = self.calibrator_.predict(self.decision_function(X))
+        p = self.proba_from_margin(self.decision_function(X))
         return np.column_stack([1 - p, p])
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:

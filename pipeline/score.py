@@ -24,7 +24,7 @@ from pipeline.errors import InputError
 from pipeline.progress import Steps
 from pipeline.pyfunc_model import ScoringBundle
 from pipeline.registry import choose_version, configure_tracking, load_bundle
-from pipeline.sources import default_as_of, load_tables
+from pipeline.sources import load_tables, resolve_as_of
 from pipeline.writeback import write_table
 
 HISTORY_COLUMNS = [
@@ -74,7 +74,7 @@ def _score_chunk(
             "is missing"
         )
     contributions = model.contributions(X)
-    proba = model.calibrator_.predict(contributions.sum(axis=1).to_numpy())
+    proba = model.proba_from_margin(contributions.sum(axis=1).to_numpy())
     s = config.scoring
     logits = family_logits(contributions, feature_family, FAMILIES)
     up = top_reasons(X, contributions, describe, s.max_reasons, s.min_reason_impact)
@@ -157,12 +157,7 @@ def score(
     """Score every lead open at `moment` with the champion model and write the scores."""
     with steps.step(f"Loading {data_dir}"):
         raw = load_tables(config, data_dir, steps.warn)
-    if moment is None:
-        moment = default_as_of(raw)
-        steps.note(
-            f"as of {moment:%Y-%m-%d %H:%M} UTC (now, or the day after the newest "
-            "timestamp in the data; --as-of sets it)"
-        )
+    moment = resolve_as_of(raw, moment, steps.note)
     tables = clean(raw if config.data.shape == "flat" else as_of(raw, moment))
     configure_tracking()
     name = config.mlflow.registered_model

@@ -507,6 +507,18 @@ def default_as_of(tables: CrmTables, now: pd.Timestamp | None = None) -> pd.Time
     return min(now, newest.floor("D") + pd.Timedelta(days=1))
 
 
+def resolve_as_of(tables: CrmTables, moment: pd.Timestamp | None, note: Warn) -> pd.Timestamp:
+    """The explicit --as-of, or `default_as_of` of the data, said out loud."""
+    if moment is not None:
+        return moment
+    moment = default_as_of(tables)
+    note(
+        f"as of {moment:%Y-%m-%d %H:%M} UTC (now, or the day after the newest timestamp in "
+        "the data; --as-of sets it)"
+    )
+    return moment
+
+
 def _canonical_text(values: pd.Series) -> pd.Series:
     """One spelling per value whatever the source: a Parquet int, a CSV float and a SQL bigint
     of the same number agree, timestamps count nanoseconds in UTC, missing is empty."""

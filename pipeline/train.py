@@ -39,7 +39,7 @@ from pipeline.errors import InputError
 from pipeline.progress import Steps
 from pipeline.pyfunc_model import ScoringBundle
 from pipeline.registry import configure_tracking, log_and_register
-from pipeline.sources import default_as_of, fingerprint, load_tables
+from pipeline.sources import fingerprint, load_tables, resolve_as_of
 from pipeline.writeback import redact
 
 NO_TIMESTAMPS = (
@@ -283,12 +283,7 @@ def prepare(
     with steps.step(f"Loading {data_dir}"):
         raw = load_tables(config, data_dir, warn)
         data_hash = fingerprint(raw)
-    if moment is None:
-        moment = default_as_of(raw)
-        steps.note(
-            f"as of {moment:%Y-%m-%d %H:%M} UTC (now, or the day after the newest "
-            "timestamp in the data; --as-of sets it)"
-        )
+    moment = resolve_as_of(raw, moment, steps.note)
     if config.data.shape == "flat":
         warn(NO_TIMESTAMPS)
         tables = clean(raw)

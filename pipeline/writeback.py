@@ -85,17 +85,17 @@ def _write_sql(
     try:
         with engine.begin() as conn:  # one transaction: on any failure the old rows stay
             inspector = sa.inspect(conn)
-            if inspector.has_table(table):
+            exists = inspector.has_table(table)
+            if exists and history is not None and "scored_at" in frame.columns:
+                old = pd.read_sql_table(table, conn).rename(columns=_inverse(columns))
+                frame = keep_unchanged_times(frame, old)
+            frame = frame.rename(columns=columns or {})
+            if exists:
                 existing = [c["name"] for c in inspector.get_columns(table)]
-                if history is not None and "scored_at" in frame.columns:
-                    old = pd.read_sql_table(table, conn).rename(columns=_inverse(columns))
-                    frame = keep_unchanged_times(frame, old)
-                frame = frame.rename(columns=columns or {})
                 if existing == list(frame.columns):
                     conn.execute(sa.text(f'DELETE FROM "{table}"'))
                 else:
                     conn.execute(sa.text(f'DROP TABLE "{table}"'))
-            frame = frame.rename(columns=columns or {})  # a no-op when renamed above
             frame.to_sql(table, conn, if_exists="append", index=False, chunksize=chunksize)
             if history is not None:
                 rows, history_table = history

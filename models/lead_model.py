@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from models import tree_shap
 from models.calibration import choose_calibrator
 
 
@@ -130,11 +131,48 @@ class LeadScoringModel(ClassifierMixin, BaseEstimator):
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
 
     def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
-        """Exact TreeSHAP contributions to the log-odds; columns are features plus `bias`."""
+        """Exact TreeSHAP contributions to the log-odds; columns are features plus `bias`.
+
+        Computed from per-leaf tables (`models.tree_shap`): the same numbers as LightGBM's
+        `pred_contrib` (to rounding), several times faster. Models too deep for the tables fall
+        back to LightGBM's own."""
+        tables = self._shap_tables()
+        if tables is None:
+            return self.exact_contributions(X)
+        values = tree_shap.contributions(tables, self._as_floats(self._encode(X)), self.n_jobs)
+        return pd.DataFrame(values, index=X.index, columns=[*self.feature_names_in_, "bias"])
+
+    def exact_contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        """LightGBM's own TreeSHAP (`pred_contrib`): the reference `contributions` must match."""
         values = self.booster_.predict(
             self._encode(X), pred_contrib=True, num_iteration=self.best_iteration_
         )
         return pd.DataFrame(values, index=X.index, columns=[*self.feature_names_in_, "bias"])
+
+    def _shap_tables(self) -> tree_shap.LeafTables | None:
+        if not hasattr(self, "_tables"):
+            dump = self.booster_.booster_.dump_model(num_iteration=self.best_iteration_)
+            fits = tree_shap.table_bytes(dump) <= tree_shap.MAX_BYTES
+            self._tables = tree_shap.build_tables(dump) if fits else None
+        return self._tables
+
+    @staticmethod
+    def _as_floats(encoded: pd.DataFrame) -> np.ndarray:
+        """The booster's input as float64: category codes for categories, NaN for missing."""
+        out = np.empty(encoded.shape, dtype=np.float64)
+        for j, c in enumerate(encoded.columns):
+            column = encoded[c]
+            if isinstance(column.dtype, pd.CategoricalDtype):
+                codes = column.cat.codes.to_numpy().astype(np.float64)
+                out[:, j] = np.where(codes < 0, np.nan, codes)
+            else:
+                out[:, j] = column.to_numpy(dtype=np.float64)
+        return out
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state.pop("_tables", None)  # rebuilt from the booster on first use
+        return state
 
     def feature_importance(self) -> pd.Series:
         """Total gain per feature, largest first."""

@@ -1,0 +1,118 @@
+"""The table-based TreeSHAP must give LightGBM's own `pred_contrib` numbers, row for row."""
+
+from __future__ import annotations
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+
+from models import tree_shap
+from models.lead_model import LeadScoringModel
+from models.reasons import top_reasons
+
+
+def _frame(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x1 = rng.normal(size=n)
+    x2 = rng.poisson(2, size=n).astype(float)  # many exact zeros
+    x3 = rng.uniform(size=n)
+    x3[rng.uniform(size=n) < 0.2] = np.nan  # missing in training: the split learns a side
+    colour = rng.choice(["red", "green", "blue", "grey", None], size=n)
+    logit = 1.5 * x1 + 0.6 * x2 - 2 * np.nan_to_num(x3, nan=0.5) + (colour == "red") * 1.2
+    y = (rng.uniform(size=n) < 1 / (1 + np.exp(-logit))).astype(int)
+    X = pd.DataFrame({"x1": x1, "x2": x2, "x3": x3, "colour": colour})
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def model() -> LeadScoringModel:
+    X, y = _frame(4000, 0)
+    Xv, yv = _frame(1000, 1)
+    Xc, yc = _frame(1000, 2)
+    return LeadScoringModel(n_estimators=60, num_leaves=15, min_child_samples=20).fit(
+        X, y, X_val=Xv, y_val=yv, X_cal=Xc, y_cal=yc
+    )
+
+
+def _scoring_rows() -> pd.DataFrame:
+    X, _ = _frame(2000, 3)
+    X.loc[:50, "x1"] = np.nan  # never missing in training: LightGBM compares it as 0
+    X.loc[50:100, "colour"] = "purple"  # a category the model never saw
+    X.loc[100:150, "x2"] = 0.0
+    return X
+
+
+def test_table_shap_equals_lightgbm_pred_contrib(model: LeadScoringModel) -> None:
+    X = _scoring_rows()
+    fast = model.contributions(X).to_numpy()
+    exact = model.exact_contributions(X).to_numpy()
+    np.testing.assert_allclose(fast, exact, rtol=0, atol=1e-9)
+    # and the rows add up to the raw margin, as TreeSHAP must
+    np.testing.assert_allclose(fast.sum(axis=1), model.decision_function(X), atol=1e-9)
+
+
+def test_zero_as_missing_and_single_leaf_trees() -> None:
+    X, y = _frame(3000, 4)
+    booster = lgb.train(
+        {
+            "objective": "binary",
+            "zero_as_missing": True,
+            "num_leaves": 7,
+            "min_data_in_leaf": 5,
+            "verbose": -1,
+        },
+        lgb.Dataset(X[["x1", "x2", "x3"]], y),
+        num_boost_round=20,
+    )
+    # A tree that cannot split (every leaf would be too small) is a single leaf: a constant.
+    stump = lgb.train(
+        {"objective": "binary", "min_data_in_leaf": 10_000, "verbose": -1},
+        lgb.Dataset(X[["x1", "x2", "x3"]], y),
+        num_boost_round=3,
+    )
+    rows = _scoring_rows()[["x1", "x2", "x3"]].to_numpy(dtype=float)
+    for b in (booster, stump):
+        tables = tree_shap.build_tables(b.dump_model())
+        fast = tree_shap.contributions(tables, rows)
+        exact = b.predict(rows, pred_contrib=True)
+        np.testing.assert_allclose(fast, exact, rtol=0, atol=1e-9)
+    splits = [s for tree in booster.dump_model()["tree_info"] for s in _splits(tree)]
+    assert any(s["missing_type"] == "Zero" for s in splits)  # the case this test is about
+
+
+def _splits(tree: dict) -> list[dict]:
+    out, todo = [], [tree["tree_structure"]]
+    while todo:
+        node = todo.pop()
+        if "split_feature" in node:
+            out.append(node)
+            todo += [node["left_child"], node["right_child"]]
+    return out
+
+
+def test_models_too_deep_for_tables_fall_back_to_lightgbm(
+    model: LeadScoringModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    X = _scoring_rows()
+    monkeypatch.setattr(tree_shap, "MAX_BYTES", 0)
+    fresh = LeadScoringModel().set_params(**model.get_params())
+    fresh.__setstate__(model.__getstate__())  # a loaded copy: no tables yet
+    assert fresh._shap_tables() is None
+    np.testing.assert_allclose(
+        fresh.contributions(X).to_numpy(), model.exact_contributions(X).to_numpy(), atol=1e-12
+    )
+
+
+def test_top_three_reasons_agree_with_exact_treeshap(model: LeadScoringModel) -> None:
+    X = _scoring_rows()
+
+    def names(contrib: pd.DataFrame) -> list[list[object]]:
+        return [[r["feature"] for r in row] for row in top_reasons(X, contrib, lambda f, v: f, 3, 0.0)]
+
+    assert names(model.contributions(X)) == names(model.exact_contributions(X))
+
+
+def test_tables_are_not_pickled(model: LeadScoringModel) -> None:
+    model._shap_tables()
+    assert "_tables" not in model.__getstate__()

@@ -12,20 +12,27 @@ def account_history_features(tables: CrmTables, spine: pd.DataFrame) -> pd.DataF
     """Earlier deals won and lost by the lead's account, its win rate, and its other leads.
 
     Uses deals closed strictly before the cutoff and leads created strictly before it. A deal's
-    account is its own `account_id` when the deals table has one, else its lead's. Leads without
-    an account get NaN.
+    account is its own `account_id` when the deals table has one, else its lead's, if that lead
+    existed before the cutoff (a lead created later says nothing about the account then). Leads
+    without an account get NaN.
     """
-    lead_account = tables.leads.set_index("lead_id")["account_id"]
+    leads_by_id = tables.leads.set_index("lead_id")
+    lead_account = leads_by_id["account_id"]
     deals = tables.deals
     via_lead = lookup(lead_account, deals["lead_id"])
-    own = deals["account_id"] if "account_id" in deals.columns else via_lead
-    deals = deals.assign(account_id=own.where(own.notna(), via_lead))
+    own = deals["account_id"] if "account_id" in deals.columns else via_lead.where(False)
+    deals = deals.assign(
+        account_id=own.where(own.notna(), via_lead),
+        via_lead=own.isna(),
+        lead_created=lookup(leads_by_id["created_at"], deals["lead_id"]),
+    )
     deals = deals.dropna(subset=["closed_at", "account_id"])
     leads = tables.leads.dropna(subset=["account_id"])
     blocks = []
     for cutoff, group in spine.groupby("cutoff", sort=True):
         account = group["lead_id"].map(lead_account)
-        closed = deals[deals["closed_at"] < cutoff]
+        known = ~deals["via_lead"] | (deals["lead_created"] < cutoff)
+        closed = deals[(deals["closed_at"] < cutoff) & known]
         won = closed[closed["outcome"] == "won"].groupby("account_id").size()
         lost = closed[closed["outcome"] == "lost"].groupby("account_id").size()
         earlier_leads = leads[leads["created_at"] < cutoff].groupby("account_id").size()

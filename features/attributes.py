@@ -27,8 +27,9 @@ def _is_number(column: pd.Series) -> bool:
     """Numbers and booleans (also booleans with gaps, which pandas stores as objects)."""
     if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
         return True
-    present = column.dropna()
-    return bool(len(present)) and bool(present.map(lambda v: isinstance(v, bool | np.bool_)).all())
+    if column.dtype != object:
+        return False
+    return pd.api.types.infer_dtype(column, skipna=True) == "boolean"  # all-missing: "empty"
 
 
 def _as_feature(values: pd.Series, number: bool) -> pd.Series:

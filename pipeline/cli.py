@@ -36,16 +36,15 @@ def _fail_on_input_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def parse_moment(text: str) -> pd.Timestamp:
+def parse_moment(text: str, option: str = "--as-of") -> pd.Timestamp:
     """An ISO date or time, naive taken as UTC."""
+    problem = f"{option} {text!r}: not a date or time (expected e.g. 2026-06-01)"
     try:
         moment = pd.Timestamp(text)
     except ValueError as exc:
-        raise InputError(
-            f"--as-of {text!r}: not a date or time (expected e.g. 2026-06-01)"
-        ) from exc
+        raise InputError(problem) from exc
     if moment is pd.NaT:
-        raise InputError(f"--as-of {text!r}: not a date or time (expected e.g. 2026-06-01)")
+        raise InputError(problem)
     return moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
 
 
@@ -311,6 +310,14 @@ def _grade_table(grades: pd.DataFrame) -> Table:
     metavar="TARGET",
     help="SQLAlchemy URL, SQLite file, or .parquet/.csv path. Default: scoring.output.",
 )
+@click.option(
+    "--changed-since",
+    default=None,
+    metavar="WHEN|last",
+    help="Rescore only leads with activity, deals, new account leads or edits (updated_at) "
+    "since WHEN, or since the newest as-of in the history table ('last'), plus open leads "
+    "the current table lacks; keep the other rows. A new model version rescores all.",
+)
 @set_option
 @_fail_on_input_errors
 def score(
@@ -319,12 +326,14 @@ def score(
     as_of: str | None,
     model_version: str | None,
     output: str | None,
+    changed_since: str | None,
     overrides: tuple[str, ...],
 ) -> None:
     """Score every lead open at --as-of with lead-scoring@champion and write the scores.
 
-    One row per lead: lead_id, probability, score (1-99), grade, reasons, model_version,
-    as_of, scored_at. The write is atomic: on failure the previous scores stay as they were.
+    One row per lead: lead_id, probability, score (1-99), grade, MQL flag, fit and engagement
+    sub-scores, reasons, model_version, as_of, scored_at; each run also appends its rows to the
+    history table. The write is atomic: on failure the previous scores stay as they were.
     """
     from pipeline.progress import Steps
     from pipeline.score import score as run_scoring
@@ -338,6 +347,11 @@ def score(
         output or config.scoring.output,
         Steps(),
         model_version,
+        None
+        if changed_since is None
+        else "last"
+        if changed_since == "last"
+        else parse_moment(changed_since, "--changed-since"),
     )
     counts = result.scores["grade"].value_counts()
     table = Table(

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 
 class Steps:
@@ -21,6 +29,24 @@ class Steps:
         start = time.perf_counter()
         with self.console.status(f"{escape(title)}…"):
             yield
+        self.console.print(
+            f"[green]✓[/green] {escape(title)} [dim]({time.perf_counter() - start:.1f}s)[/dim]"
+        )
+
+    @contextmanager
+    def progress(self, title: str, total: int) -> Iterator[Callable[[int], None]]:
+        """A step with a progress bar; the caller advances it by units done."""
+        start = time.perf_counter()
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=self.console, transient=True) as bar:
+            task = bar.add_task(escape(title), total=total)
+            yield lambda done: bar.advance(task, done)
         self.console.print(
             f"[green]✓[/green] {escape(title)} [dim]({time.perf_counter() - start:.1f}s)[/dim]"
         )

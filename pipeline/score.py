@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from features.build import build_features
+from features.changes import changed_lead_ids
 from features.descriptions import describe
 from features.families import FAMILIES, feature_family
 from features.snapshots import open_leads
@@ -25,7 +27,7 @@ from pipeline.progress import Steps
 from pipeline.pyfunc_model import ScoringBundle
 from pipeline.registry import choose_version, configure_tracking, load_bundle
 from pipeline.sources import load_tables, resolve_as_of
-from pipeline.writeback import write_table
+from pipeline.writeback import read_current, redact, write_table
 
 HISTORY_COLUMNS = [
     "lead_id",
@@ -106,6 +108,26 @@ def _score_chunk(
     )
 
 
+def chunks(
+    tables: CrmTables, spine: pd.DataFrame, size: int
+) -> Iterator[tuple[CrmTables, pd.DataFrame]]:
+    """The spine `size` leads at a time, each with only its own leads' activities.
+
+    Activities (the big table) are split once, by a stable sort on the chunk number, so each
+    chunk's features read its own rows instead of the whole log. Leads, accounts and deals stay
+    whole: account features count the account's other leads and deals."""
+    acts = tables.activities
+    position = pd.Index(spine["lead_id"].to_numpy()).get_indexer(acts["lead_id"].to_numpy())
+    chunk_of = np.where(position >= 0, position // size, -1)
+    order = np.argsort(chunk_of, kind="stable")
+    n_chunks = -(-len(spine) // size)
+    bounds = np.searchsorted(chunk_of[order], np.arange(n_chunks + 1), side="left")
+    for k in range(n_chunks):
+        rows = order[bounds[k] : bounds[k + 1]]
+        part = replace(tables, activities=acts.iloc[rows])
+        yield part, spine.iloc[k * size : (k + 1) * size]
+
+
 def score_leads(
     tables: CrmTables,
     bundle: ScoringBundle,
@@ -113,18 +135,22 @@ def score_leads(
     moment: pd.Timestamp,
     config: Config,
     scored_at: pd.Timestamp,
+    spine: pd.DataFrame | None = None,
+    advance: Callable[[int], None] | None = None,
 ) -> pd.DataFrame:
-    """One row per lead open at `moment`: probability, score, grade, MQL flag, sub-scores and
-    reasons. Leads are scored `scoring.chunk_size` at a time, so feature matrices and TreeSHAP
-    contributions stay bounded by the chunk, not the number of leads."""
-    spine = open_spine(tables, moment, config.data.shape)
+    """One row per lead of `spine` (default: every lead open at `moment`): probability, score,
+    grade, MQL flag, sub-scores and reasons. Leads are scored `scoring.chunk_size` at a time, so
+    feature matrices and TreeSHAP contributions stay bounded by the chunk; `advance` is told how
+    many leads each chunk scored."""
+    if spine is None:
+        spine = open_spine(tables, moment, config.data.shape)
     if spine.empty:
         return pd.DataFrame(columns=list(SCORE_COLUMNS))
-    size = config.scoring.chunk_size
-    parts = [
-        _score_chunk(tables, bundle, spine.iloc[start : start + size], config)
-        for start in range(0, len(spine), size)
-    ]
+    parts = []
+    for part, lead_chunk in chunks(tables, spine, config.scoring.chunk_size):
+        parts.append(_score_chunk(part, bundle, lead_chunk, config))
+        if advance is not None:
+            advance(len(lead_chunk))
     scored = pd.concat(parts, ignore_index=True)
     s = config.scoring
     proba = scored["probability"].to_numpy()
@@ -135,6 +161,59 @@ def score_leads(
     return scored.assign(model_version=version, as_of=moment, scored_at=scored_at)[
         list(SCORE_COLUMNS)
     ]
+
+
+def _incremental_spine(
+    tables: CrmTables,
+    spine: pd.DataFrame,
+    version: str,
+    output: str,
+    config: Config,
+    changed_since: pd.Timestamp | str,
+    steps: Steps,
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The open leads to rescore, and the current rows to keep (None: rescore everything)."""
+    s = config.scoring
+    current, last = read_current(output, s.table, s.history_table, dict(s.columns))
+    since = last if changed_since == "last" else changed_since
+    if current is None or current.empty or since is None:
+        steps.note(f"No earlier scores at {redact(output)}: scoring every open lead")
+        return spine, None
+    versions = set(current["model_version"].astype(str))
+    if versions != {version}:
+        steps.note(
+            f"The current scores come from model version(s) {', '.join(sorted(versions))}, not "
+            f"{version}: scoring every open lead"
+        )
+        return spine, None
+    changed = pd.Index(changed_lead_ids(tables, since)).astype(str)
+    open_ids = spine["lead_id"].astype(str)
+    known = current["lead_id"].astype(str)
+    rescore = open_ids.isin(changed) | ~open_ids.isin(known)
+    keep = current[known.isin(open_ids[~rescore]).to_numpy()]
+    steps.note(
+        f"Changed since {since:%Y-%m-%d %H:%M}: rescoring {int(rescore.sum()):,} of "
+        f"{len(spine):,} open leads, keeping {len(keep):,}, dropping "
+        f"{int((~known.isin(open_ids)).sum()):,} no longer open"
+    )
+    kept = keep.assign(
+        lead_id=keep["lead_id"].astype(spine["lead_id"].dtype),
+        as_of=pd.to_datetime(keep["as_of"], utc=True),
+        scored_at=pd.to_datetime(keep["scored_at"], utc=True),
+    )
+    return spine[rescore.to_numpy()], kept[list(SCORE_COLUMNS)]
+
+
+def _regraded(scores: pd.DataFrame, config: Config) -> pd.DataFrame:
+    """Grades and MQL flags drawn again over the whole table (percentile bands and the MQL
+    capacity rank leads against each other)."""
+    s = config.scoring
+    proba = scores["probability"].to_numpy(dtype=float)
+    grades = assign_grades(proba, s.grades, s.grade_by)
+    return scores.assign(
+        grade=grades.to_numpy(),
+        mql=mql_flags(proba, grades, s.mql_grades, s.mql_min_score, s.mql_capacity),
+    )
 
 
 def _plain(value: object) -> object:
@@ -153,8 +232,15 @@ def score(
     output: str,
     steps: Steps,
     model_version: str | None = None,
+    changed_since: pd.Timestamp | str | None = None,
 ) -> ScoreResult:
-    """Score every lead open at `moment` with the champion model and write the scores."""
+    """Score every lead open at `moment` with the champion model and write the scores.
+
+    With `changed_since` (a moment, or "last" for the newest `as_of` in the history table), only
+    leads whose features may have changed since then are rescored (`changed_lead_ids`), plus
+    open leads the current table lacks; the other rows are kept as they were, leads no longer
+    open are dropped, and grades and MQL flags are drawn again over the whole table. A model
+    version other than the current table's means every lead is rescored."""
     with steps.step(f"Loading {data_dir}"):
         raw = load_tables(config, data_dir, steps.warn)
     moment = resolve_as_of(raw, moment, steps.note)
@@ -164,10 +250,26 @@ def score(
     version, why = choose_version(name, moment, model_version)
     with steps.step(f"Loading {name}: {why}"):
         bundle = load_bundle(name, version)
-    with steps.step("Building features, scoring and explaining open leads"):
-        scores = score_leads(
-            tables, bundle, version, moment, config, pd.Timestamp.now(tz="UTC").floor("s")
+    spine = open_spine(tables, moment, config.data.shape)
+    kept = None
+    if changed_since is not None:
+        spine, kept = _incremental_spine(
+            tables, spine, version, output, config, changed_since, steps
         )
+    with steps.progress("Building features, scoring and explaining open leads", len(spine)) as bar:
+        scores = score_leads(
+            tables,
+            bundle,
+            version,
+            moment,
+            config,
+            pd.Timestamp.now(tz="UTC").floor("s"),
+            spine=spine,
+            advance=bar,
+        )
+    rescored = scores
+    if kept is not None:
+        scores = _regraded(pd.concat([kept, scores], ignore_index=True), config)
     if scores.empty:
         what = (
             "no lead without an outcome (shape flat scores the leads whose outcome is empty)"
@@ -175,9 +277,9 @@ def score(
             else f"no open leads at {moment:%Y-%m-%d %H:%M}"
         )
         raise InputError(f"{data_dir}: {what}; nothing to score")
-    with steps.step(f"Writing {len(scores):,} scores"):
+    with steps.step(f"Writing {len(scores):,} scores ({len(rescored):,} rescored)"):
         batch = uuid.uuid4().hex
-        history = scores[HISTORY_COLUMNS].assign(batch_id=batch)
+        history = rescored[HISTORY_COLUMNS].assign(batch_id=batch)
         target = write_table(
             scores,
             output,

@@ -128,6 +128,39 @@ def _read_file(path: Path) -> pd.DataFrame | None:
     return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
 
 
+def read_current(
+    target: str, table: str, history_table: str, columns: dict[str, str] | None = None
+) -> tuple[pd.DataFrame | None, pd.Timestamp | None]:
+    """The current scores at `target` (our column names) and the newest `as_of` in its history,
+    each None when there is none yet."""
+    resolved = resolve_target(target)
+    if resolved.endswith(FILE_SUFFIXES) and "://" not in resolved:
+        path = Path(resolved)
+        current = _read_file(path)
+        history = _read_file(history_path(path, history_table))
+    else:
+        engine = sa.create_engine(resolved)
+        try:
+            with engine.connect() as conn:
+                inspector = sa.inspect(conn)
+                current = pd.read_sql_table(table, conn) if inspector.has_table(table) else None
+                history = (
+                    pd.read_sql_query(f'SELECT MAX(as_of) AS as_of FROM "{history_table}"', conn)
+                    if inspector.has_table(history_table)
+                    else None
+                )
+        except sa.exc.OperationalError as exc:
+            raise InputError(f"cannot read {redact(resolved)}: {exc.orig}") from None
+        finally:
+            engine.dispose()
+    if current is not None:
+        current = current.rename(columns=_inverse(columns))
+    last = None
+    if history is not None and len(history) and history["as_of"].notna().any():
+        last = pd.to_datetime(history["as_of"], utc=True).max()
+    return current, last
+
+
 def history_path(path: Path, history_table: str) -> Path:
     """Where a file target keeps its history: `scores.parquet` -> `scores.<history>.parquet`."""
     return path.with_name(f"{path.stem}.{history_table}{path.suffix}")

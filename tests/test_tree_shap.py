@@ -108,7 +108,9 @@ def test_top_three_reasons_agree_with_exact_treeshap(model: LeadScoringModel) ->
     X = _scoring_rows()
 
     def names(contrib: pd.DataFrame) -> list[list[object]]:
-        return [[r["feature"] for r in row] for row in top_reasons(X, contrib, lambda f, v: f, 3, 0.0)]
+        return [
+            [r["feature"] for r in row] for row in top_reasons(X, contrib, lambda f, v: f, 3, 0.0)
+        ]
 
     assert names(model.contributions(X)) == names(model.exact_contributions(X))
 

@@ -1,0 +1,50 @@
+"""Which leads' features may have changed since a moment: the leads an incremental run rescores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features.tables import CrmTables
+
+UPDATED_AT = "updated_at"  # optional column of leads and accounts: when a row was last edited
+
+
+def changed_lead_ids(tables: CrmTables, since: pd.Timestamp) -> np.ndarray:
+    """Leads with anything stamped at or after `since` that a feature reads.
+
+    - the lead is new, or has new activities;
+    - a deal of the lead was created or closed (opportunity features);
+    - the lead's account gained a lead, or a deal of the account's closed (account history);
+    - the lead's or its account's row was edited, where the table has an `updated_at` column.
+      Without one, an edited attribute is not seen here; a full run picks it up.
+
+    `tables` are the tables as of the scoring moment (nothing at or after it).
+    """
+    leads, deals = tables.leads, tables.deals
+    changed = [
+        leads.loc[leads["created_at"] >= since, "lead_id"],
+        tables.activities.loc[tables.activities["occurred_at"] >= since, "lead_id"],
+        deals.loc[(deals["created_at"] >= since) | (deals["closed_at"] >= since), "lead_id"],
+    ]
+    if UPDATED_AT in leads.columns:
+        changed.append(leads.loc[_stamped_since(leads[UPDATED_AT], since), "lead_id"])
+    accounts = [
+        leads.loc[leads["created_at"] >= since, "account_id"],
+        leads.loc[leads["lead_id"].isin(deals.loc[deals["closed_at"] >= since, "lead_id"])][
+            "account_id"
+        ],
+    ]
+    if "account_id" in deals.columns:
+        accounts.append(deals.loc[deals["closed_at"] >= since, "account_id"])
+    if UPDATED_AT in tables.accounts.columns:
+        edited = _stamped_since(tables.accounts[UPDATED_AT], since)
+        accounts.append(tables.accounts.loc[edited, "account_id"])
+    touched = pd.concat(accounts).dropna().unique()
+    changed.append(leads.loc[leads["account_id"].isin(touched), "lead_id"])
+    return pd.concat(changed).dropna().unique()
+
+
+def _stamped_since(values: pd.Series, since: pd.Timestamp) -> pd.Series:
+    stamps = pd.to_datetime(values, utc=True, errors="coerce")
+    return (stamps >= since).fillna(False)

@@ -8,6 +8,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from pipeline.atomic_files import replaced_atomically
+from pipeline.bulk_insert import create_table, insert_rows
 from pipeline.errors import InputError
 
 FILE_SUFFIXES = (".parquet", ".csv")
@@ -58,7 +59,10 @@ def keep_unchanged_times(new: pd.DataFrame, old: pd.DataFrame | None) -> pd.Data
                 "lead_id": frame["lead_id"].astype(str).to_numpy(),
                 "probability": pd.to_numeric(frame["probability"]).round(6).to_numpy(),
                 "model_version": frame["model_version"].astype(str).to_numpy(),
-                "as_of": pd.to_datetime(frame["as_of"], utc=True).to_numpy(),
+                # as integers: a tz-aware to_numpy() would build a Timestamp object per row
+                "as_of": pd.DatetimeIndex(pd.to_datetime(frame["as_of"], utc=True))
+                .as_unit("ns")
+                .asi8,
             }
         )
 
@@ -74,21 +78,16 @@ def _write_sql(
     frame: pd.DataFrame,
     url: str,
     table: str,
-    chunksize: int,
     history: tuple[pd.DataFrame, str] | None = None,
     columns: dict[str, str] | None = None,
 ) -> None:
-    try:
-        engine = sa.create_engine(url)
-    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
-        raise InputError(f"cannot use {redact(url)} as a target: {exc}") from None
+    engine = _engine(url)
     try:
         with engine.begin() as conn:  # one transaction: on any failure the old rows stay
             inspector = sa.inspect(conn)
             exists = inspector.has_table(table)
             if exists and history is not None and "scored_at" in frame.columns:
-                old = pd.read_sql_table(table, conn).rename(columns=_inverse(columns))
-                frame = keep_unchanged_times(frame, old)
+                frame = _keep_stored_times(conn, inspector, table, frame, columns)
             frame = frame.rename(columns=columns or {})
             if exists:
                 existing = [c["name"] for c in inspector.get_columns(table)]
@@ -96,18 +95,72 @@ def _write_sql(
                     conn.execute(sa.text(f'DELETE FROM "{table}"'))
                 else:
                     conn.execute(sa.text(f'DROP TABLE "{table}"'))
-            frame.to_sql(table, conn, if_exists="append", index=False, chunksize=chunksize)
+            create_table(frame, conn, table)
+            insert_rows(frame, conn, table)
             if history is not None:
                 rows, history_table = history
-                rows.to_sql(
-                    history_table, conn, if_exists="append", index=False, chunksize=chunksize
-                )
+                create_table(rows, conn, history_table)
+                insert_rows(rows, conn, history_table)
     except sa.exc.OperationalError as exc:
         if not _connects(engine):
             raise InputError(f"cannot connect to {redact(url)}: {exc.orig}") from None
         raise
     finally:
         engine.dispose()
+
+
+def _keep_stored_times(
+    conn: sa.Connection,
+    inspector: sa.Inspector,
+    table: str,
+    frame: pd.DataFrame,
+    columns: dict[str, str] | None,
+) -> pd.DataFrame:
+    """`keep_unchanged_times` against the stored table, reading only what it compares, and
+    nothing at all when no stored row has this batch's as-of and model version (the nightly
+    case: a new as-of every run)."""
+    name = {c: (columns or {}).get(c, c) for c in (*UNCHANGED_IF_SAME, "scored_at")}
+    if not set(name.values()) <= {col["name"] for col in inspector.get_columns(table)}:
+        return frame
+    q = '"{}"'.format
+    stored = pd.read_sql_query(
+        f"SELECT DISTINCT {q(name['as_of'])} AS as_of, {q(name['model_version'])} AS version "
+        f'FROM "{table}"',
+        conn,
+    )
+    batch = frame[["as_of", "model_version"]].drop_duplicates()
+
+    def pairs(moments: pd.Series, versions: pd.Series) -> set[tuple[pd.Timestamp, str]]:
+        return set(zip(pd.to_datetime(moments, utc=True), versions.astype(str), strict=True))
+
+    if not pairs(stored["as_of"], stored["version"]) & pairs(
+        batch["as_of"], batch["model_version"]
+    ):
+        return frame
+    old = pd.read_sql_table(table, conn, columns=list(name.values()))
+    return keep_unchanged_times(frame, old.rename(columns=_inverse(columns)))
+
+
+def _engine(url: str) -> sa.engine.Engine:
+    """An engine whose `begin()` is a real transaction, DDL included.
+
+    Python's sqlite3 commits a DROP or CREATE TABLE of its own accord; SQLAlchemy's documented
+    remedy is to turn that off and emit BEGIN ourselves, so a replaced table rolls back too."""
+    try:
+        engine = sa.create_engine(url)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+        raise InputError(f"cannot use {redact(url)} as a target: {exc}") from None
+    if engine.dialect.name == "sqlite":
+
+        @sa.event.listens_for(engine, "connect")
+        def _no_implicit_transactions(dbapi_connection: object, record: object) -> None:
+            dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(conn: sa.Connection) -> None:
+            conn.exec_driver_sql("BEGIN")
+
+    return engine
 
 
 def _connects(engine: sa.engine.Engine) -> bool:
@@ -170,7 +223,6 @@ def write_table(
     frame: pd.DataFrame,
     target: str,
     table: str,
-    chunksize: int = 50_000,
     history: tuple[pd.DataFrame, str] | None = None,
     columns: dict[str, str] | None = None,
 ) -> str:
@@ -195,5 +247,5 @@ def write_table(
             frame = keep_unchanged_times(frame, previous)
         _write_file(frame.rename(columns=columns or {}), path)
         return resolved
-    _write_sql(frame, resolved, table, chunksize, history, columns)
+    _write_sql(frame, resolved, table, history, columns)
     return f"{redact(resolved)} (table {table})"

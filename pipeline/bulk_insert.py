@@ -1,0 +1,101 @@
+"""Appending a DataFrame's rows to a SQL table as fast as the database driver allows.
+
+`DataFrame.to_sql` goes through SQLAlchemy's per-value type processing, about 37k rows/s into
+SQLite for our score rows. Here the columns are converted once, as whole columns, and handed to
+the driver's own bulk path: `executemany` for SQLite, `COPY ... FROM STDIN` for PostgreSQL
+(psycopg), from CSV that Arrow writes. Other databases keep `to_sql`. The stored values
+are the ones `to_sql` would store.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import sqlalchemy as sa
+
+SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # what SQLAlchemy's SQLite DateTime type stores
+
+
+def create_table(frame: pd.DataFrame, conn: sa.Connection, table: str) -> None:
+    """Create `table` with `to_sql`'s column types for `frame`, if it does not exist."""
+    frame.head(0).to_sql(table, conn, if_exists="append", index=False)
+
+
+def insert_rows(frame: pd.DataFrame, conn: sa.Connection, table: str) -> None:
+    """Append `frame` to `table` (which must exist, with these columns) inside `conn`'s
+    transaction."""
+    if frame.empty:
+        return
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        _insert_sqlite(frame, conn, table)
+    elif dialect == "postgresql" and conn.dialect.driver == "psycopg":
+        _copy_postgres(frame, conn, table)
+    else:
+        frame.to_sql(table, conn, if_exists="append", index=False, chunksize=50_000)
+
+
+def _quoted(names: list[str]) -> str:
+    return ", ".join('"' + str(n).replace('"', '""') + '"' for n in names)
+
+
+def _insert_sqlite(frame: pd.DataFrame, conn: sa.Connection, table: str) -> None:
+    columns = [_sqlite_values(frame[c]) for c in frame.columns]
+    marks = ", ".join("?" for _ in frame.columns)
+    sql = f"INSERT INTO {_quoted([table])} ({_quoted(list(frame.columns))}) VALUES ({marks})"
+    conn.connection.driver_connection.executemany(sql, zip(*columns, strict=True))
+
+
+def _sqlite_values(column: pd.Series) -> list[object]:
+    """One column as Python values sqlite3 stores as `to_sql` would: UTC times as naive text,
+    booleans as 0/1, missing as NULL."""
+    if _is_time(column):
+        return _formatted_times(column, SQLITE_TIME).tolist()
+    if pd.api.types.is_bool_dtype(column):
+        return column.astype("int64").tolist() if not column.hasnans else _objects(column)
+    if pd.api.types.is_float_dtype(column) and column.hasnans:
+        return _objects(column)
+    if pd.api.types.is_numeric_dtype(column) and not isinstance(column.dtype, pd.ArrowDtype):
+        return column.tolist()
+    return _objects(column)
+
+
+def _is_time(column: pd.Series) -> bool:
+    return isinstance(column.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(column)
+
+
+def _formatted_times(column: pd.Series, fmt: str) -> np.ndarray:
+    """UTC times as text (None for NaT), formatting each distinct time once: a batch of scores
+    has one `as_of` and one `scored_at`, and strftime row by row dominated the write."""
+    if isinstance(column.dtype, pd.DatetimeTZDtype):
+        column = column.dt.tz_convert("UTC").dt.tz_localize(None)
+    codes, moments = pd.factorize(column)
+    text = np.array([*moments.strftime(fmt), None], dtype=object)
+    return text[codes]  # code -1 (NaT) picks the trailing None
+
+
+def _objects(column: pd.Series) -> list[object]:
+    values = column.astype(object)
+    return values.where(column.notna(), None).tolist()
+
+
+def _copy_postgres(frame: pd.DataFrame, conn: sa.Connection, table: str) -> None:
+    """COPY in CSV, written by Arrow's C++ CSV writer and parsed by PostgreSQL in C.
+
+    Arrow writes a missing value as an empty unquoted field and an empty text as "", which is
+    exactly how PostgreSQL's CSV format tells NULL from ''."""
+    out = frame.copy()
+    for c in out.columns:
+        if _is_time(out[c]):
+            out[c] = _formatted_times(out[c], "%Y-%m-%d %H:%M:%S.%f+00:00")
+    buffer = io.BytesIO()
+    arrow = pa.Table.from_pandas(out, preserve_index=False)
+    pa_csv.write_csv(arrow, buffer, pa_csv.WriteOptions(include_header=False))
+    sql = f"COPY {_quoted([table])} ({_quoted(list(frame.columns))}) FROM STDIN WITH (FORMAT csv)"
+    cursor = conn.connection.driver_connection.cursor()
+    with cursor.copy(sql) as copy:
+        copy.write(buffer.getbuffer())

@@ -20,7 +20,11 @@ def account_history_features(tables: CrmTables, spine: pd.DataFrame) -> pd.DataF
     lead_account = leads_by_id["account_id"]
     deals = tables.deals
     via_lead = lookup(lead_account, deals["lead_id"])
-    own = deals["account_id"] if "account_id" in deals.columns else via_lead.where(False)
+    own = (
+        deals["account_id"]
+        if "account_id" in deals.columns
+        else pd.Series(None, index=deals.index, dtype=object)
+    )
     deals = deals.assign(
         account_id=own.where(own.notna(), via_lead),
         via_lead=own.isna(),

@@ -1,6 +1,10 @@
-"""`score --changed-since`: rescoring only the leads that changed gives a full run's results."""
+"""`score --changed-since`: rescoring only the leads that changed gives a full run's results;
+and a job killed mid-write loses nothing."""
 
+import signal
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -112,3 +116,37 @@ def test_changed_leads_cover_every_kind_of_change() -> None:
     )
     # 16 is new; 14 has new activity; 12's deal closed, so its account's leads (12, 13) change
     assert sorted(changed_lead_ids(crm, since)) == [12, 13, 14, 16]
+
+
+def test_killing_the_job_mid_write_leaves_the_previous_scores(run_cli, demo_config, tmp_path):
+    """SIGKILL the real CLI while its write transaction is open (SQLite's rollback journal
+    exists): the next reader sees the previous scores and history, untouched."""
+    run_cli("demo-data", "--out", "demo_data", "--leads", "6000", "--seed", "6")
+    run_cli("train", "--as-of", EARLIER)
+    run_cli("score", "--as-of", EARLIER, "--output", "scores.db")
+    db = tmp_path / "scores.db"
+    journal = tmp_path / "scores.db-journal"
+    before = _read(db)
+    history_before = _read(db, "lead_score_history")
+    exe = Path(sys.executable).with_name("leadscore")
+    killed = False
+    for _ in range(5):  # the write lasts a fraction of a second: poll for it, retry if missed
+        job = subprocess.Popen(
+            [str(exe), "score", "--as-of", LATER, "--output", "scores.db"],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        while job.poll() is None:
+            if journal.exists():
+                job.send_signal(signal.SIGKILL)
+                killed = True
+                break
+        job.wait()
+        if killed:
+            break
+        run_cli("score", "--as-of", EARLIER, "--output", "scores.db")  # missed: start over
+        before, history_before = _read(db), _read(db, "lead_score_history")
+    assert killed, "never caught the job inside its write transaction"
+    pd.testing.assert_frame_equal(_read(db), before)
+    pd.testing.assert_frame_equal(_read(db, "lead_score_history"), history_before)

@@ -200,7 +200,7 @@ def table(results: list[dict]) -> str:
         "| open leads | activities | load | features | predict | reasons | write | "
         "floor | e2e / floor (no reasons) | e2e / floor (reasons) | reasons / scoring w/o | "
         "SQLite rows/s (rerun) | PostgreSQL rows/s | top-3 = exact | vs pred_contrib | peak MB |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
 

@@ -44,7 +44,8 @@ class Steps:
             TimeElapsedColumn(),
             TimeRemainingColumn(),
         )
-        with Progress(*columns, console=self.console, transient=True) as bar:
+        live = self.console.is_terminal  # a log file gets the ✓ line only
+        with Progress(*columns, console=self.console, transient=True, disable=not live) as bar:
             task = bar.add_task(escape(title), total=total)
             yield lambda done: bar.advance(task, done)
         self.console.print(

@@ -277,7 +277,8 @@ def score(
             else f"no open leads at {moment:%Y-%m-%d %H:%M}"
         )
         raise InputError(f"{data_dir}: {what}; nothing to score")
-    with steps.step(f"Writing {len(scores):,} scores ({len(rescored):,} rescored)"):
+    rescored_note = "" if kept is None else f" ({len(rescored):,} rescored)"
+    with steps.step(f"Writing {len(scores):,} scores{rescored_note}"):
         batch = uuid.uuid4().hex
         history = rescored[HISTORY_COLUMNS].assign(batch_id=batch)
         target = write_table(

@@ -269,7 +269,8 @@ def score(
         )
     rescored = scores
     if kept is not None:
-        scores = _regraded(pd.concat([kept, scores], ignore_index=True), config)
+        parts = [kept, scores] if len(scores) else [kept]
+        scores = _regraded(pd.concat(parts, ignore_index=True), config)
     if scores.empty:
         what = (
             "no lead without an outcome (shape flat scores the leads whose outcome is empty)"

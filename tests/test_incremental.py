@@ -66,6 +66,13 @@ def test_incremental_run_equals_full_run_for_changed_leads(run_cli, demo_config,
     assert history["batch_id"].nunique() == 2
     assert (history["as_of"].str.startswith(LATER)).sum() == len(rescored)
 
+    # nothing changed since the last run: nothing is rescored, the table stays as it was
+    again = run_cli("score", "--as-of", LATER, "--output", "scores.db", "--changed-since", "last")
+    assert f"rescoring 0 of {len(full):,}" in again.stderr
+    pd.testing.assert_frame_equal(
+        _read(tmp_path / "scores.db").set_index("lead_id").sort_index(), incremental
+    )
+
 
 def test_incremental_without_earlier_scores_scores_everything(run_cli, demo_config, tmp_path):
     run_cli("demo-data", "--out", "demo_data", "--leads", "6000", "--seed", "4")

@@ -1,6 +1,8 @@
 """`score --changed-since`: rescoring only the leads that changed gives a full run's results;
 and a job killed mid-write loses nothing."""
 
+import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -15,6 +17,7 @@ from features.tables import CrmTables, as_of, clean
 from models.scores import SCORE_COLUMNS
 
 pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[1]
 EARLIER, LATER = "2026-10-01", "2026-11-01"
 SAME = [c for c in SCORE_COLUMNS if c not in ("lead_id", "scored_at")]
 
@@ -33,9 +36,31 @@ def _crm(folder: Path) -> CrmTables:
     )
 
 
-def test_incremental_run_equals_full_run_for_changed_leads(run_cli, demo_config, tmp_path):
-    run_cli("demo-data", "--out", "demo_data", "--leads", "6000", "--seed", "3")
-    run_cli("train", "--as-of", EARLIER)
+@pytest.fixture(scope="module")
+def trained_earlier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Demo data and a model trained as of EARLIER, made once for this module's tests."""
+    folder = tmp_path_factory.mktemp("trained_earlier")
+    (folder / "configs").mkdir()
+    shutil.copy(REPO / "configs" / "demo.yaml", folder / "configs" / "demo.yaml")
+    exe = Path(sys.executable).with_name("leadscore")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    for args in (
+        ("demo-data", "--out", "demo_data", "--leads", "6000", "--seed", "3"),
+        ("train", "--as-of", EARLIER),
+    ):
+        subprocess.run([str(exe), *args], cwd=folder, env=env, check=True, capture_output=True)
+    return folder
+
+
+@pytest.fixture
+def workdir(trained_earlier: Path, tmp_path: Path) -> Path:
+    """This test's own copy of the trained folder (model artifacts are only read)."""
+    shutil.copytree(trained_earlier, tmp_path, dirs_exist_ok=True)
+    return tmp_path
+
+
+def test_incremental_run_equals_full_run_for_changed_leads(run_cli, workdir):
+    tmp_path = workdir
     run_cli("score", "--as-of", EARLIER, "--output", "scores.db")
     before = _read(tmp_path / "scores.db").set_index("lead_id")
 
@@ -74,9 +99,8 @@ def test_incremental_run_equals_full_run_for_changed_leads(run_cli, demo_config,
     )
 
 
-def test_incremental_without_earlier_scores_scores_everything(run_cli, demo_config, tmp_path):
-    run_cli("demo-data", "--out", "demo_data", "--leads", "6000", "--seed", "4")
-    run_cli("train", "--as-of", LATER)
+def test_incremental_without_earlier_scores_scores_everything(run_cli, workdir):
+    tmp_path = workdir
     step = run_cli("score", "--as-of", LATER, "--output", "s.parquet", "--changed-since", "last")
     assert "No earlier scores" in step.stderr
     run_cli("score", "--as-of", LATER, "--output", "full.parquet")
@@ -86,7 +110,6 @@ def test_incremental_without_earlier_scores_scores_everything(run_cli, demo_conf
 
 
 def test_changed_since_must_be_a_moment(run_cli, demo_config):
-    run_cli("demo-data", "--out", "demo_data", "--leads", "500", "--seed", "5")
     result = run_cli("score", "--changed-since", "yesterday-ish", check=False)
     assert result.returncode == 2
     assert "--changed-since 'yesterday-ish'" in result.stderr
@@ -125,11 +148,10 @@ def test_changed_leads_cover_every_kind_of_change() -> None:
     assert sorted(changed_lead_ids(crm, since)) == [12, 13, 14, 16]
 
 
-def test_killing_the_job_mid_write_leaves_the_previous_scores(run_cli, demo_config, tmp_path):
+def test_killing_the_job_mid_write_leaves_the_previous_scores(run_cli, workdir):
     """SIGKILL the real CLI while its write transaction is open (SQLite's rollback journal
     exists): the next reader sees the previous scores and history, untouched."""
-    run_cli("demo-data", "--out", "demo_data", "--leads", "6000", "--seed", "6")
-    run_cli("train", "--as-of", EARLIER)
+    tmp_path = workdir
     run_cli("score", "--as-of", EARLIER, "--output", "scores.db")
     db = tmp_path / "scores.db"
     journal = tmp_path / "scores.db-journal"

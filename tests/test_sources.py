@@ -2,11 +2,12 @@
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from pipeline.errors import InputError
-from pipeline.sources import fingerprint, load_tables
+from pipeline.sources import SORT_KEYS, canonical_order, fingerprint, load_tables
 
 
 @pytest.fixture
@@ -146,3 +147,36 @@ def test_fingerprint_changes_with_the_data_not_the_format(data_dir):
     acts = pd.read_parquet(data_dir / "activities.parquet")
     acts.iloc[:-1].to_parquet(data_dir / "activities.parquet", index=False)
     assert fingerprint(load_tables(None, data_dir)) != before
+
+
+def _activity_frame(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "lead_id": rng.integers(0, 50, n),
+            "occurred_at": pd.to_datetime(rng.integers(0, 20, n), unit="D", utc=True),
+            "activity_type": pd.Categorical(rng.choice(["web_visit", "email_open", "meeting"], n)),
+            "row": np.arange(n),  # tells rows that tie on every key apart
+        }
+    )
+
+
+@pytest.mark.parametrize("presorted", ["none", "lead_and_time", "all"])
+def test_canonical_order_equals_a_stable_pandas_sort(presorted: str) -> None:
+    keys = list(SORT_KEYS["activities"])
+    frame = _activity_frame(5000, 0)
+    if presorted == "lead_and_time":  # the usual export: ties on (lead, time) in any order
+        frame = frame.sort_values(keys[:2], kind="stable").reset_index(drop=True)
+    elif presorted == "all":
+        frame = frame.sort_values(keys, kind="stable").reset_index(drop=True)
+    expected = frame.sort_values(keys, kind="stable").reset_index(drop=True)
+    pd.testing.assert_frame_equal(canonical_order(frame, keys), expected)
+
+
+def test_canonical_order_with_missing_keys_does_not_depend_on_input_order() -> None:
+    frame = _activity_frame(3000, 1).drop(columns="row")
+    frame.loc[::7, "occurred_at"] = pd.NaT
+    frame["lead_id"] = frame["lead_id"].astype(str).where(frame.index % 11 != 0, None)
+    keys = list(SORT_KEYS["activities"])
+    shuffled = frame.sample(frac=1, random_state=2).reset_index(drop=True)
+    pd.testing.assert_frame_equal(canonical_order(shuffled, keys), canonical_order(frame, keys))

@@ -28,8 +28,8 @@ demo: install ## Generate synthetic CRM data, train, register, score, and print 
 	$(BIN)/leadscore score --data $(DEMO_DATA) --as-of $(DEMO_AS_OF)
 	@echo "Open the runs in MLflow: $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db"
 
-test: install ## Run the test suite
-	$(BIN)/pytest
+test: install ## Run the test suite (two workers: one per core)
+	$(BIN)/pytest -n 2
 
 lint: install ## Check the code with ruff
 	$(BIN)/ruff check .

@@ -245,6 +245,7 @@ def score(
         raw = load_tables(config, data_dir, steps.warn)
     moment = resolve_as_of(raw, moment, steps.note)
     tables = clean(raw if config.data.shape == "flat" else as_of(raw, moment))
+    del raw  # the as-of view holds copies: keep one set of tables in memory, not two
     configure_tracking()
     name = config.mlflow.registered_model
     version, why = choose_version(name, moment, model_version)

@@ -94,21 +94,70 @@ def postgres_url() -> str:
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
 
 
+def _run_in(folder: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the installed `leadscore` console script in `folder`."""
+    exe = Path(sys.executable).with_name("leadscore")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    result = subprocess.run(
+        [str(exe), *args], cwd=folder, env=env, capture_output=True, text=True, timeout=600
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"leadscore {' '.join(args)} exited {result.returncode}\n"
+            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        )
+    return result
+
+
 @pytest.fixture
 def run_cli(tmp_path: Path) -> RunCli:
     """Run the installed `leadscore` console script in the test's folder."""
-    exe = Path(sys.executable).with_name("leadscore")
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-        result = subprocess.run(
-            [str(exe), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(
-                f"leadscore {' '.join(args)} exited {result.returncode}\n"
-                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-            )
-        return result
+        return _run_in(tmp_path, *args, check=check)
 
     return run
+
+
+Trained = tuple[Path, subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="session")
+def _trained_once(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int, int, str], Trained]:
+    """Demo data and a model trained on it, made once per (leads, seed, as-of) per session."""
+    made: dict[tuple[int, int, str], Trained] = {}
+
+    def make(leads: int, seed: int, as_of: str) -> Trained:
+        if (leads, seed, as_of) not in made:
+            folder = tmp_path_factory.mktemp("trained")
+            (folder / "configs").mkdir()
+            shutil.copy(REPO / "configs" / "demo.yaml", folder / "configs" / "demo.yaml")
+            _run_in(
+                folder,
+                "demo-data",
+                "--out",
+                "demo_data",
+                "--leads",
+                str(leads),
+                "--seed",
+                str(seed),
+            )
+            made[(leads, seed, as_of)] = (folder, _run_in(folder, "train", "--as-of", as_of))
+        return made[(leads, seed, as_of)]
+
+    return make
+
+
+@pytest.fixture
+def trained_copy(
+    _trained_once: Callable[[int, int, str], Trained], tmp_path: Path
+) -> Callable[[int, int, str], Trained]:
+    """This test's own copy of a trained folder: its data, config, scores and MLflow store (the
+    store still points at the original's model artifacts, which tests only read or add to)."""
+
+    def copy(leads: int, seed: int, as_of: str) -> Trained:
+        folder, train = _trained_once(leads, seed, as_of)
+        shutil.copytree(folder, tmp_path, dirs_exist_ok=True)
+        return tmp_path, train
+
+    return copy

@@ -23,10 +23,8 @@ def _scores(db: Path) -> pd.DataFrame:
 
 
 @pytest.fixture
-def trained(run_cli, demo_config, tmp_path):
-    run_cli("demo-data", "--out", "demo_data", "--leads", "10000", "--seed", "1")
-    train = run_cli("train", "--as-of", T)
-    return tmp_path, train
+def trained(trained_copy):
+    return trained_copy(10_000, 1, T)
 
 
 def test_demo_data_train_score(trained, run_cli):

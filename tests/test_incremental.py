@@ -1,8 +1,6 @@
 """`score --changed-since`: rescoring only the leads that changed gives a full run's results;
 and a job killed mid-write loses nothing."""
 
-import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -17,7 +15,6 @@ from features.tables import CrmTables, as_of, clean
 from models.scores import SCORE_COLUMNS
 
 pytestmark = pytest.mark.e2e
-REPO = Path(__file__).resolve().parents[1]
 EARLIER, LATER = "2026-10-01", "2026-11-01"
 SAME = [c for c in SCORE_COLUMNS if c not in ("lead_id", "scored_at")]
 
@@ -36,27 +33,9 @@ def _crm(folder: Path) -> CrmTables:
     )
 
 
-@pytest.fixture(scope="module")
-def trained_earlier(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Demo data and a model trained as of EARLIER, made once for this module's tests."""
-    folder = tmp_path_factory.mktemp("trained_earlier")
-    (folder / "configs").mkdir()
-    shutil.copy(REPO / "configs" / "demo.yaml", folder / "configs" / "demo.yaml")
-    exe = Path(sys.executable).with_name("leadscore")
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    for args in (
-        ("demo-data", "--out", "demo_data", "--leads", "6000", "--seed", "3"),
-        ("train", "--as-of", EARLIER),
-    ):
-        subprocess.run([str(exe), *args], cwd=folder, env=env, check=True, capture_output=True)
-    return folder
-
-
 @pytest.fixture
-def workdir(trained_earlier: Path, tmp_path: Path) -> Path:
-    """This test's own copy of the trained folder (model artifacts are only read)."""
-    shutil.copytree(trained_earlier, tmp_path, dirs_exist_ok=True)
-    return tmp_path
+def workdir(trained_copy) -> Path:
+    return trained_copy(6000, 3, EARLIER)[0]
 
 
 def test_incremental_run_equals_full_run_for_changed_leads(run_cli, workdir):

@@ -8,6 +8,23 @@ import numpy as np
 import pandas as pd
 
 
+def _remembered(describe: Callable[[str, object], str]) -> Callable[[str, object], str]:
+    """`describe` that words each (feature, value) once per call site: across a chunk of leads
+    the same counts and categories recur thousands of times."""
+    texts: dict[tuple[str, object], str] = {}
+
+    def text(feature: str, value: object) -> str:
+        try:
+            return texts[(feature, value)]
+        except KeyError:
+            texts[(feature, value)] = out = describe(feature, value)
+            return out
+        except TypeError:  # an unhashable value
+            return describe(feature, value)
+
+    return text
+
+
 def top_reasons(
     X: pd.DataFrame,
     contributions: pd.DataFrame,
@@ -27,6 +44,7 @@ def top_reasons(
     if k == 0:
         return [[] for _ in range(len(X))]
     raw = X[features].to_numpy(dtype=object)
+    describe = _remembered(describe)
     absent = pd.isna(X[features]).to_numpy() | (X[features] == 0).to_numpy()
     values = np.where(absent, -np.inf, values)
     top = np.argpartition(-values, k - 1, axis=1)[:, :k]
@@ -69,6 +87,7 @@ def strongest_against(
     worst = values.argmin(axis=1)
     impact = values[np.arange(len(values)), worst]
     raw = X[features].to_numpy(dtype=object)
+    describe = _remembered(describe)
     out: list[dict[str, object] | None] = []
     for i, (j, value) in enumerate(zip(worst, impact, strict=True)):
         if value > -min_impact:

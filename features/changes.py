@@ -22,21 +22,21 @@ def changed_lead_ids(tables: CrmTables, since: pd.Timestamp) -> np.ndarray:
     `tables` are the tables as of the scoring moment (nothing at or after it).
     """
     leads, deals = tables.leads, tables.deals
+    new_lead = leads["created_at"] >= since
+    closed = deals["closed_at"] >= since
     changed = [
-        leads.loc[leads["created_at"] >= since, "lead_id"],
+        leads.loc[new_lead, "lead_id"],
         tables.activities.loc[tables.activities["occurred_at"] >= since, "lead_id"],
-        deals.loc[(deals["created_at"] >= since) | (deals["closed_at"] >= since), "lead_id"],
+        deals.loc[(deals["created_at"] >= since) | closed, "lead_id"],
     ]
     if UPDATED_AT in leads.columns:
         changed.append(leads.loc[_stamped_since(leads[UPDATED_AT], since), "lead_id"])
     accounts = [
-        leads.loc[leads["created_at"] >= since, "account_id"],
-        leads.loc[leads["lead_id"].isin(deals.loc[deals["closed_at"] >= since, "lead_id"])][
-            "account_id"
-        ],
+        leads.loc[new_lead, "account_id"],
+        leads.loc[leads["lead_id"].isin(deals.loc[closed, "lead_id"]), "account_id"],
     ]
     if "account_id" in deals.columns:
-        accounts.append(deals.loc[deals["closed_at"] >= since, "account_id"])
+        accounts.append(deals.loc[closed, "account_id"])
     if UPDATED_AT in tables.accounts.columns:
         edited = _stamped_since(tables.accounts[UPDATED_AT], since)
         accounts.append(tables.accounts.loc[edited, "account_id"])

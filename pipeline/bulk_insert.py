@@ -53,11 +53,6 @@ def _insert_sqlite(frame: pd.DataFrame, conn: sa.Connection, table: str) -> None
 def _sqlite_values(column: pd.Series) -> list[object]:
     """One column as Python values sqlite3 stores as `to_sql` would: UTC times as naive text,
     booleans as 0/1, missing as NULL."""
-    if column.dtype == object and pd.api.types.infer_dtype(column, skipna=True) in (
-        "datetime",
-        "datetime64",
-    ):  # times that came through an object column (e.g. a concat with an empty frame)
-        column = pd.to_datetime(column, utc=True)
     if _is_time(column):
         return _formatted_times(column, SQLITE_TIME).tolist()
     if pd.api.types.is_bool_dtype(column):

@@ -152,12 +152,7 @@ def score_leads(
         if advance is not None:
             advance(len(lead_chunk))
     scored = pd.concat(parts, ignore_index=True)
-    s = config.scoring
-    proba = scored["probability"].to_numpy()
-    grades = assign_grades(proba, s.grades, s.grade_by)
-    scored.insert(2, "score", to_score(proba))
-    scored.insert(3, "grade", grades.to_numpy())
-    scored.insert(4, "mql", mql_flags(proba, grades, s.mql_grades, s.mql_min_score, s.mql_capacity))
+    scored = _regraded(scored.assign(score=to_score(scored["probability"].to_numpy())), config)
     return scored.assign(model_version=version, as_of=moment, scored_at=scored_at)[
         list(SCORE_COLUMNS)
     ]
@@ -205,8 +200,8 @@ def _incremental_spine(
 
 
 def _regraded(scores: pd.DataFrame, config: Config) -> pd.DataFrame:
-    """Grades and MQL flags drawn again over the whole table (percentile bands and the MQL
-    capacity rank leads against each other)."""
+    """Grades and MQL flags drawn over the whole table (percentile bands and the MQL capacity
+    rank leads against each other)."""
     s = config.scoring
     proba = scores["probability"].to_numpy(dtype=float)
     grades = assign_grades(proba, s.grades, s.grade_by)

@@ -21,6 +21,11 @@ def resolve_target(target: str) -> str:
     return f"sqlite:///{Path(target).resolve()}"
 
 
+def _is_file(resolved: str) -> bool:
+    """A resolved target that is a Parquet or CSV file rather than a database."""
+    return resolved.endswith(FILE_SUFFIXES) and "://" not in resolved
+
+
 def redact(target: str) -> str:
     """The target with any password hidden, for printing and logging."""
     if "://" not in target:
@@ -187,12 +192,12 @@ def read_current(
     """The current scores at `target` (our column names) and the newest `as_of` in its history,
     each None when there is none yet."""
     resolved = resolve_target(target)
-    if resolved.endswith(FILE_SUFFIXES) and "://" not in resolved:
+    if _is_file(resolved):
         path = Path(resolved)
         current = _read_file(path)
         history = _read_file(history_path(path, history_table))
     else:
-        engine = sa.create_engine(resolved)
+        engine = _engine(resolved)
         try:
             with engine.connect() as conn:
                 inspector = sa.inspect(conn)
@@ -234,7 +239,7 @@ def write_table(
     renames the current table's columns (a CRM's import names); the history keeps ours.
     """
     resolved = resolve_target(target)
-    if resolved.endswith(FILE_SUFFIXES) and "://" not in resolved:
+    if _is_file(resolved):
         path = Path(resolved)
         if history is not None:
             rows, history_table = history

@@ -20,6 +20,12 @@ from pipeline.sources import default_as_of, fingerprint, load_tables
 UTC = "UTC"
 
 
+BERLIN_LEADS = {  # day-first local times in Berlin, as a European CRM exports them
+    "path": "leads.csv",
+    "timestamps": {"created_at": {"format": "%d/%m/%Y %H:%M", "timezone": "Europe/Berlin"}},
+}
+
+
 def _write_other_tables(folder: Path) -> None:
     """The canonical accounts, activities and deals an events-shape load also needs."""
     (folder / "accounts.csv").write_text("account_id,industry\n10,Energy\n")
@@ -168,11 +174,7 @@ def test_timestamp_format_and_timezone_give_the_utc_instant(tmp_path):
         "1,10,01/03/2025 10:30\n"  # CET, UTC+1
         "2,10,15/07/2025 00:15\n"  # CEST, UTC+2: the previous day in UTC
     )
-    spec = {
-        "path": "leads.csv",
-        "timestamps": {"created_at": {"format": "%d/%m/%Y %H:%M", "timezone": "Europe/Berlin"}},
-    }
-    created = _by_id(_load(tmp_path, {"leads": spec}).leads)["created_at"]
+    created = _by_id(_load(tmp_path, {"leads": BERLIN_LEADS}).leads)["created_at"]
     assert str(created.dt.tz) == UTC
     assert created[1] == pd.Timestamp("2025-03-01 09:30", tz=UTC)
     assert created[2] == pd.Timestamp("2025-07-14 22:15", tz=UTC)
@@ -501,11 +503,7 @@ def test_clock_changes_resolve_instead_of_failing(tmp_path):
         "1,10,26/10/2025 02:30\n"  # happens twice in Berlin: the first (summer-time) pass
         "2,10,30/03/2025 02:30\n"  # never happens in Berlin: moved to the change, 03:00 CEST
     )
-    spec = {
-        "path": "leads.csv",
-        "timestamps": {"created_at": {"format": "%d/%m/%Y %H:%M", "timezone": "Europe/Berlin"}},
-    }
-    created = _by_id(_load(tmp_path, {"leads": spec}).leads)["created_at"]
+    created = _by_id(_load(tmp_path, {"leads": BERLIN_LEADS}).leads)["created_at"]
     assert created[1] == pd.Timestamp("2025-10-26 00:30", tz=UTC)
     assert created[2] == pd.Timestamp("2025-03-30 01:00", tz=UTC)
 

@@ -26,7 +26,7 @@ def changed_lead_ids(tables: CrmTables, since: pd.Timestamp) -> np.ndarray:
     closed = deals["closed_at"] >= since
     changed = [
         leads.loc[new_lead, "lead_id"],
-        tables.activities.loc[tables.activities["occurred_at"] >= since, "lead_id"],
+        pd.Series(new_activity_lead_ids(tables.activities, since)),
         deals.loc[(deals["created_at"] >= since) | closed, "lead_id"],
     ]
     if UPDATED_AT in leads.columns:
@@ -43,6 +43,11 @@ def changed_lead_ids(tables: CrmTables, since: pd.Timestamp) -> np.ndarray:
     touched = pd.concat(accounts).dropna().unique()
     changed.append(leads.loc[leads["account_id"].isin(touched), "lead_id"])
     return pd.concat(changed).dropna().unique()
+
+
+def new_activity_lead_ids(activities: pd.DataFrame, since: pd.Timestamp) -> np.ndarray:
+    """Leads with an activity at or after `since` (for activities read a part at a time)."""
+    return activities.loc[activities["occurred_at"] >= since, "lead_id"].unique()
 
 
 def _stamped_since(values: pd.Series, since: pd.Timestamp) -> pd.Series:

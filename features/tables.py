@@ -37,12 +37,17 @@ class CrmTables:
 def as_of(tables: CrmTables, moment: pd.Timestamp) -> CrmTables:
     """What the CRM looked like just before `moment`: later rows, closes and outcomes are hidden."""
     leads = tables.leads[tables.leads["created_at"] < moment]
-    activities = tables.activities[tables.activities["occurred_at"] < moment]
+    activities = activities_as_of(tables.activities, moment)
     deals = tables.deals[tables.deals["created_at"] < moment].copy()
     not_yet = ~(deals["closed_at"] < moment)
     deals.loc[not_yet, "closed_at"] = pd.NaT
     deals.loc[not_yet, "outcome"] = None
     return replace(tables, leads=leads, activities=activities, deals=deals)
+
+
+def activities_as_of(activities: pd.DataFrame, moment: pd.Timestamp) -> pd.DataFrame:
+    """The activities that happened strictly before `moment`."""
+    return activities[activities["occurred_at"] < moment]
 
 
 def normalise_label(values: pd.Series) -> pd.Series:
@@ -59,9 +64,13 @@ def normalise_label(values: pd.Series) -> pd.Series:
 
 def clean(tables: CrmTables) -> CrmTables:
     """Normalise activity types and outcomes; drop repeated activities (same lead, time, type)."""
-    activities = tables.activities.assign(
-        activity_type=normalise_label(tables.activities["activity_type"])
-    )
+    deals = tables.deals.assign(outcome=normalise_label(tables.deals["outcome"]))
+    return replace(tables, activities=clean_activities(tables.activities), deals=deals)
+
+
+def clean_activities(activities: pd.DataFrame) -> pd.DataFrame:
+    """Activity types normalised, and repeated activities (same lead, time, type) dropped."""
+    activities = activities.assign(activity_type=normalise_label(activities["activity_type"]))
     # repeated rows: compared on the type's code, far cheaper than hashing its text
     key = pd.DataFrame(
         {
@@ -70,9 +79,7 @@ def clean(tables: CrmTables) -> CrmTables:
             "type": pd.factorize(activities["activity_type"])[0],
         }
     )
-    activities = activities[~key.duplicated().to_numpy()]
-    deals = tables.deals.assign(outcome=normalise_label(tables.deals["outcome"]))
-    return replace(tables, activities=activities, deals=deals)
+    return activities[~key.duplicated().to_numpy()]
 
 
 def snake_case(name: str) -> str:

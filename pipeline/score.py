@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -12,21 +13,22 @@ import numpy as np
 import pandas as pd
 
 from features.build import build_features
-from features.changes import changed_lead_ids
+from features.changes import changed_lead_ids, new_activity_lead_ids
 from features.descriptions import describe
 from features.families import FAMILIES, feature_family
 from features.snapshots import open_leads
-from features.tables import CrmTables, as_of, clean
+from features.tables import CrmTables, activities_as_of, as_of, clean, clean_activities
 from models.evaluation import grade_table
 from models.reasons import strongest_against, top_reasons
 from models.scores import SCORE_COLUMNS, assign_grades, mql_flags, to_score
 from models.subscores import family_logits, to_subscore
+from pipeline.activity_partitions import ActivityPartitions, partition_activities, source_rows
 from pipeline.config import Config
 from pipeline.errors import InputError
 from pipeline.progress import Steps
 from pipeline.pyfunc_model import ScoringBundle
 from pipeline.registry import choose_version, configure_tracking, load_bundle
-from pipeline.sources import load_tables, resolve_as_of
+from pipeline.sources import describe_source, load_tables, resolve_as_of, source_spec
 from pipeline.writeback import read_current, redact, write_table
 
 HISTORY_COLUMNS = [
@@ -113,9 +115,9 @@ def chunks(
 ) -> Iterator[tuple[CrmTables, pd.DataFrame]]:
     """The spine `size` leads at a time, each with only its own leads' activities.
 
-    Activities (the big table) are split once, by a stable sort on the chunk number, so each
-    chunk's features read its own rows instead of the whole log. Leads, accounts and deals stay
-    whole: account features count the account's other leads and deals."""
+    Activities are split once, by a stable sort on the chunk number, so each chunk's features
+    read its own rows instead of the whole log. Leads, accounts and deals stay whole: account
+    features count the account's other leads and deals."""
     acts = tables.activities
     position = pd.Index(spine["lead_id"].to_numpy()).get_indexer(acts["lead_id"].to_numpy())
     chunk_of = np.where(position >= 0, position // size, -1)
@@ -128,6 +130,34 @@ def chunks(
         yield part, spine.iloc[k * size : (k + 1) * size]
 
 
+def partitioned_chunks(
+    tables: CrmTables,
+    spine: pd.DataFrame,
+    size: int,
+    partitions: ActivityPartitions,
+    moment: pd.Timestamp,
+) -> Iterator[tuple[CrmTables, pd.DataFrame]]:
+    """As `chunks`, with activities read from disk: consecutive buckets are grouped up to `size`
+    open leads, and only their activities (as of `moment`, cleaned) are in memory at once.
+    `spine` must be in the leads table's order (as `open_spine` gives it)."""
+    bucket = partitions.buckets(spine["lead_id"])
+    if (np.diff(bucket) < 0).any() or (bucket < 0).any():
+        raise ValueError("the spine must hold leads of the partitioned table, in its order")
+    ids, starts, counts = np.unique(bucket, return_index=True, return_counts=True)
+    group_start = 0
+    while group_start < len(ids):
+        group_end, total = group_start + 1, counts[group_start]
+        while group_end < len(ids) and total + counts[group_end] <= size:
+            total += counts[group_end]
+            group_end += 1
+        first = starts[group_start]
+        lead_chunk = spine.iloc[first : first + total]
+        read = partitions.read(ids[group_start:group_end].tolist())
+        part = replace(tables, activities=clean_activities(activities_as_of(read, moment)))
+        yield from chunks(part, lead_chunk, size)  # a bucket can hold more than `size` leads
+        group_start = group_end
+
+
 def score_leads(
     tables: CrmTables,
     bundle: ScoringBundle,
@@ -137,20 +167,31 @@ def score_leads(
     scored_at: pd.Timestamp,
     spine: pd.DataFrame | None = None,
     advance: Callable[[int], None] | None = None,
+    partitions: ActivityPartitions | None = None,
+    select: Callable[[CrmTables, pd.DataFrame], pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """One row per lead of `spine` (default: every lead open at `moment`): probability, score,
     grade, MQL flag, sub-scores and reasons. Leads are scored `scoring.chunk_size` at a time, so
-    feature matrices and TreeSHAP contributions stay bounded by the chunk; `advance` is told how
-    many leads each chunk scored."""
+    feature matrices and TreeSHAP contributions stay bounded by the chunk; with `partitions`,
+    activities are read from disk a chunk at a time too (`tables.activities` is not used).
+    `select` narrows each chunk's leads given its tables (incremental runs); `advance` is told
+    how many leads each chunk covered."""
     if spine is None:
         spine = open_spine(tables, moment, config.data.shape)
-    if spine.empty:
-        return pd.DataFrame(columns=list(SCORE_COLUMNS))
+    size = config.scoring.chunk_size
     parts = []
-    for part, lead_chunk in chunks(tables, spine, config.scoring.chunk_size):
-        parts.append(_score_chunk(part, bundle, lead_chunk, config))
+    if partitions is None:
+        pieces = chunks(tables, spine, size)
+    else:
+        pieces = partitioned_chunks(tables, spine, size, partitions, moment)
+    for part, lead_chunk in pieces:
+        chosen = lead_chunk if select is None else select(part, lead_chunk)
+        if len(chosen):
+            parts.append(_score_chunk(part, bundle, chosen, config))
         if advance is not None:
             advance(len(lead_chunk))
+    if not parts:
+        return pd.DataFrame(columns=list(SCORE_COLUMNS))
     scored = pd.concat(parts, ignore_index=True)
     scored = _regraded(scored.assign(score=to_score(scored["probability"].to_numpy())), config)
     return scored.assign(model_version=version, as_of=moment, scored_at=scored_at)[
@@ -158,45 +199,60 @@ def score_leads(
     ]
 
 
-def _incremental_spine(
+@dataclass(frozen=True)
+class IncrementalRun:
+    """What an incremental run compares against: the current table and the moment since which
+    changes are looked for."""
+
+    current: pd.DataFrame
+    since: pd.Timestamp
+    changed: pd.Index  # leads changed through leads, deals or accounts (activities: per chunk)
+
+    def select(self, part: CrmTables, lead_chunk: pd.DataFrame) -> pd.DataFrame:
+        """The chunk's leads to rescore: changed, newly active, or not in the current table."""
+        ids = lead_chunk["lead_id"].astype(str)
+        active = pd.Index(new_activity_lead_ids(part.activities, self.since)).astype(str)
+        rescore = ids.isin(self.changed) | ids.isin(active) | ~ids.isin(self.current["lead_id"])
+        return lead_chunk[rescore.to_numpy()]
+
+    def kept(self, spine: pd.DataFrame, rescored: pd.DataFrame) -> pd.DataFrame:
+        """The current rows of open leads that were not rescored, as they were."""
+        known = self.current["lead_id"]
+        keep = self.current[
+            known.isin(spine["lead_id"].astype(str)).to_numpy()
+            & ~known.isin(rescored["lead_id"].astype(str)).to_numpy()
+        ]
+        return keep.assign(
+            lead_id=keep["lead_id"].astype(spine["lead_id"].dtype),
+            as_of=pd.to_datetime(keep["as_of"], utc=True),
+            scored_at=pd.to_datetime(keep["scored_at"], utc=True),
+        )[list(SCORE_COLUMNS)]
+
+
+def _incremental_run(
     tables: CrmTables,
-    spine: pd.DataFrame,
     version: str,
     output: str,
     config: Config,
     changed_since: pd.Timestamp | str,
     steps: Steps,
-) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """The open leads to rescore, and the current rows to keep (None: rescore everything)."""
+) -> IncrementalRun | None:
+    """The earlier scores to build on, or None when every open lead must be scored."""
     s = config.scoring
     current, last = read_current(output, s.table, s.history_table, dict(s.columns))
     since = last if changed_since == "last" else changed_since
     if current is None or current.empty or since is None:
         steps.note(f"No earlier scores at {redact(output)}: scoring every open lead")
-        return spine, None
+        return None
     versions = set(current["model_version"].astype(str))
     if versions != {version}:
         steps.note(
             f"The current scores come from model version(s) {', '.join(sorted(versions))}, not "
             f"{version}: scoring every open lead"
         )
-        return spine, None
+        return None
     changed = pd.Index(changed_lead_ids(tables, since)).astype(str)
-    open_ids = spine["lead_id"].astype(str)
-    known = current["lead_id"].astype(str)
-    rescore = open_ids.isin(changed) | ~open_ids.isin(known)
-    keep = current[known.isin(open_ids[~rescore]).to_numpy()]
-    steps.note(
-        f"Changed since {since:%Y-%m-%d %H:%M}: rescoring {int(rescore.sum()):,} of "
-        f"{len(spine):,} open leads, keeping {len(keep):,}, dropping "
-        f"{int((~known.isin(open_ids)).sum()):,} no longer open"
-    )
-    kept = keep.assign(
-        lead_id=keep["lead_id"].astype(spine["lead_id"].dtype),
-        as_of=pd.to_datetime(keep["as_of"], utc=True),
-        scored_at=pd.to_datetime(keep["scored_at"], utc=True),
-    )
-    return spine[rescore.to_numpy()], kept[list(SCORE_COLUMNS)]
+    return IncrementalRun(current.assign(lead_id=current["lead_id"].astype(str)), since, changed)
 
 
 def _regraded(scores: pd.DataFrame, config: Config) -> pd.DataFrame:
@@ -209,6 +265,27 @@ def _regraded(scores: pd.DataFrame, config: Config) -> pd.DataFrame:
         grade=grades.to_numpy(),
         mql=mql_flags(proba, grades, s.mql_grades, s.mql_min_score, s.mql_capacity),
     )
+
+
+def _partitioned_activities(
+    config: Config, data_dir: Path, raw: CrmTables, folder: Path, steps: Steps
+) -> ActivityPartitions | None:
+    """The activity source streamed into `folder` by lead (None: the shape has no activities)."""
+    spec = source_spec(config, data_dir, "activities")
+    if spec is None:
+        return None
+    where = describe_source(spec, data_dir)
+    with steps.progress(f"Reading activities from {where}", source_rows(spec, data_dir)) as bar:
+        return partition_activities(
+            spec,
+            where,
+            data_dir,
+            raw.leads["lead_id"],
+            config.scoring.chunk_size,
+            folder,
+            steps.warn,
+            bar,
+        )
 
 
 def _plain(value: object) -> object:
@@ -237,34 +314,45 @@ def score(
     open are dropped, and grades and MQL flags are drawn again over the whole table. A model
     version other than the current table's means every lead is rescored."""
     with steps.step(f"Loading {data_dir}"):
-        raw = load_tables(config, data_dir, steps.warn)
-    moment = resolve_as_of(raw, moment, steps.note)
-    tables = clean(raw if config.data.shape == "flat" else as_of(raw, moment))
-    del raw  # the as-of view holds copies: keep one set of tables in memory, not two
-    configure_tracking()
-    name = config.mlflow.registered_model
-    version, why = choose_version(name, moment, model_version)
-    with steps.step(f"Loading {name}: {why}"):
-        bundle = load_bundle(name, version)
-    spine = open_spine(tables, moment, config.data.shape)
-    kept = None
-    if changed_since is not None:
-        spine, kept = _incremental_spine(
-            tables, spine, version, output, config, changed_since, steps
-        )
-    with steps.progress("Building features, scoring and explaining open leads", len(spine)) as bar:
-        scores = score_leads(
-            tables,
-            bundle,
-            version,
-            moment,
-            config,
-            pd.Timestamp.now(tz="UTC").floor("s"),
-            spine=spine,
-            advance=bar,
-        )
+        raw = load_tables(config, data_dir, steps.warn, activities=False)
+    with tempfile.TemporaryDirectory(prefix="leadscore-activities-") as folder:
+        partitions = _partitioned_activities(config, data_dir, raw, Path(folder), steps)
+        newest = partitions.newest if partitions is not None else None
+        moment = resolve_as_of(raw, moment, steps.note, newest)
+        tables = clean(raw if config.data.shape == "flat" else as_of(raw, moment))
+        del raw  # the as-of view holds copies: keep one set of tables in memory, not two
+        configure_tracking()
+        name = config.mlflow.registered_model
+        version, why = choose_version(name, moment, model_version)
+        with steps.step(f"Loading {name}: {why}"):
+            bundle = load_bundle(name, version)
+        spine = open_spine(tables, moment, config.data.shape)
+        run = None
+        if changed_since is not None:
+            run = _incremental_run(tables, version, output, config, changed_since, steps)
+        title = "Building features, scoring and explaining open leads"
+        with steps.progress(title, len(spine)) as bar:
+            scores = score_leads(
+                tables,
+                bundle,
+                version,
+                moment,
+                config,
+                pd.Timestamp.now(tz="UTC").floor("s"),
+                spine=spine,
+                advance=bar,
+                partitions=partitions,
+                select=run.select if run is not None else None,
+            )
     rescored = scores
-    if kept is not None:
+    if run is not None:
+        kept = run.kept(spine, rescored)
+        steps.note(
+            f"Changed since {run.since:%Y-%m-%d %H:%M}: rescored {len(rescored):,} of "
+            f"{len(spine):,} open leads, kept {len(kept):,}, dropped "
+            f"{int((~run.current['lead_id'].isin(spine['lead_id'].astype(str))).sum()):,} "
+            "no longer open"
+        )
         parts = [kept, scores] if len(scores) else [kept]
         scores = _regraded(pd.concat(parts, ignore_index=True), config)
     if scores.empty:
@@ -274,7 +362,7 @@ def score(
             else f"no open leads at {moment:%Y-%m-%d %H:%M}"
         )
         raise InputError(f"{data_dir}: {what}; nothing to score")
-    rescored_note = "" if kept is None else f" ({len(rescored):,} rescored)"
+    rescored_note = "" if run is None else f" ({len(rescored):,} rescored)"
     with steps.step(f"Writing {len(scores):,} scores{rescored_note}"):
         batch = uuid.uuid4().hex
         history = rescored[HISTORY_COLUMNS].assign(batch_id=batch)

@@ -14,11 +14,15 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from features.tables import (
@@ -85,30 +89,60 @@ def describe_source(spec: SourceConfig, data_dir: Path) -> str:
     return f"{where} at {redact(spec.url or '')}"  # the unexpanded URL: no secret from the env
 
 
-def _read_file(path: Path, spec: SourceConfig) -> pd.DataFrame:
+def _check_file(path: Path) -> None:
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: the file is empty")
-    kind = spec.format or ("parquet" if path.suffix == ".parquet" else "csv")
+
+
+def _file_kind(path: Path, spec: SourceConfig) -> str:
+    return spec.format or ("parquet" if path.suffix == ".parquet" else "csv")
+
+
+def _csv_options(spec: SourceConfig) -> dict[str, object]:
+    options = spec.csv
+    return {
+        "sep": options.delimiter,
+        "encoding": options.encoding,
+        "quotechar": options.quotechar,
+        "na_values": list(options.null_values),
+        "keep_default_na": False,
+        "low_memory": False,
+    }
+
+
+READ_ERRORS = (ValueError, OSError, pa.ArrowException, pd.errors.ParserError, UnicodeDecodeError)
+
+
+def _read_file(path: Path, spec: SourceConfig) -> pd.DataFrame:
+    _check_file(path)
+    kind = _file_kind(path, spec)
     try:
         if kind == "parquet":
             return pd.read_parquet(path)
-        options = spec.csv
-        return pd.read_csv(
-            path,
-            sep=options.delimiter,
-            encoding=options.encoding,
-            quotechar=options.quotechar,
-            na_values=list(options.null_values),
-            keep_default_na=False,
-            low_memory=False,
-        )
-    except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        return pd.read_csv(path, **_csv_options(spec))
+    except READ_ERRORS as exc:
         raise InputError(f"{path}: cannot be read as {kind}: {exc}") from None
 
 
-def _read_sql(spec: SourceConfig) -> pd.DataFrame:
+def _iter_file(path: Path, spec: SourceConfig, rows: int) -> Iterator[pd.DataFrame]:
+    _check_file(path)
+    kind = _file_kind(path, spec)
+    try:
+        if kind == "parquet":
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
+                yield batch.to_pandas()
+            return
+        with pd.read_csv(path, chunksize=rows, **_csv_options(spec)) as reader:
+            yield from reader
+    except READ_ERRORS as exc:
+        raise InputError(f"{path}: cannot be read as {kind}: {exc}") from None
+
+
+@contextmanager
+def _sql_connection(spec: SourceConfig) -> Iterator[sa.Connection]:
+    """A connection to a SQL source; the driver's errors become input errors naming it."""
     where = describe_source(spec, Path())
     try:
         engine = sa.create_engine(expand_env(spec.url or ""))
@@ -116,11 +150,9 @@ def _read_sql(spec: SourceConfig) -> pd.DataFrame:
         raise InputError(f"{where}: cannot use this URL: {exc}") from None
     try:
         with engine.connect() as conn:
-            if spec.table is not None:
-                if not sa.inspect(conn).has_table(spec.table):
-                    raise InputError(f"{where}: no such table")
-                return pd.read_sql_table(spec.table, conn)
-            return pd.read_sql_query(sa.text(spec.query or ""), conn)
+            if spec.table is not None and not sa.inspect(conn).has_table(spec.table):
+                raise InputError(f"{where}: no such table")
+            yield conn
     except sa.exc.OperationalError as exc:
         raise InputError(f"{where}: cannot read: {exc.orig}") from None
     except sa.exc.ProgrammingError as exc:
@@ -131,11 +163,36 @@ def _read_sql(spec: SourceConfig) -> pd.DataFrame:
         engine.dispose()
 
 
+def _read_sql(spec: SourceConfig) -> pd.DataFrame:
+    with _sql_connection(spec) as conn:
+        if spec.table is not None:
+            return pd.read_sql_table(spec.table, conn)
+        return pd.read_sql_query(sa.text(spec.query or ""), conn)
+
+
+def _iter_sql(spec: SourceConfig, rows: int) -> Iterator[pd.DataFrame]:
+    with _sql_connection(spec) as plain:
+        conn = plain.execution_options(stream_results=True)  # a server-side cursor
+        if spec.table is not None:
+            yield from pd.read_sql_table(spec.table, conn, chunksize=rows)
+        else:
+            yield from pd.read_sql_query(sa.text(spec.query or ""), conn, chunksize=rows)
+
+
 def read_source(spec: SourceConfig, data_dir: Path) -> pd.DataFrame:
     """The raw rows of a source, before any mapping."""
     if spec.path is not None:
         return _read_file(data_dir / spec.path, spec)
     return _read_sql(spec)
+
+
+def iter_source(spec: SourceConfig, data_dir: Path, rows: int) -> Iterator[pd.DataFrame]:
+    """The raw rows of a source, before any mapping, about `rows` at a time: a Parquet file by
+    record batches, a CSV file by chunks, a SQL source through a server-side cursor. Nothing
+    holds the whole source at once."""
+    if spec.path is not None:
+        return _iter_file(data_dir / spec.path, spec, rows)
+    return _iter_sql(spec, rows)
 
 
 def _examples(values: pd.Series, n: int = 3) -> str:
@@ -226,9 +283,16 @@ def _map_values(frame: pd.DataFrame, maps: dict[str, dict[str, str | None]], whe
 
 
 def map_source(
-    raw: pd.DataFrame, spec: SourceConfig, where: str, warn: Warn | None = None
+    raw: pd.DataFrame,
+    spec: SourceConfig,
+    where: str,
+    warn: Warn | None = None,
+    dropped: Counter[str] | None = None,
 ) -> pd.DataFrame:
-    """Rename, map values, parse timestamps and drop unusable rows, as the source spec says."""
+    """Rename, map values, parse timestamps and drop unusable rows, as the source spec says.
+
+    Dropped rows are warned about, or counted per column into `dropped` when the source is
+    mapped a batch at a time (the caller warns once with the totals)."""
     unknown = [c for c in spec.rename if c not in raw.columns]
     if unknown:
         glued = len(raw.columns) == 1 and any(d in str(raw.columns[0]) for d in ";\t|,")
@@ -248,7 +312,9 @@ def map_source(
             raise InputError(f"{where}: drop_rows_without names column {column!r}, not present")
         empty = frame[column].isna()
         if empty.any():
-            if warn is not None:
+            if dropped is not None:
+                dropped[column] += int(empty.sum())
+            elif warn is not None:
                 warn(
                     f"{where}: dropped {int(empty.sum()):,} of {len(frame):,} rows without {column}"
                 )
@@ -256,7 +322,7 @@ def map_source(
     return frame.reset_index(drop=True)
 
 
-def _check_table(name: str, frame: pd.DataFrame, where: str) -> pd.DataFrame:
+def check_table(name: str, frame: pd.DataFrame, where: str) -> pd.DataFrame:
     missing = [c for c in REQUIRED_COLUMNS[name] if c not in frame.columns]
     if missing:
         raise InputError(
@@ -414,8 +480,26 @@ def _deals_from_units(leads: pd.DataFrame) -> pd.DataFrame:
     return deals
 
 
-def load_tables(config: Config | None, data_dir: str | Path, warn: Warn | None = None) -> CrmTables:
-    """Read, map and check every source of the config's shape (None: canonical files)."""
+def source_spec(config: Config | None, data_dir: Path, name: str) -> SourceConfig | None:
+    """Where a canonical table comes from: the config's source, else (shape events) its file in
+    the data folder; None for an optional table without a source."""
+    data = config.data if config is not None else None
+    spec = getattr(data, name) if data is not None else None
+    if spec is None and (data is None or data.shape == "events"):
+        spec = SourceConfig(path=table_file(data_dir, name).name)
+    return spec
+
+
+def load_tables(
+    config: Config | None,
+    data_dir: str | Path,
+    warn: Warn | None = None,
+    activities: bool = True,
+) -> CrmTables:
+    """Read, map and check every source of the config's shape (None: canonical files).
+
+    `activities=False` leaves the activity log empty, for a caller that streams it in parts
+    (`pipeline.activity_partitions`)."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise InputError(f"data folder {data_dir} does not exist")
@@ -424,13 +508,13 @@ def load_tables(config: Config | None, data_dir: str | Path, warn: Warn | None =
     frames: dict[str, pd.DataFrame] = {}
     where: dict[str, str] = {}
     for name in TABLE_NAMES:
-        spec = getattr(data, name) if data is not None else None
-        if spec is None and shape == "events":
-            path = table_file(data_dir, name)
-            spec = SourceConfig(path=path.name)
+        spec = source_spec(config, data_dir, name)
         if spec is None:
             continue
         where[name] = describe_source(spec, data_dir)
+        if name == "activities" and not activities:
+            frames[name] = _empty(name, pd.Series([], dtype="int64"))
+            continue
         frames[name] = map_source(read_source(spec, data_dir), spec, where[name], warn)
 
     leads = frames["leads"]
@@ -447,7 +531,7 @@ def load_tables(config: Config | None, data_dir: str | Path, warn: Warn | None =
                     f"{where['leads']}: shape 'unit' needs a column {column!r} (rename the "
                     "source's id, created, closed and outcome columns onto these names)"
                 )
-        leads = _check_table("leads", leads, where["leads"])
+        leads = check_table("leads", leads, where["leads"])
         leads["closed_at"] = parse_timestamps(leads["closed_at"], where["leads"], "closed_at")
         frames["deals"], where["deals"] = _deals_from_units(leads), where["leads"]
         leads = leads.drop(columns=["closed_at", "outcome"])
@@ -467,7 +551,7 @@ def load_tables(config: Config | None, data_dir: str | Path, warn: Warn | None =
         if shape == "flat" and name == "leads":
             checked[name] = _check_flat_leads(frames[name], where[name])
         else:
-            checked[name] = _check_table(name, frames[name], where[name])
+            checked[name] = check_table(name, frames[name], where[name])
     for message in check_joins(checked, where):
         if warn is not None:
             warn(message)
@@ -523,16 +607,19 @@ def _in_order(codes: list[np.ndarray]) -> bool:
 
 def _check_flat_leads(leads: pd.DataFrame, where: str) -> pd.DataFrame:
     """Shape flat: unique ids and known outcomes; there are no timestamps to check."""
-    checked = _check_table("leads", leads.assign(created_at=pd.Timestamp(0, tz="UTC")), where)
+    checked = check_table("leads", leads.assign(created_at=pd.Timestamp(0, tz="UTC")), where)
     no_time = pd.Series(pd.NaT, index=checked.index, dtype="datetime64[ns, UTC]")
     return checked.assign(created_at=no_time)
 
 
-def default_as_of(tables: CrmTables, now: pd.Timestamp | None = None) -> pd.Timestamp:
+def default_as_of(
+    tables: CrmTables, now: pd.Timestamp | None = None, newest_activity: pd.Timestamp | None = None
+) -> pd.Timestamp:
     """Now, or the day after the newest timestamp in the data when the export is older.
 
     An export cannot know what happened after it was taken: treating its open units as still
     open "now" would label them lost. Data without timestamps (shape flat) is as of now.
+    `newest_activity` stands in for activities that were streamed rather than loaded.
     """
     now = now if now is not None else pd.Timestamp.now(tz="UTC").floor("s")
     stamps = [
@@ -540,6 +627,7 @@ def default_as_of(tables: CrmTables, now: pd.Timestamp | None = None) -> pd.Time
         tables.activities["occurred_at"],
         tables.deals["created_at"],
         tables.deals["closed_at"],
+        pd.Series([newest_activity], dtype="datetime64[ns, UTC]"),
     ]
     newest = max((s.max() for s in stamps if s.notna().any()), default=None)
     if newest is None:
@@ -547,11 +635,16 @@ def default_as_of(tables: CrmTables, now: pd.Timestamp | None = None) -> pd.Time
     return min(now, newest.floor("D") + pd.Timedelta(days=1))
 
 
-def resolve_as_of(tables: CrmTables, moment: pd.Timestamp | None, note: Warn) -> pd.Timestamp:
+def resolve_as_of(
+    tables: CrmTables,
+    moment: pd.Timestamp | None,
+    note: Warn,
+    newest_activity: pd.Timestamp | None = None,
+) -> pd.Timestamp:
     """The explicit --as-of, or `default_as_of` of the data, said out loud."""
     if moment is not None:
         return moment
-    moment = default_as_of(tables)
+    moment = default_as_of(tables, newest_activity=newest_activity)
     note(
         f"as of {moment:%Y-%m-%d %H:%M} UTC (now, or the day after the newest timestamp in "
         "the data; --as-of sets it)"

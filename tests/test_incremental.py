@@ -72,7 +72,7 @@ def test_incremental_run_equals_full_run_for_changed_leads(run_cli, workdir):
 
     # nothing changed since the last run: nothing is rescored, the table stays as it was
     again = run_cli("score", "--as-of", LATER, "--output", "scores.db", "--changed-since", "last")
-    assert f"rescoring 0 of {len(full):,}" in again.stderr
+    assert f"rescored 0 of {len(full):,}" in again.stderr
     pd.testing.assert_frame_equal(
         _read(tmp_path / "scores.db").set_index("lead_id").sort_index(), incremental
     )

@@ -1,0 +1,182 @@
+"""The activity log read once and split on disk by lead, so scoring holds one part at a time.
+
+The activity log is the big table (about 20 rows per lead, a hundred million rows at a few
+million leads). `partition_activities` streams its source in batches, runs each batch through
+the same mapping and checks as `load_tables`, and appends its rows to one Arrow file per bucket
+of consecutive leads (in the leads table's order). Scoring then reads the buckets of one chunk
+of leads at a time: memory for activities is bounded by the chunk, not by the log.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from features.tables import utc_datetime64
+from pipeline.config import SourceConfig
+from pipeline.errors import InputError
+from pipeline.sources import SORT_KEYS, Warn, canonical_order, check_table, iter_source, map_source
+
+BATCH_ROWS = 1_000_000  # rows of the source read at a time
+MAX_BUCKETS = 256  # open files while partitioning
+SCHEMA = pa.schema(
+    [("lead", pa.int64()), ("occurred_at", pa.int64()), ("activity_type", pa.string())]
+)
+
+
+@dataclass(frozen=True)
+class ActivityPartitions:
+    """Activities on disk, one Arrow file per bucket of `bucket_size` consecutive leads."""
+
+    folder: Path
+    lead_ids: pd.Index  # the leads table's ids, in its order: bucket k holds k*size.. (k+1)*size
+    bucket_size: int
+    rows: int  # activities kept (those of known leads)
+    newest: pd.Timestamp | None  # the newest occurred_at, or None without activities
+
+    def buckets(self, lead_ids: pd.Series) -> np.ndarray:
+        """The bucket of each lead (-1: not in the leads table)."""
+        position = self.lead_ids.get_indexer(lead_ids.to_numpy())
+        return np.where(position >= 0, position // self.bucket_size, -1)
+
+    def read(self, buckets: Sequence[int]) -> pd.DataFrame:
+        """The activities of the leads in `buckets`, in canonical order, as `load_tables` has
+        them (lead_id, occurred_at, activity_type)."""
+        parts = [
+            pa.ipc.open_stream(pa.memory_map(str(path))).read_all()
+            for path in (self.folder / f"{k}.arrow" for k in buckets)
+            if path.exists()
+        ]
+        table = pa.concat_tables(parts) if parts else SCHEMA.empty_table()
+        frame = pd.DataFrame(
+            {
+                "lead_id": self.lead_ids.to_numpy().take(table["lead"].to_numpy()),
+                "occurred_at": pd.Series(pd.to_datetime(table["occurred_at"].to_numpy(), utc=True)),
+                "activity_type": table["activity_type"].to_pandas(),
+            }
+        )
+        return canonical_order(frame, SORT_KEYS["activities"])
+
+
+def partition_activities(
+    spec: SourceConfig,
+    where: str,
+    data_dir: Path,
+    lead_ids: pd.Series,
+    chunk_size: int,
+    folder: Path,
+    warn: Warn | None = None,
+    advance: Callable[[int], None] | None = None,
+) -> ActivityPartitions:
+    """Stream the activity source into `folder`, one file per bucket of consecutive leads.
+
+    Buckets hold `chunk_size` leads (more when that would mean over MAX_BUCKETS files). Each
+    batch is mapped and checked like a loaded table; activities of leads not in the leads
+    table are counted, warned about and left out (a loaded table ignores them too); none
+    matching at all is an input error. `advance` is told how many source rows each batch had.
+    """
+    index = pd.Index(lead_ids.to_numpy())
+    bucket_size = max(chunk_size, -(-len(index) // MAX_BUCKETS), 1)
+    writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
+    dropped: Counter[str] = Counter()
+    seen = unknown = kept = 0
+    unknown_examples: list[object] = []
+    newest: np.datetime64 | None = None
+    try:
+        for raw in iter_source(spec, data_dir, BATCH_ROWS):
+            frame = map_source(raw, spec, where, dropped=dropped)
+            frame.index = pd.RangeIndex(seen, seen + len(frame))  # row numbers in messages
+            frame = check_table("activities", frame, where)
+            seen += len(frame)
+            if advance is not None:
+                advance(len(raw))
+            if frame.empty:
+                continue
+            times = utc_datetime64(frame["occurred_at"])
+            newest = times.max() if newest is None else max(newest, times.max())
+            position = index.get_indexer(frame["lead_id"].to_numpy())
+            known = position >= 0
+            if not known.all():
+                unknown += int((~known).sum())
+                if len(unknown_examples) < 3:
+                    missing = frame.loc[~known, "lead_id"].drop_duplicates().head(3).tolist()
+                    unknown_examples = [*unknown_examples, *missing][:3]
+            kept += int(known.sum())
+            if not known.any():
+                continue
+            types = frame["activity_type"][known]
+            _append(writers, folder, bucket_size, position[known], times[known], types)
+    finally:
+        for writer in writers.values():
+            writer.close()
+    for column, n in dropped.items():
+        if warn is not None:
+            warn(f"{where}: dropped {n:,} of {seen + n:,} rows without {column}")
+    examples = ", ".join(map(repr, unknown_examples))
+    if seen and unknown == seen and len(index):
+        raise InputError(
+            f"{where}: no value of column 'lead_id' matches leads.lead_id (e.g. {examples} "
+            f"against {', '.join(map(repr, index[:3].tolist()))}; types "
+            f"{type(unknown_examples[0]).__name__} and {index.dtype})"
+        )
+    if unknown and warn is not None:
+        warn(
+            f"{where}: {unknown:,} of {seen:,} rows have a lead_id not in the leads table, e.g. "
+            f"{examples}; they are ignored"
+        )
+    return ActivityPartitions(
+        folder=folder,
+        lead_ids=index,
+        bucket_size=bucket_size,
+        rows=kept,
+        newest=None if newest is None else pd.Timestamp(newest, tz="UTC"),
+    )
+
+
+def _append(
+    writers: dict[int, pa.ipc.RecordBatchStreamWriter],
+    folder: Path,
+    bucket_size: int,
+    position: np.ndarray,
+    times: np.ndarray,
+    types: pd.Series,
+) -> None:
+    """Append a batch's rows to their buckets' files, opening files as buckets first appear."""
+    bucket = position // bucket_size
+    order = np.argsort(bucket, kind="stable")
+    sorted_buckets = bucket[order]
+    starts = np.flatnonzero(np.r_[True, sorted_buckets[1:] != sorted_buckets[:-1]])
+    types_arrow = pa.Array.from_pandas(types.astype("string"))
+    if isinstance(types_arrow, pa.ChunkedArray):  # pyarrow-backed strings come chunked
+        types_arrow = types_arrow.combine_chunks()
+    batch = pa.record_batch(
+        [
+            pa.array(position[order], pa.int64()),
+            pa.array(times.view(np.int64)[order], pa.int64()),
+            types_arrow.cast(pa.string()).take(order),
+        ],
+        schema=SCHEMA,
+    )
+    ends = [*starts[1:], len(order)]
+    for start, end in zip(starts, ends, strict=True):
+        k = int(sorted_buckets[start])
+        if k not in writers:
+            writers[k] = pa.ipc.new_stream(str(folder / f"{k}.arrow"), SCHEMA)
+        writers[k].write_batch(batch.slice(start, end - start))
+
+
+def source_rows(spec: SourceConfig, data_dir: Path) -> int | None:
+    """How many rows a source has, when that is known without reading it (a Parquet file)."""
+    if spec.path is None or (spec.format or Path(spec.path).suffix.lstrip(".")) != "parquet":
+        return None
+    try:
+        return pq.ParquetFile(data_dir / spec.path).metadata.num_rows
+    except (OSError, pa.ArrowException):
+        return None  # reading it says what is wrong

@@ -1,0 +1,201 @@
+"""Scoring reads the activity log in lead partitions: the same features as the whole log in
+memory, the same checks and messages per batch, and nothing left on disk afterwards."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.build import FeatureSpec, build_features
+from features.tables import as_of, clean
+from pipeline import activity_partitions
+from pipeline.activity_partitions import ActivityPartitions, partition_activities
+from pipeline.config import SourceConfig
+from pipeline.errors import InputError
+from pipeline.score import chunks, open_spine, partitioned_chunks
+from pipeline.sources import load_tables
+from pipeline.synthetic_crm import SyntheticCrm
+
+MOMENT = pd.Timestamp("2026-11-01", tz="UTC")
+
+
+def _partition(
+    folder: Path,
+    spec: SourceConfig,
+    leads: pd.Series,
+    chunk_size: int,
+    warnings: list[str] | None = None,
+) -> ActivityPartitions:
+    out = folder / "parts"
+    out.mkdir()
+    where = str(folder / (spec.path or "sql"))
+    warn = warnings.append if warnings is not None else None
+    return partition_activities(spec, where, folder, leads, chunk_size, out, warn)
+
+
+@pytest.fixture
+def crm_folder(small_crm: SyntheticCrm, write_crm, tmp_path: Path) -> Path:
+    return write_crm(small_crm, tmp_path / "crm")
+
+
+@pytest.mark.parametrize("chunk_size, max_buckets", [(300, 256), (300, 4), (100_000, 256)])
+def test_partitioned_chunks_build_the_features_of_the_whole_log(
+    crm_folder, monkeypatch, chunk_size, max_buckets
+):
+    monkeypatch.setattr(activity_partitions, "BATCH_ROWS", 7_000)  # many batches per source
+    monkeypatch.setattr(activity_partitions, "MAX_BUCKETS", max_buckets)
+    whole = load_tables(None, crm_folder)
+    in_memory = clean(as_of(whole, MOMENT))
+    spine = open_spine(in_memory, MOMENT, "events")
+    lite = clean(as_of(load_tables(None, crm_folder, activities=False), MOMENT))
+    assert lite.activities.empty
+    parts = _partition(
+        crm_folder, SourceConfig(path="activities.parquet"), whole.leads["lead_id"], chunk_size
+    )
+    assert parts.rows == len(whole.activities)
+
+    expected = build_features(in_memory, spine, FeatureSpec())
+    pieces = list(partitioned_chunks(lite, spine, chunk_size, parts, MOMENT))
+    assert all(len(chunk) <= chunk_size for _, chunk in pieces)
+    if chunk_size < len(spine):
+        assert len(pieces) > 1
+    for part, chunk in pieces:  # each chunk holds its own leads' activities and no others
+        assert set(part.activities["lead_id"]) <= set(chunk["lead_id"])
+    got = pd.concat([build_features(part, chunk, FeatureSpec()) for part, chunk in pieces])
+    pd.testing.assert_frame_equal(got, expected)
+    # and the same chunks as the in-memory path's, activity for activity
+    memory_rows = pd.concat([p.activities for p, _ in chunks(in_memory, spine, chunk_size)])
+    memory_rows["occurred_at"] = memory_rows["occurred_at"].dt.as_unit("ns")  # the unit only
+    disk_rows = pd.concat([p.activities for p, _ in pieces])
+    pd.testing.assert_frame_equal(
+        disk_rows.reset_index(drop=True), memory_rows.reset_index(drop=True)
+    )
+
+
+def test_csv_and_sql_sources_stream_to_the_same_partitions(crm_folder, monkeypatch):
+    monkeypatch.setattr(activity_partitions, "BATCH_ROWS", 5_000)
+    whole = load_tables(None, crm_folder)
+    leads = whole.leads["lead_id"]
+    acts = pd.read_parquet(crm_folder / "activities.parquet")
+    csv = crm_folder / "as_csv"
+    csv.mkdir()
+    acts.to_csv(csv / "activities.csv", index=False)
+    with sqlite3.connect(crm_folder / "crm.db") as conn:
+        acts.assign(occurred_at=acts["occurred_at"].astype(str)).to_sql("acts", conn, index=False)
+
+    def everything(parts: ActivityPartitions) -> pd.DataFrame:
+        return parts.read(range(len(leads) // parts.bucket_size + 1))
+
+    from_parquet = everything(
+        _partition(crm_folder, SourceConfig(path="activities.parquet"), leads, 500)
+    )
+    from_csv = everything(_partition(csv, SourceConfig(path="activities.csv"), leads, 500))
+    url = f"sqlite:///{crm_folder / 'crm.db'}"
+    sql_folder = crm_folder / "sql"
+    sql_folder.mkdir()
+    from_sql = everything(_partition(sql_folder, SourceConfig(url=url, table="acts"), leads, 500))
+    # the loaded table, in its canonical order, is what every streamed source gives back
+    expected = whole.activities[["lead_id", "occurred_at", "activity_type"]]
+    for got in (from_parquet, from_csv, from_sql):
+        assert len(got) == len(expected)
+        assert (got["lead_id"].to_numpy() == expected["lead_id"].to_numpy()).all()
+        assert got["occurred_at"].equals(expected["occurred_at"].dt.as_unit("ns"))
+        assert (got["activity_type"].astype(str) == expected["activity_type"].astype(str)).all()
+
+
+def _csv(folder: Path, frame: pd.DataFrame) -> Path:
+    folder.mkdir(exist_ok=True)
+    frame.to_csv(folder / "activities.csv", index=False)
+    return folder
+
+
+def _acts(n: int, leads: list[int]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "lead_id": [leads[i % len(leads)] for i in range(n)],
+            "occurred_at": [f"2026-01-01T00:{i % 60:02d}:00Z" for i in range(n)],
+            "activity_type": ["email_open"] * n,
+        }
+    )
+
+
+def test_a_bad_timestamp_in_a_later_batch_names_file_column_and_row(tmp_path, monkeypatch):
+    monkeypatch.setattr(activity_partitions, "BATCH_ROWS", 100)
+    acts = _acts(450, [1, 2, 3])
+    acts.loc[377, "occurred_at"] = "yesterday-ish"
+    folder = _csv(tmp_path / "bad", acts)
+    with pytest.raises(InputError) as caught:
+        _partition(folder, SourceConfig(path="activities.csv"), pd.Series([1, 2, 3]), 10)
+    message = str(caught.value)
+    assert "activities.csv" in message and "'occurred_at'" in message
+    assert "yesterday-ish" in message and "ISO 8601" in message
+    acts.loc[377, "occurred_at"] = ""
+    folder = _csv(tmp_path / "empty", acts)
+    with pytest.raises(
+        InputError, match=r"'occurred_at' is empty in 1 row\(s\) \(first at row 378\)"
+    ):
+        _partition(folder, SourceConfig(path="activities.csv"), pd.Series([1, 2, 3]), 10)
+
+
+def test_unknown_leads_are_counted_over_all_batches(tmp_path, monkeypatch):
+    monkeypatch.setattr(activity_partitions, "BATCH_ROWS", 100)
+    folder = _csv(tmp_path / "some", _acts(450, [1, 2, 3, 99]))  # lead 99 is not a lead
+    warnings: list[str] = []
+    parts = _partition(
+        folder, SourceConfig(path="activities.csv"), pd.Series([1, 2, 3]), 10, warnings
+    )
+    assert parts.rows == 450 - 112
+    assert any(
+        "112 of 450 rows have a lead_id not in the leads table, e.g. 99" in w for w in warnings
+    )
+    assert len(warnings) == 1  # one warning for the source, not one per batch
+
+    folder = _csv(tmp_path / "none", _acts(450, [7, 8]))
+    with pytest.raises(InputError, match=r"no value of column 'lead_id' matches leads\.lead_id"):
+        _partition(folder, SourceConfig(path="activities.csv"), pd.Series([1, 2, 3]), 10)
+
+
+def test_dropped_rows_are_warned_about_once_with_the_totals(tmp_path, monkeypatch):
+    monkeypatch.setattr(activity_partitions, "BATCH_ROWS", 100)
+    acts = _acts(450, [1, 2, 3])
+    acts.loc[acts.index % 10 == 0, "occurred_at"] = ""  # 45 rows, in every batch
+    folder = _csv(tmp_path / "gaps", acts)
+    spec = SourceConfig(path="activities.csv", drop_rows_without=["occurred_at"])
+    warnings: list[str] = []
+    parts = _partition(folder, spec, pd.Series([1, 2, 3]), 10, warnings)
+    assert warnings == [f"{folder / 'activities.csv'}: dropped 45 of 450 rows without occurred_at"]
+    assert parts.rows == 405
+
+
+def test_empty_and_unreadable_sources_are_input_errors(tmp_path):
+    (tmp_path / "activities.csv").write_text("")
+    with pytest.raises(InputError, match=r"activities\.csv: the file is empty"):
+        _partition(tmp_path, SourceConfig(path="activities.csv"), pd.Series([1]), 10)
+    (tmp_path / "activities.parquet").write_text("not parquet at all")
+    with pytest.raises(InputError, match=r"activities\.parquet: cannot be read as parquet"):
+        _partition(
+            tmp_path / "..",
+            SourceConfig(path=f"{tmp_path.name}/activities.parquet"),
+            pd.Series([1]),
+            10,
+        )
+
+
+def test_score_leaves_no_partition_files_behind(trained_copy, run_cli, monkeypatch, tmp_path):
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    monkeypatch.setenv("TMPDIR", str(spill))
+    workdir, _ = trained_copy(6000, 3, "2026-10-01")  # as test_incremental: trained once
+    run_cli("score", "--as-of", "2026-10-01", "--output", "scores.db")
+    assert not list(spill.glob("leadscore-activities-*"))
+    acts = pd.read_parquet(workdir / "demo_data" / "activities.parquet")
+    acts["occurred_at"] = acts["occurred_at"].astype(str)
+    acts.loc[len(acts) - 1, "occurred_at"] = "not a time"
+    acts.to_parquet(workdir / "demo_data" / "activities.parquet", index=False)
+    failed = run_cli("score", "--as-of", "2026-10-01", "--output", "scores.db", check=False)
+    assert failed.returncode == 2, failed.stderr
+    assert "activities.parquet" in failed.stderr and "'occurred_at'" in failed.stderr
+    assert not list(spill.glob("leadscore-activities-*"))

@@ -16,8 +16,11 @@ def account_history_features(tables: CrmTables, spine: pd.DataFrame) -> pd.DataF
     existed before the cutoff (a lead created later says nothing about the account then). Leads
     without an account get NaN.
     """
-    leads_by_id = tables.leads.set_index("lead_id")
+    # Only the columns and accounts this spine needs: scoring calls this once per chunk of a
+    # table of millions of leads, and copying every column of every lead dominated.
+    leads_by_id = tables.leads[["lead_id", "account_id", "created_at"]].set_index("lead_id")
     lead_account = leads_by_id["account_id"]
+    accounts = pd.unique(lookup(lead_account, spine["lead_id"]).dropna().to_numpy())
     deals = tables.deals
     via_lead = lookup(lead_account, deals["lead_id"])
     own = (
@@ -30,8 +33,8 @@ def account_history_features(tables: CrmTables, spine: pd.DataFrame) -> pd.DataF
         via_lead=own.isna(),
         lead_created=lookup(leads_by_id["created_at"], deals["lead_id"]),
     )
-    deals = deals.dropna(subset=["closed_at", "account_id"])
-    leads = tables.leads.dropna(subset=["account_id"])
+    deals = deals[deals["closed_at"].notna().to_numpy() & deals["account_id"].isin(accounts)]
+    leads = leads_by_id[leads_by_id["account_id"].isin(accounts).to_numpy()]
     blocks = []
     for cutoff, group in spine.groupby("cutoff", sort=True):
         account = group["lead_id"].map(lead_account)

@@ -148,42 +148,47 @@ def demo_data(out: Path, n_leads: int, seed: int, end: str) -> None:
 @data_option
 @as_of_option
 @set_option
+@click.option(
+    "--report",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Also write the HTML model report here (it is always logged with the MLflow run).",
+)
 @_fail_on_input_errors
 def train(
-    config_path: Path | None, data: Path | None, as_of: str | None, overrides: tuple[str, ...]
+    config_path: Path | None,
+    data: Path | None,
+    as_of: str | None,
+    overrides: tuple[str, ...],
+    report: Path | None,
 ) -> None:
     """Train a calibrated model on point-in-time snapshots and register it in MLflow.
 
-    Nothing stamped at or after --as-of is used: not a row, an outcome or a label.
+    Nothing stamped at or after --as-of is used: not a row, an outcome or a label. The run
+    logs holdout metrics with 95% bootstrap intervals, a grade table, metrics per segment,
+    plots and a one-file HTML report.
     """
+    from models.evaluation import METRICS
     from pipeline.progress import Steps
     from pipeline.train import train as run_training
 
     config = _load(config_path, overrides)
     moment = parse_moment(as_of) if as_of else None
     result = run_training(config, _data_dir(config, data), moment, Steps())
+    if report is not None:
+        write_text_atomically(report, result.report_html)
     holdout = (
         "unseen leads, newest cutoffs"
         if config.data.shape != "flat"
         else "STRATIFIED RANDOM holdout: no timestamps"
     )
     metrics = Table(title=f"Holdout metrics (as of {result.as_of:%Y-%m-%d}, {holdout})")
-    for name in ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_at_10", "positive_rate"):
-        metrics.add_column(name, justify="right")
-    metrics.add_row(
-        *(
-            f"{result.metrics[k]:.4f}"
-            for k in (
-                "roc_auc",
-                "pr_auc",
-                "brier",
-                "log_loss",
-                "ece",
-                "lift_at_10",
-                "positive_rate",
-            )
-        )
-    )
+    for column in ("metric", "holdout", "95% interval"):
+        metrics.add_column(column, justify="right" if column != "metric" else "left")
+    for name in METRICS:
+        low, high = result.intervals[name]
+        metrics.add_row(name, f"{result.metrics[name]:.4f}", f"{low:.4f} to {high:.4f}")
+    metrics.add_row("positive_rate", f"{result.metrics['positive_rate']:.4f}", "")
     out.print(metrics)
     out.print(_grade_table(result.grades))
     top = ", ".join(result.importance.head(5).index)
@@ -192,8 +197,9 @@ def train(
         f"Model {config.mlflow.registered_model} version {result.version} ({status}); "
         "calibration: "
         f"{result.calibration}; top features: {top}\n"
-        f"MLflow run {result.run_id}. Browse runs: mlflow ui --backend-store-uri "
-        f"{_tracking_uri()}"
+        f"MLflow run {result.run_name} ({result.run_id}); its report.html and plots are "
+        f"artifacts{f', report also in {report}' if report else ''}. Browse runs: mlflow ui "
+        f"--backend-store-uri {_tracking_uri()}"
     )
 
 
@@ -262,6 +268,144 @@ def audit(
     out_console.print(f"Wrote {out}")
 
 
+@cli.command()
+@config_option
+@click.option("--limit", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON instead.")
+@_fail_on_input_errors
+def runs(config_path: Path | None, limit: int, as_json: bool) -> None:
+    """Compare recent train and retrain runs: holdout metrics with 95% intervals, the champion
+    marked with *, the gate's verdict for retrains."""
+    import json
+
+    from pipeline.registry import configure_tracking
+    from pipeline.run_comparison import SHOWN, recent_runs
+
+    config = _load(config_path, ())
+    configure_tracking()
+    frame = recent_runs(config.mlflow.experiment, config.mlflow.registered_model, limit)
+    if as_json:
+        click.echo(json.dumps(frame.astype({"started": str}).to_dict("records"), default=str))
+        return
+    table = Table(title=f"Recent runs of {config.mlflow.experiment} (* = champion)")
+    for column in ("run", "version", "gate", *SHOWN, "holdout n", "config", "data"):
+        table.add_column(
+            column, justify="left" if column in ("run", "gate") else "right", no_wrap=True
+        )
+    for row in frame.to_dict("records"):
+        cells = [
+            f"{row[name]:.3f} [{row[f'{name}_ci'][0]:.3f}, {row[f'{name}_ci'][1]:.3f}]"
+            for name in SHOWN
+        ]
+        version = f"{row['version']}{' *' if row['champion'] else ''}"
+        table.add_row(
+            str(row["run"]), version, str(row["gate"]), *cells,
+            f"{row['n_holdout']:,}", str(row["config"]), str(row["data"]),
+        )  # fmt: skip
+    if frame.empty:
+        table.add_row("no train or retrain runs yet", *[""] * (len(table.columns) - 1))
+    wide = Console(highlight=False, width=max(out.width, 240))  # a pipe would fold it at 80
+    wide.print(table)
+
+
+@cli.command()
+@config_option
+@data_option
+@as_of_option
+@set_option
+@click.option(
+    "--require-promotion",
+    is_flag=True,
+    help="Exit 3 when the champion is kept (for pipelines that need a new model).",
+)
+@_fail_on_input_errors
+def retrain(
+    config_path: Path | None,
+    data: Path | None,
+    as_of: str | None,
+    overrides: tuple[str, ...],
+    require_promotion: bool,
+) -> None:
+    """Train a challenger and promote it only if it passes the gate against the champion.
+
+    Both are evaluated on the challenger's holdout (the newest cutoffs); the gate (config
+    section gate) checks the AUC against the champion's within a tolerance, the calibration
+    error, the holdout's size and the leakage audit. The decision and every reason are
+    recorded on the MLflow run and the model version. Exit 0 whether it promoted or kept the
+    champion; 3 with --require-promotion when it kept it; 2 bad input; 1 failure.
+    """
+    from pipeline.errors import EXIT_NOT_PROMOTED
+    from pipeline.progress import Steps
+    from pipeline.retrain import retrain as run_retrain
+
+    config = _load(config_path, overrides)
+    moment = parse_moment(as_of) if as_of else None
+    result = run_retrain(config, _data_dir(config, data), moment, Steps())
+    name = config.mlflow.registered_model
+    table = Table(title="Champion/challenger on the same holdout")
+    for column in ("metric", f"challenger (v{result.challenger.version})", "champion"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for metric in ("roc_auc", "pr_auc", "ece", "lift_at_10", "capture_at_20", "n"):
+        theirs = result.champion.metrics[metric] if result.champion is not None else None
+        table.add_row(
+            metric,
+            f"{result.challenger.metrics[metric]:.4f}",
+            "-" if theirs is None else f"{theirs:.4f}",
+        )
+    out.print(table)
+    for reason in result.decision.reasons:
+        out.print(f"  {escape(reason)}")
+    if result.decision.promote:
+        out.print(f"Promoted: {name} version {result.challenger.version} is now the champion.")
+    else:
+        kept = result.champion_version or "none"
+        out.print(f"Kept the champion (version {kept}); version {result.challenger.version} is "
+                  "registered but not promoted.")  # fmt: skip
+    if require_promotion and not result.decision.promote:
+        sys.exit(EXIT_NOT_PROMOTED)
+
+
+@cli.command()
+@config_option
+@click.option("--version", "version", required=True, help="The registered version to promote.")
+@click.option("--reason", default="promoted by hand", show_default=True)
+@_fail_on_input_errors
+def promote(config_path: Path | None, version: str, reason: str) -> None:
+    """Make a registered version the champion (recorded in the champion history)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from pipeline.registry import champion_version, configure_tracking, registry_lock, set_champion
+
+    config = _load(config_path, ())
+    configure_tracking()
+    name = config.mlflow.registered_model
+    with registry_lock():
+        try:
+            MlflowClient().get_model_version(name, version)
+        except MlflowException:
+            raise InputError(f"no version {version} of '{name}' in the registry") from None
+        before = champion_version(name)
+        set_champion(name, version, reason, action="promote (by hand)")
+    out.print(f"{name}: champion moved from version {before or 'none'} to {version}.")
+
+
+@cli.command()
+@config_option
+@_fail_on_input_errors
+def rollback(config_path: Path | None) -> None:
+    """Move the champion back to the version that was champion before the current one."""
+    from pipeline.registry import configure_tracking, registry_lock, rollback_target, set_champion
+
+    config = _load(config_path, ())
+    configure_tracking()
+    name = config.mlflow.registered_model
+    with registry_lock():
+        target, current = rollback_target(name)
+        set_champion(name, target, f"rollback from version {current}", action="rollback")
+    out.print(f"{name}: champion rolled back from version {current} to {target}.")
+
+
 def write_json_atomically(path: Path, value: object) -> None:
     """Write JSON through a temporary file so a reader never sees half of it."""
     import json
@@ -270,6 +414,14 @@ def write_json_atomically(path: Path, value: object) -> None:
 
     with replaced_atomically(path) as tmp:
         tmp.write_text(json.dumps(value, indent=2))
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write a text file through a temporary file so a reader never sees half of it."""
+    from pipeline.atomic_files import replaced_atomically
+
+    with replaced_atomically(path) as tmp:
+        tmp.write_text(text)
 
 
 def _tracking_uri() -> str:

@@ -240,6 +240,29 @@ class ScoringConfig(_Section):
         return self
 
 
+class EvaluationConfig(_Section):
+    segments: tuple[str, ...] | None = Field(
+        None,
+        description="Lead or account columns to report metrics by; None: those of source, "
+        "industry, region and country the data have.",
+    )
+    bootstrap: int = Field(200, ge=20, description="Bootstrap draws for the 95% intervals.")
+
+
+class GateConfig(_Section):
+    """When `leadscore retrain` may replace the champion with its challenger."""
+
+    auc_tolerance: float = Field(
+        0.005, ge=0, le=0.5, description="Challenger ROC AUC may be this much below the champion's."
+    )
+    max_ece: float = Field(0.05, gt=0, le=1, description="Challenger calibration error ceiling.")
+    min_holdout: int = Field(300, ge=1, description="Fewest holdout examples to decide on.")
+    min_holdout_wins: int = Field(20, ge=1, description="Fewest holdout wins to decide on.")
+    require_clean_audit: bool = Field(
+        True, description="No column the leakage audit flagged may remain a feature."
+    )
+
+
 class MlflowConfig(_Section):
     experiment: str = "leadscore"
     registered_model: str = "lead-scoring"
@@ -254,6 +277,8 @@ class Config(_Section):
     features: FeatureConfig = FeatureConfig()
     model: ModelConfig = ModelConfig()
     scoring: ScoringConfig = ScoringConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    gate: GateConfig = GateConfig()
     mlflow: MlflowConfig = MlflowConfig()
 
 

@@ -8,3 +8,5 @@ class InputError(Exception):
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_INPUT = 2
+EXIT_NOT_PROMOTED = 3  # `retrain --require-promotion` kept the champion
+EXIT_ALERT = 4  # `monitor` found drift or a backtest above its alert thresholds

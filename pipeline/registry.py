@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
 import logging
 import os
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import joblib
@@ -21,6 +26,8 @@ from pipeline.pyfunc_model import ScoringBundle
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 CHAMPION = "champion"
+HISTORY_TAG = "champion_history"  # a registered-model tag: JSON list of alias moves
+HISTORY_KEPT = 40  # moves kept in the tag (MLflow caps tag values)
 REQUIREMENTS = ["lightgbm", "scikit-learn", "pandas", "numpy", "joblib", "mlflow"]
 
 
@@ -56,9 +63,13 @@ def signature_for(X: pd.DataFrame) -> ModelSignature:
 
 
 def log_and_register(
-    bundle: ScoringBundle, X_example: pd.DataFrame, registered_model: str
+    bundle: ScoringBundle,
+    X_example: pd.DataFrame,
+    registered_model: str,
+    make_champion: bool | None = None,
 ) -> tuple[str, bool]:
-    """Log the pyfunc model in the active run and register it; the first version becomes champion.
+    """Log the pyfunc model in the active run and register it. `make_champion` None: the first
+    version becomes champion (later ones wait for a gate or a person); True or False: as said.
 
     Returns the registered version and whether it was made champion.
     """
@@ -87,12 +98,121 @@ def log_and_register(
         model_id=info.model_id,
         tags={"as_of": bundle.as_of.isoformat()},
     ).version
+    if make_champion is None:  # the first version becomes champion
+        make_champion = champion_version(registered_model) is None
+    if make_champion:
+        set_champion(registered_model, version, "the first version of the model")
+    return version, make_champion
+
+
+def champion_version(registered_model: str) -> str | None:
+    """The version the `champion` alias points at, or None (no champion, or no such model)."""
     try:
-        client.get_model_version_by_alias(registered_model, CHAMPION)
-        return version, False
+        return str(MlflowClient().get_model_version_by_alias(registered_model, CHAMPION).version)
     except MlflowException:
-        client.set_registered_model_alias(registered_model, CHAMPION, version)
-        return version, True
+        return None
+
+
+def _history(client: MlflowClient, registered_model: str) -> list[dict[str, str]]:
+    tags = client.get_registered_model(registered_model).tags or {}
+    return json.loads(tags.get(HISTORY_TAG, "[]"))
+
+
+def champion_history(registered_model: str) -> list[dict[str, str]]:
+    """Every move of the champion alias, oldest first: version, when, why (promote, rollback)."""
+    return _history(MlflowClient(), registered_model)
+
+
+def set_champion(registered_model: str, version: str, reason: str, action: str = "promote") -> None:
+    """Point `champion` at `version` and append the move to the model's history tag."""
+    client = MlflowClient()
+    previous = champion_version(registered_model)
+    client.set_registered_model_alias(registered_model, CHAMPION, version)
+    history = _history(client, registered_model)
+    history.append(
+        {
+            "version": str(version),
+            "previous": previous or "",
+            "action": action,
+            "reason": reason[:300],
+            "at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds"),
+        }
+    )
+    client.set_registered_model_tag(
+        registered_model, HISTORY_TAG, json.dumps(history[-HISTORY_KEPT:])
+    )
+
+
+def rollback_target(registered_model: str) -> tuple[str, str]:
+    """The version a rollback returns to, and the current champion.
+
+    The history is replayed as a stack: a promotion pushes its version, a rollback pops back
+    to the version it returned to.
+    The target is the newest version under the current one that still exists, so rolling back
+    twice after two promotions returns to the first champion, not back and forth."""
+    client = MlflowClient()
+    current = champion_version(registered_model)
+    if current is None:
+        raise InputError(f"'{registered_model}' has no champion to roll back")
+    stack: list[str] = []
+    for entry in _history(client, registered_model):
+        if entry["action"] == "rollback":  # back down to the version it returned to
+            while stack and stack[-1] != entry["version"]:
+                stack.pop()
+            if not stack:
+                stack.append(entry["version"])
+        else:
+            stack.append(entry["version"])
+    while stack and stack[-1] == current:
+        stack.pop()
+    while stack:
+        candidate = stack.pop()
+        if candidate != current and _exists(client, registered_model, candidate):
+            return candidate, current
+    raise InputError(
+        f"no earlier champion of '{registered_model}' to roll back to (its history tag "
+        f"{HISTORY_TAG} records none that still exists); use `leadscore promote --version N`"
+    )
+
+
+def _exists(client: MlflowClient, registered_model: str, version: str) -> bool:
+    try:
+        client.get_model_version(registered_model, version)
+        return True
+    except MlflowException:
+        return False
+
+
+@contextmanager
+def registry_lock(timeout_s: float = 3600.0) -> Iterator[None]:
+    """An exclusive lock for jobs that read and move the champion (retrain, promote, rollback),
+    so two of them never decide against the same champion or write the store at once.
+
+    The lock is a file beside the SQLite tracking store (or in the working folder for other
+    stores): it serialises jobs on one machine, not across machines sharing a remote server."""
+    uri = mlflow.get_tracking_uri()
+    folder = (
+        Path(uri.removeprefix("sqlite:///")).resolve().parent
+        if uri.startswith("sqlite:///")
+        else Path.cwd()
+    )
+    path = folder / ".leadscore-registry.lock"
+    deadline = time.monotonic() + timeout_s
+    with path.open("a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise InputError(
+                        f"another leadscore job has held {path} for over {timeout_s:.0f} s"
+                    ) from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _version_as_of(version: ModelVersion) -> pd.Timestamp | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,15 +32,18 @@ from features.snapshots import (
     open_leads,
 )
 from features.tables import CrmTables, as_of, clean, lookup
-from models.evaluation import grade_table, holdout_metrics
+from models.evaluation import Evaluation, evaluate
+from models.evaluation_plots import save_all
 from models.lead_model import LeadScoringModel
 from models.scores import assign_grades
 from models.subscores import family_logits, reference_quantiles
 from pipeline.config import Config, config_as_dict
 from pipeline.errors import InputError
+from pipeline.model_report import ReportInputs, render
 from pipeline.progress import Steps
 from pipeline.pyfunc_model import ScoringBundle
 from pipeline.registry import configure_tracking, log_and_register
+from pipeline.run_identity import config_fingerprint, git_commit, run_name
 from pipeline.sources import fingerprint, load_tables, resolve_as_of
 from pipeline.writeback import redact
 
@@ -80,6 +85,10 @@ class AuditResult:
 @dataclass(frozen=True)
 class TrainResult:
     run_id: str
+    run_name: str
+    intervals: dict[str, tuple[float, float]]
+    segments: pd.DataFrame
+    report_html: str
     version: str
     made_champion: bool
     metrics: dict[str, float]
@@ -90,6 +99,10 @@ class TrainResult:
     as_of: pd.Timestamp
     audit: AuditResult
     report: list[str] = field(default_factory=list)
+    tables: CrmTables | None = None  # the as-of view trained on (retrain scores the champion)
+    holdout: pd.DataFrame | None = None  # lead_id, cutoff, label
+    kept_flagged: list[str] = field(default_factory=list)  # flagged by the audit, still features
+    evaluation: Evaluation | None = None
 
 
 def feature_spec(config: Config) -> FeatureSpec:
@@ -116,6 +129,33 @@ def _screen(
         X = X.drop(columns=list(screened))
         spec = replace(spec, skip_columns=frozenset({*spec.skip_columns, *screened}))
     return X, spec, screened
+
+
+DEFAULT_SEGMENTS = ("source", "industry", "region", "country")
+
+
+def segment_columns(
+    tables: CrmTables, lead_ids: pd.Series, names: tuple[str, ...] | None
+) -> pd.DataFrame:
+    """The segment columns of `lead_ids`: a leads column by its name, else the account's column
+    as `account_<name>`. Configured names the data lack are an input error; by default, those
+    of DEFAULT_SEGMENTS the data have."""
+    leads = tables.leads.set_index("lead_id")
+    accounts = tables.accounts.set_index("account_id")
+    account_of = leads["account_id"].reindex(lead_ids.to_numpy())
+    columns: dict[str, np.ndarray] = {}
+    for name in names if names is not None else DEFAULT_SEGMENTS:
+        if name in leads.columns and name != "account_id":
+            columns[name] = leads[name].reindex(lead_ids.to_numpy()).to_numpy()
+        if name in accounts.columns:
+            columns[f"account_{name}"] = accounts[name].reindex(account_of.to_numpy()).to_numpy()
+        if names is not None and name not in leads.columns and name not in accounts.columns:
+            raise InputError(
+                f"evaluation.segments names {name!r}, which is neither a leads nor an accounts "
+                f"column (leads: {', '.join(map(str, leads.columns))}; accounts: "
+                f"{', '.join(map(str, accounts.columns))})"
+            )
+    return pd.DataFrame(columns, index=range(len(lead_ids)))
 
 
 def _attribute_names(tables: CrmTables, spec: FeatureSpec) -> list[str]:
@@ -314,7 +354,7 @@ def _warn_unknown_activity_types(tables: CrmTables, warn: Callable[[str], None])
         )
 
 
-def _flat_params(config: Config) -> dict[str, str]:
+def flat_params(config: Config) -> dict[str, str]:
     """Every config value as one MLflow param per leaf, URLs with their passwords hidden."""
     params: dict[str, str] = {}
 
@@ -329,8 +369,18 @@ def _flat_params(config: Config) -> dict[str, str]:
     return params
 
 
-def train(config: Config, data_dir: Path, moment: pd.Timestamp | None, steps: Steps) -> TrainResult:
-    """Train, evaluate on the holdout, and register the model in MLflow."""
+def train(
+    config: Config,
+    data_dir: Path,
+    moment: pd.Timestamp | None,
+    steps: Steps,
+    job: str = "train",
+    make_champion: bool | None = None,
+) -> TrainResult:
+    """Train, evaluate on the holdout, and register the model in MLflow.
+
+    `make_champion` None: the model becomes champion only if there is none yet; False: never
+    (a retrain's challenger, which the gate decides on)."""
     report: list[str] = []
     tables, ts, data_hash, moment = prepare(config, data_dir, moment, steps, report)
     with steps.step("Auditing attributes for leakage"):
@@ -366,17 +416,29 @@ def train(config: Config, data_dir: Path, moment: pd.Timestamp | None, steps: St
             y_cal=ts.rows.loc[parts["calibration"], "label"],
             groups_cal=ts.rows.loc[parts["calibration"], "lead_id"].to_numpy(),
         )
-    with steps.step("Evaluating on the holdout"):
+    holdout_ids = ts.rows.loc[parts["holdout"], "lead_id"]
+    with steps.step("Evaluating on the holdout (bootstrap intervals, grades, segments)"):
         y_hold = ts.rows.loc[parts["holdout"], "label"].to_numpy()
-        p_hold = model.predict_proba(X[parts["holdout"]])[:, 1]
-        metrics = holdout_metrics(y_hold, p_hold)
+        X_hold = X[parts["holdout"]]
+        p_hold = model.predict_proba(X_hold)[:, 1]
         s = config.scoring
-        grades = grade_table(y_hold, p_hold, assign_grades(p_hold, s.grades, s.grade_by))
+        evaluation = evaluate(
+            y_hold,
+            p_hold,
+            holdout_ids.to_numpy(),
+            assign_grades(p_hold, s.grades, s.grade_by),
+            segment_columns(tables, holdout_ids, config.evaluation.segments),
+            config.evaluation.bootstrap,
+        )
+        contributions = model.contributions(X_hold)
+    metrics, grades = evaluation.metrics, evaluation.grades
+    config_hash = config_fingerprint(config)
     configure_tracking()
     mlflow.set_experiment(config.mlflow.experiment)
     with (
         steps.step("Logging the run and registering the model in MLflow"),
-        mlflow.start_run(run_name=f"train-{moment:%Y%m%d}") as run,
+        mlflow.start_run(run_name=run_name(job, moment, config_hash)) as run,
+        tempfile.TemporaryDirectory() as tmp,
     ):
         mlflow.set_tags(
             {
@@ -386,14 +448,29 @@ def train(config: Config, data_dir: Path, moment: pd.Timestamp | None, steps: St
                 "split_method": ts.split_method,
                 "point_in_time": str(config.data.shape != "flat").lower(),
                 "calibration": model.calibration_method_,
-                "job": "train",
+                "job": job,
                 "screened_columns": ", ".join(ts.screened) or "none",
                 "leakage_flagged": ", ".join(flagged) or "none",
                 "leakage_dropped": ", ".join(result.dropped) or "none",
+                "config_hash": config_hash,
+                "git_commit": git_commit(),
+                "data_leads": str(len(tables.leads)),
+                "data_activities": str(len(tables.activities)),
+                "data_deals": str(len(tables.deals)),
+                "n_features": str(X.shape[1]),
+                "n_examples": str(len(X)),
             }
         )
-        mlflow.log_params(_flat_params(config))
-        mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
+        mlflow.log_params(flat_params(config))
+        with warnings.catch_warnings():  # MLflow's hint about int columns: not for a dataset
+            warnings.simplefilter("ignore", UserWarning)
+            table = mlflow.data.from_pandas(
+                pd.concat([ts.rows[["lead_id", "cutoff", "label", "split"]], X], axis=1),
+                name=f"training-table-{data_hash}",
+                targets="label",
+            )
+        mlflow.log_input(table, context="training")
+        mlflow.log_metrics(evaluation.logged())
         mlflow.log_metrics({**counts, "best_iteration": model.best_iteration_})
         mlflow.log_metrics(
             {f"calibration_logloss_{k}": v for k, v in model.calibration_losses_.items()}
@@ -407,7 +484,38 @@ def train(config: Config, data_dir: Path, moment: pd.Timestamp | None, steps: St
             importance.rename("gain").rename_axis("feature").reset_index(),
             "feature_importance.json",
         )
-        logits = family_logits(model.contributions(X[parts["holdout"]]), feature_family, FAMILIES)
+        plots = save_all(Path(tmp), y_hold, p_hold, metrics, importance, contributions, X_hold)
+        mlflow.log_artifacts(tmp, "plots")
+        report_html = render(
+            ReportInputs(
+                title=f"leadscore model report: {run.info.run_name}",
+                run_id=run.info.run_id,
+                metrics=metrics,
+                intervals=evaluation.intervals,
+                grades=grades,
+                segments=evaluation.segments,
+                audit=result.records(),
+                summary={
+                    "as of": f"{moment:%Y-%m-%d %H:%M} UTC",
+                    "split": ts.split_method,
+                    "data fingerprint": data_hash,
+                    "config hash": config_hash,
+                    "leads / activities / deals": f"{len(tables.leads):,} / "
+                    f"{len(tables.activities):,} / {len(tables.deals):,}",
+                    **{k.replace("_", " "): f"{v:,}" for k, v in counts.items()},
+                    "cutoffs": ts.rows["cutoff"].nunique(),
+                    "features": X.shape[1],
+                    "calibration": model.calibration_method_,
+                    "best iteration": model.best_iteration_,
+                },
+                notes=report,
+                config_yaml=yaml.safe_dump(config_as_dict(config), sort_keys=False),
+                plots=plots,
+            )
+        )
+        mlflow.log_text(report_html, "report.html")
+        mlflow.log_table(evaluation.segments, "holdout_segments.json")
+        logits = family_logits(contributions, feature_family, FAMILIES)
         bundle = ScoringBundle(
             model,
             spec,
@@ -416,10 +524,14 @@ def train(config: Config, data_dir: Path, moment: pd.Timestamp | None, steps: St
             {family: reference_quantiles(logits[family]) for family in FAMILIES},
         )
         version, champion = log_and_register(
-            bundle, X[parts["holdout"]], config.mlflow.registered_model
+            bundle, X[parts["holdout"]], config.mlflow.registered_model, make_champion
         )
     return TrainResult(
         run_id=run.info.run_id,
+        run_name=run.info.run_name,
+        intervals=evaluation.intervals,
+        segments=evaluation.segments,
+        report_html=report_html,
         version=version,
         made_champion=champion,
         metrics=metrics,
@@ -430,4 +542,8 @@ def train(config: Config, data_dir: Path, moment: pd.Timestamp | None, steps: St
         as_of=moment,
         audit=result,
         report=report,
+        tables=tables,
+        holdout=ts.rows.loc[parts["holdout"], ["lead_id", "cutoff", "label"]],
+        kept_flagged=[c for c in flagged if c in X.columns],
+        evaluation=evaluation,
     )

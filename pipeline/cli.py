@@ -118,8 +118,15 @@ def cli() -> None:
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 @click.option("--end", default="2026-11-01", show_default=True, help="Last day of the history.")
+@click.option(
+    "--drift-days",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Plant a population shift in the leads created in the last N days (for monitor).",
+)
 @_fail_on_input_errors
-def demo_data(out: Path, n_leads: int, seed: int, end: str) -> None:
+def demo_data(out: Path, n_leads: int, seed: int, end: str, drift_days: int) -> None:
     """Write a synthetic CRM history (about two years) as Parquet files.
 
     Writes accounts, leads, activities and deals, plus truth.parquet: each lead's hidden
@@ -132,7 +139,7 @@ def demo_data(out: Path, n_leads: int, seed: int, end: str) -> None:
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
     with steps.step(f"Generating {n_leads:,} leads (seed {seed})"):
-        crm = generate_crm(n_leads, seed, parse_moment(end))
+        crm = generate_crm(n_leads, seed, parse_moment(end), drift_days)
     out.mkdir(parents=True, exist_ok=True)
     with steps.step(f"Writing Parquet files to {out}"), tempfile.TemporaryDirectory(dir=out) as tmp:
         for name, frame in crm.tables().items():  # all files written before any is replaced
@@ -445,23 +452,96 @@ def _grade_table(grades: pd.DataFrame) -> Table:
     return table
 
 
-@cli.command()
-@config_option
-@data_option
-@as_of_option
-@click.option(
+model_version_option = click.option(
     "--model-version",
     default=None,
     metavar="N",
     help="Registered version to use. Default: the champion, or the newest version trained as of "
     "--as-of or earlier when the champion was trained later.",
 )
-@click.option(
+output_option = click.option(
     "--output",
     default=None,
     metavar="TARGET",
     help="SQLAlchemy URL, SQLite file, or .parquet/.csv path. Default: scoring.output.",
 )
+
+
+@cli.command()
+@config_option
+@data_option
+@as_of_option
+@model_version_option
+@output_option
+@set_option
+@click.option(
+    "--report",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("monitor_report.json"),
+    show_default=True,
+    help="Where to write the report (JSON); it is also logged to MLflow.",
+)
+@_fail_on_input_errors
+def monitor(
+    config_path: Path | None,
+    data: Path | None,
+    as_of: str | None,
+    model_version: str | None,
+    output: str | None,
+    overrides: tuple[str, ...],
+    report: Path,
+) -> None:
+    """Check drift and past scores; exit 4 when something needs a person.
+
+    Drift: the population stability index (PSI) of the score and of every feature, for a
+    sample of the leads open at --as-of against the training population. Backtest: each
+    batch in the score history whose conversion window has passed, against the outcomes
+    recorded since (realized AUC, and win rate per grade against the prediction). Alerts
+    (config section monitor): PSI of the score or of a feature the model uses at or above
+    psi_alert, or a realized AUC below backtest_min_auc. Exit 0 no alert, 4 alert, 2 bad
+    input, 1 failure.
+    """
+    from pipeline.errors import EXIT_ALERT
+    from pipeline.monitor import monitor as run_monitor
+    from pipeline.progress import Steps
+
+    config = _load(config_path, overrides)
+    moment = parse_moment(as_of) if as_of else None
+    steps = Steps()
+    target = output or config.scoring.output
+    result = run_monitor(config, _data_dir(config, data), moment, target, steps, model_version)
+    write_json_atomically(report, result.as_dict())
+    drift = Table(title=f"Drift: {result.sampled:,} open leads vs the training population")
+    for column in ("feature", "PSI", "share of gain"):
+        drift.add_column(column, justify="left" if column == "feature" else "right")
+    for row in result.drift.head(10).itertuples():
+        drift.add_row(row.feature, f"{row.psi:.3f}", f"{row.gain:.1%}")
+    out.print(drift)
+    if len(result.backtest):
+        back = Table(title="Backtest: past scores against what happened since")
+        for column in ("as of", "leads", "wins", "realized AUC", "predicted", "actual"):
+            back.add_column(column, justify="right")
+        for row in result.backtest.itertuples():
+            back.add_row(
+                f"{row.as_of:%Y-%m-%d}", f"{row.leads:,}", f"{row.wins:,}",
+                f"{row.realized_auc:.3f}", f"{row.predicted:.1%}", f"{row.actual:.1%}",
+            )  # fmt: skip
+        out.print(back)
+    for text in result.warnings:
+        out.print(f"[yellow]![/yellow] {escape(text)}")
+    for text in result.alerts:
+        out.print(f"[red]ALERT[/red] {escape(text)}")
+    out.print(f"Wrote {report}. {'ALERT' if result.alerts else 'No alert'}.")
+    if result.alerts:
+        sys.exit(EXIT_ALERT)
+
+
+@cli.command()
+@config_option
+@data_option
+@as_of_option
+@model_version_option
+@output_option
 @click.option(
     "--changed-since",
     default=None,

@@ -263,6 +263,26 @@ class GateConfig(_Section):
     )
 
 
+class MonitorConfig(_Section):
+    """What `leadscore monitor` alerts on (exit code 4)."""
+
+    psi_warn: float = Field(0.1, gt=0, description="PSI from which a shift is reported.")
+    psi_alert: float = Field(0.25, gt=0, description="PSI of the score or a feature that alerts.")
+    min_gain_share: float = Field(
+        0.01, ge=0, le=1, description="Features with less of the model's gain only warn."
+    )
+    sample: int = Field(50_000, ge=100, description="Open leads sampled to measure drift.")
+    backtest_min_auc: float = Field(0.6, ge=0, le=1, description="Realized AUC below alerts.")
+    backtest_min_examples: int = Field(200, ge=1, description="Fewer matured leads: no verdict.")
+    backtest_batches: int = Field(3, ge=1, description="Newest matured history batches checked.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MonitorConfig:
+        if self.psi_warn > self.psi_alert:
+            raise ValueError("psi_warn must not exceed psi_alert")
+        return self
+
+
 class MlflowConfig(_Section):
     experiment: str = "leadscore"
     registered_model: str = "lead-scoring"
@@ -279,6 +299,7 @@ class Config(_Section):
     scoring: ScoringConfig = ScoringConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     gate: GateConfig = GateConfig()
+    monitor: MonitorConfig = MonitorConfig()
     mlflow: MlflowConfig = MlflowConfig()
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from features.build import FeatureSpec
+from models.drift import DriftReference
 from models.lead_model import LeadScoringModel
 
 
@@ -23,6 +24,8 @@ class ScoringBundle:
     as_of: pd.Timestamp
     holdout: pd.DataFrame  # label, probability: the holdout predictions, for grade win rates
     subscore_reference: dict[str, np.ndarray]  # holdout quantiles of each family's log-odds
+    # the training population binned, for `leadscore monitor` (None in bundles made before it)
+    drift_reference: DriftReference | None = None
 
 
 class LeadScoringPyfunc(mlflow.pyfunc.PythonModel):

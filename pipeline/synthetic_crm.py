@@ -155,10 +155,30 @@ def _blank(rng: np.random.Generator, values: pd.Series, rate: float) -> pd.Serie
     return out
 
 
+def _drifted(
+    leads: pd.DataFrame, activities: pd.DataFrame, end: pd.Timestamp, days: int, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The recent leads shifted (see `generate_crm`), with a random stream of their own."""
+    rng = np.random.default_rng([seed, 20261127])
+    recent = (leads["created_at"] >= end - pd.Timedelta(days=days)).to_numpy()
+    n = int(recent.sum())
+    leads = leads.copy()
+    leads.loc[recent, "source"] = rng.choice(["Content Syndication", "Social"], n)
+    leads.loc[recent, "seniority"] = rng.choice(["Student", "Individual Contributor"], n)
+    quiet = activities["lead_id"].isin(leads.loc[recent, "lead_id"]).to_numpy()
+    dropped = quiet & (rng.random(len(activities)) < 0.6)
+    return leads, activities[~dropped].reset_index(drop=True)
+
+
 def generate_crm(
-    n_leads: int = 20_000, seed: int = 0, end: pd.Timestamp = DEFAULT_END
+    n_leads: int = 20_000, seed: int = 0, end: pd.Timestamp = DEFAULT_END, drift_days: int = 0
 ) -> SyntheticCrm:
-    """Generate about two years of CRM history ending at `end`, deterministic for a seed."""
+    """Generate about two years of CRM history ending at `end`, deterministic for a seed.
+
+    `drift_days` > 0 plants a population shift for `leadscore monitor` to find: leads created
+    in the last `drift_days` days come from a new campaign (content syndication and social,
+    mostly students and juniors) and engage less (60% of their activities never happen).
+    Everything else is the same as without drift."""
     if n_leads < 1:
         raise ValueError("n_leads must be positive")
     rng = np.random.default_rng(seed)
@@ -338,6 +358,8 @@ def generate_crm(
         }
     )
     truth = pd.DataFrame({"lead_id": lead_ids, "p_won": p_won})
+    if drift_days > 0:
+        leads, activities = _drifted(leads, activities, end, drift_days, seed)
     return SyntheticCrm(
         accounts=accounts, leads=leads, activities=activities, deals=deals, truth=truth
     )

@@ -32,6 +32,7 @@ from features.snapshots import (
     open_leads,
 )
 from features.tables import CrmTables, as_of, clean, lookup
+from models.drift import reference_from
 from models.evaluation import Evaluation, evaluate
 from models.evaluation_plots import save_all
 from models.lead_model import LeadScoringModel
@@ -522,6 +523,7 @@ def train(
             moment,
             pd.DataFrame({"label": y_hold, "probability": p_hold}),
             {family: reference_quantiles(logits[family]) for family in FAMILIES},
+            reference_from(X[parts["train"]], model.predict_proba(X[parts["train"]])[:, 1]),
         )
         version, champion = log_and_register(
             bundle, X[parts["holdout"]], config.mlflow.registered_model, make_champion

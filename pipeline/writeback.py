@@ -219,6 +219,29 @@ def read_current(
     return current, last
 
 
+def read_history(
+    target: str, history_table: str, columns: dict[str, str] | None = None
+) -> pd.DataFrame | None:
+    """Every batch in the history table at `target` (our column names), or None without one."""
+    resolved = resolve_target(target)
+    if _is_file(resolved):
+        history = _read_file(history_path(Path(resolved), history_table))
+    else:
+        engine = _engine(resolved)
+        try:
+            with engine.connect() as conn:
+                history = (
+                    pd.read_sql_table(history_table, conn)
+                    if sa.inspect(conn).has_table(history_table)
+                    else None
+                )
+        except sa.exc.OperationalError as exc:
+            raise InputError(f"cannot read {redact(resolved)}: {exc.orig}") from None
+        finally:
+            engine.dispose()
+    return None if history is None else history.rename(columns=_inverse(columns))
+
+
 def history_path(path: Path, history_table: str) -> Path:
     """Where a file target keeps its history: `scores.parquet` -> `scores.<history>.parquet`."""
     return path.with_name(f"{path.stem}.{history_table}{path.suffix}")

@@ -83,6 +83,8 @@ def bootstrap_intervals(
     y = np.asarray(y).astype(int)
     y_proba = np.asarray(y_proba, dtype=float)
     codes = np.arange(len(y)) if groups is None else pd.factorize(np.asarray(groups))[0]
+    orphans = codes < 0  # a row without a group id is a group of its own
+    codes[orphans] = codes.max(initial=-1) + 1 + np.arange(int(orphans.sum()))
     n_groups = int(codes.max()) + 1 if len(codes) else 0
     members = np.argsort(codes, kind="stable")
     starts = np.searchsorted(codes[members], np.arange(n_groups + 1))
@@ -115,10 +117,10 @@ def segment_metrics(
     y_proba = np.asarray(y_proba, dtype=float)
     rows = []
     for column in segments.columns:
-        values = segments[column].astype(object).where(segments[column].notna(), "(missing)")
-        values = values.astype(str)
-        common = values.value_counts().index[:top]
-        values = values.where(values.isin(common), "(other)").to_numpy()
+        present = segments[column].notna()
+        values = segments[column].astype(object).where(present, "(missing)").astype(str)
+        common = values[present].value_counts().index[:top]  # missing is never lumped in
+        values = values.where(values.isin(common) | ~present, "(other)").to_numpy()
         for value in pd.unique(values):
             mask = values == value
             yy, pp = y[mask], y_proba[mask]

@@ -68,7 +68,7 @@ def decide(
             relation = "ties" if ours == theirs else "above" if ours > theirs else "below"
             checks.append(
                 (
-                    ours >= floor,
+                    ours >= floor - 1e-12,  # 0.78 - 0.08 is 0.70000000000000001 in floats
                     f"challenger ROC AUC {ours:.4f} {relation} the champion's {theirs:.4f} on the "
                     f"same holdout (gate: at least {floor:.4f}, tolerance {gate.auc_tolerance})",
                 )

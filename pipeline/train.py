@@ -517,13 +517,16 @@ def train(
         mlflow.log_text(report_html, "report.html")
         mlflow.log_table(evaluation.segments, "holdout_segments.json")
         logits = family_logits(contributions, feature_family, FAMILIES)
+        # The drift reference: the newest cutoffs (valid, calibration and holdout slices). Counts
+        # that grow with calendar time (an account's leads) would drift against older ones.
+        newest = ~parts["train"]
         bundle = ScoringBundle(
             model,
             spec,
             moment,
             pd.DataFrame({"label": y_hold, "probability": p_hold}),
             {family: reference_quantiles(logits[family]) for family in FAMILIES},
-            reference_from(X[parts["train"]], model.predict_proba(X[parts["train"]])[:, 1]),
+            reference_from(X[newest], model.predict_proba(X[newest])[:, 1]),
         )
         version, champion = log_and_register(
             bundle, X[parts["holdout"]], config.mlflow.registered_model, make_champion

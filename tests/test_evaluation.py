@@ -241,9 +241,10 @@ def test_bootstrap_without_any_win_has_no_auc_interval():
 @pytest.fixture
 def segment_case() -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     # web: rows 0-4, ads: 5-8, missing: 9-10, then three single values folded into "(other)".
-    source = ["web"] * 5 + ["ads"] * 4 + [None, None] + ["email", "event", "partner"]
-    y = np.array([1, 1, 0, 0, 0] + [1, 0, 0, 0] + [1, 0] + [0, 1, 0])
-    p = np.array([0.9, 0.6, 0.7, 0.2, 0.1] + [0.3, 0.4, 0.2, 0.1] + [0.8, 0.2] + [0.5, 0.5, 0.3])
+    source = [*["web"] * 5, *["ads"] * 4, None, None, "email", "event", "partner"]
+    #             web             | ads           | missing | (other)
+    y = np.array([1, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 1, 0])
+    p = np.array([0.9, 0.6, 0.7, 0.2, 0.1, 0.3, 0.4, 0.2, 0.1, 0.8, 0.2, 0.5, 0.5, 0.3])
     us = {2, 3, 4, 6}  # all losses
     region = ["US" if i in us else "EU" for i in range(14)]
     return y, p, pd.DataFrame({"source": source, "region": region})
@@ -251,7 +252,7 @@ def segment_case() -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
 
 def test_segment_counts_wins_rates_and_folding(segment_case):
     y, p, segments = segment_case
-    table = segment_metrics(y, p, segments, top=3, min_n=4)
+    table = segment_metrics(y, p, segments, top=2, min_n=4)
     source = table[table["segment"] == "source"].set_index("value")
     assert list(source.index) == ["web", "ads", "(other)", "(missing)"]  # most rows first
     assert source["n"].to_dict() == {"web": 5, "ads": 4, "(other)": 3, "(missing)": 2}
@@ -276,7 +277,7 @@ def test_segment_counts_wins_rates_and_folding(segment_case):
 
 def test_segment_auc_needs_min_n_rows_and_both_outcomes(segment_case):
     y, p, segments = segment_case
-    table = segment_metrics(y, p, segments, top=3, min_n=4).set_index(["segment", "value"])
+    table = segment_metrics(y, p, segments, top=2, min_n=4).set_index(["segment", "value"])
     auc = table["roc_auc"]
     assert auc["source", "web"] == pytest.approx(5 / 6)  # wins 0.9, 0.6 vs 0.7, 0.2, 0.1
     assert auc["source", "ads"] == pytest.approx(2 / 3)  # exactly min_n rows
@@ -335,3 +336,16 @@ def test_logged_leaves_out_undefined_metrics_and_bounds():
         "log_loss_ci_low": 0.25,
         "log_loss_ci_high": 0.35,
     }
+
+
+def test_rows_without_a_group_id_are_each_their_own_group():
+    y, p = np.array([0, 1, 0, 1]), np.array([0.4, 0.6, 0.9, 0.1])
+    low, high = bootstrap_intervals(y, p, groups=np.array(["a", "b", None, None]))["roc_auc"]
+    assert low < 0.5 < high  # the point AUC is 0.25: the unlabelled rows are drawn too
+
+
+def test_a_rare_missing_value_keeps_its_own_row_beyond_the_top_values():
+    y = np.array([1, 0, 0, 1, 0])
+    segments = pd.DataFrame({"source": ["x", "x", "x", None, "y"]})
+    table = segment_metrics(y, np.full(5, 0.3), segments, top=1)
+    assert table.set_index("value")["n"].to_dict() == {"x": 3, "(missing)": 1, "(other)": 1}

@@ -277,6 +277,71 @@ def audit(
 
 @cli.command()
 @config_option
+@data_option
+@as_of_option
+@set_option
+@click.option("--trials", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option(
+    "--timeout", "timeout_s", type=click.FloatRange(min=1), default=None,
+    help="Stop starting trials after this many seconds.",
+)  # fmt: skip
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Config to write with the best settings. Default: <config>.tuned.yaml beside the "
+    "config (configs/tuned.yaml without one).",
+)
+@_fail_on_input_errors
+def tune(
+    config_path: Path | None,
+    data: Path | None,
+    as_of: str | None,
+    overrides: tuple[str, ...],
+    trials: int,
+    timeout_s: float | None,
+    out: Path | None,
+) -> None:
+    """Search LightGBM settings on the time-forward slices; write the best into a config.
+
+    Optuna's TPE sampler proposes settings; each trial trains on the train slice with early
+    stopping on the valid slice and is scored by ROC AUC on the calibration slice (the holdout
+    stays untouched). Trial 0 is the config's own settings. Every trial is a nested MLflow run.
+    Then: `leadscore train --config <written file>` (or `retrain`).
+    """
+    from pipeline.progress import Steps
+    from pipeline.tune import tune as run_tune
+
+    config = _load(config_path, overrides)
+    source = config_path or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
+    if out is None:
+        out = (
+            source.with_name(f"{source.stem}.tuned.yaml")
+            if source is not None
+            else Path("configs/tuned.yaml")
+        )
+    moment = parse_moment(as_of) if as_of else None
+    result = run_tune(config, _data_dir(config, data), moment, Steps(), trials, out, timeout_s)
+    table = Table(title="Best trials (ROC AUC on the calibration slice)")
+    for column in ("trial", "AUC", *result.best_params, "trees"):
+        table.add_column(column, justify="right")
+    for row in result.trials.head(5).to_dict("records"):
+        table.add_row(
+            str(row["trial"]), f"{row['auc']:.4f}",
+            *(f"{row[k]:.4g}" for k in result.best_params), str(row["best_iteration"]),
+        )  # fmt: skip
+    out_console = Console(highlight=False, width=160)
+    out_console.print(table)
+    change = result.best_auc - result.baseline_auc
+    print_line = (
+        f"Best AUC {result.best_auc:.4f} vs the config's own {result.baseline_auc:.4f} "
+        f"({change:+.4f}). Wrote {result.written}: leadscore train --config {result.written}"
+    )
+    out_console.print(print_line)
+
+
+@cli.command()
+@config_option
 @click.option("--limit", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON instead.")
 @_fail_on_input_errors

@@ -370,20 +370,11 @@ def flat_params(config: Config) -> dict[str, str]:
     return params
 
 
-def train(
-    config: Config,
-    data_dir: Path,
-    moment: pd.Timestamp | None,
-    steps: Steps,
-    job: str = "train",
-    make_champion: bool | None = None,
-) -> TrainResult:
-    """Train, evaluate on the holdout, and register the model in MLflow.
-
-    `make_champion` None: the model becomes champion only if there is none yet; False: never
-    (a retrain's challenger, which the gate decides on)."""
-    report: list[str] = []
-    tables, ts, data_hash, moment = prepare(config, data_dir, moment, steps, report)
+def audited_features(
+    ts: TrainingSet, tables: CrmTables, config: Config, steps: Steps
+) -> tuple[pd.DataFrame, FeatureSpec, AuditResult, list[str]]:
+    """The leakage audit applied: the features left, their spec, the audit and what it flagged.
+    Policy fail raises an input error when anything is flagged."""
     with steps.step("Auditing attributes for leakage"):
         result = audit(ts, tables, config)
     for finding in result.findings:
@@ -398,8 +389,30 @@ def train(
     spec = replace(ts.spec, skip_columns=frozenset({*ts.spec.skip_columns, *result.dropped}))
     if result.dropped:
         steps.warn(f"dropped by the leakage audit: {', '.join(result.dropped)}")
+    return X, spec, result, flagged
 
-    parts = {name: (ts.rows["split"] == name).to_numpy() for name in SPLITS}
+
+def split_masks(ts: TrainingSet) -> dict[str, np.ndarray]:
+    """A boolean row mask per slice (train, valid, calibration, holdout)."""
+    return {name: (ts.rows["split"] == name).to_numpy() for name in SPLITS}
+
+
+def train(
+    config: Config,
+    data_dir: Path,
+    moment: pd.Timestamp | None,
+    steps: Steps,
+    job: str = "train",
+    make_champion: bool | None = None,
+) -> TrainResult:
+    """Train, evaluate on the holdout, and register the model in MLflow.
+
+    `make_champion` None: the model becomes champion only if there is none yet; False: never
+    (a retrain's challenger, which the gate decides on)."""
+    report: list[str] = []
+    tables, ts, data_hash, moment = prepare(config, data_dir, moment, steps, report)
+    X, spec, result, flagged = audited_features(ts, tables, config, steps)
+    parts = split_masks(ts)
     counts = {f"n_{k}": int(v.sum()) for k, v in parts.items()}
     counts |= {f"wins_{k}": int(ts.rows.loc[v, "label"].sum()) for k, v in parts.items()}
     steps.note(

@@ -1,0 +1,40 @@
+"""The scheduling docs call commands and options the CLI really has."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from pipeline.cli import cli
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def _calls() -> list[tuple[str, list[str]]]:
+    text = (DOCS / "scheduling.md").read_text()
+    dag = (DOCS / "airflow_dag.py").read_text()
+    ast.parse(dag)  # the DAG is valid Python
+    calls = re.findall(r"leadscore (\w[\w-]*)((?: --[\w-]+)*)", text)
+    calls += re.findall(r"\{CLI\} (\w[\w-]*) \{CONFIG\}((?: --[\w-]+)*)", dag)
+    return [(command, options.split()) for command, options in calls]
+
+
+def test_the_docs_name_commands_and_options_the_cli_has():
+    calls = _calls()
+    assert {c for c, _ in calls} >= {"score", "retrain", "monitor", "promote", "rollback"}
+    runner = CliRunner()
+    for command, options in calls:
+        result = runner.invoke(cli, [command, "--help"])
+        assert result.exit_code == 0, f"leadscore {command} is not a command"
+        for option in options:
+            assert option in result.output, f"leadscore {command} has no {option}"
+
+
+@pytest.mark.parametrize("code", ["1", "2", "3", "4"])
+def test_every_failure_exit_code_says_what_it_asks_of_a_person(code):
+    text = (DOCS / "scheduling.md").read_text()
+    assert f"- **{code}**" in text

@@ -24,9 +24,11 @@ $(STAMP): pyproject.toml
 
 demo: install ## Generate synthetic CRM data, train, register, score, and print a summary
 	$(BIN)/leadscore demo-data --out $(DEMO_DATA) --leads 20000 --seed 0
-	$(BIN)/leadscore train --data $(DEMO_DATA) --as-of $(DEMO_AS_OF)
+	$(BIN)/leadscore train --data $(DEMO_DATA) --as-of $(DEMO_AS_OF) --report model_report.html
 	$(BIN)/leadscore score --data $(DEMO_DATA) --as-of $(DEMO_AS_OF)
-	@echo "Open the runs in MLflow: $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db"
+	$(BIN)/leadscore monitor --data $(DEMO_DATA) --as-of $(DEMO_AS_OF)
+	$(BIN)/leadscore runs
+	@echo "Open model_report.html in a browser, or the runs in MLflow: $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db"
 
 test: install ## Run the test suite (two workers: one per core)
 	$(BIN)/pytest -n 2
@@ -38,5 +40,5 @@ lint: install ## Check the code with ruff
 bench: install ## Benchmark scoring at 100k and 1M open leads (writes benchmarks/results/)
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/scoring.py --open-leads $(BENCH_SIZES)
 
-clean: ## Remove demo outputs (demo data, mlflow.db, mlruns, scores.db)
-	rm -rf $(DEMO_DATA) mlflow.db mlruns scores.db
+clean: ## Remove demo outputs (demo data, mlflow.db, mlruns, scores.db, reports)
+	rm -rf $(DEMO_DATA) mlflow.db mlruns scores.db model_report.html monitor_report.json

@@ -102,7 +102,9 @@ def cli() -> None:
     """leadscore: predictive lead scoring you can inspect.
 
     Typical flow: `leadscore demo-data --out demo_data`, then `leadscore train`, then
-    `leadscore score`. Exit codes: 0 ok, 1 unexpected failure, 2 bad input (config or data).
+    `leadscore score`; on a schedule `retrain` and `monitor` (docs/scheduling.md). Exit codes:
+    0 ok, 1 unexpected failure, 2 bad input (config or data), 3 `retrain --require-promotion`
+    kept the champion, 4 `monitor` alert.
     """
 
 

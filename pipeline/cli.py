@@ -455,8 +455,8 @@ def promote(config_path: Path | None, version: str, reason: str) -> None:
     configure_tracking()
     name = config.mlflow.registered_model
     with registry_lock():
-        try:
-            MlflowClient().get_model_version(name, version)
+        try:  # MLflow accepts "02" for version 2: record the version it returns
+            version = str(MlflowClient().get_model_version(name, version.strip()).version)
         except MlflowException:
             raise InputError(f"no version {version} of '{name}' in the registry") from None
         before = champion_version(name)

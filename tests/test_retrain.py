@@ -127,11 +127,6 @@ def test_promote_an_unknown_version_exits_2_naming_it(run_cli, workdir):
     assert _champion(client) == "1" and len(_history(client)) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: promote stores --version as typed ('01') in champion_history while the alias "
-    "holds 1, so rollback_target treats '01' as an earlier champion and 'rolls back' 1 to itself",
-)
 def test_promote_with_a_zero_padded_version_does_not_confuse_rollback(run_cli, workdir):
     run_cli("promote", "--version", "01")
     assert _history(MlflowClient())[-1]["version"] == "1"

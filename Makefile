@@ -3,13 +3,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SPARK_STAMP := $(VENV)/.spark-installed
 DEMO_DATA := demo_data
 # The synthetic history ends on this day; the demo trains and scores as of it.
 DEMO_AS_OF := 2026-11-01
 BENCH_SIZES ?= 100000 1000000
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint bench clean
+.PHONY: help install demo test lint bench bench-spark clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-9s %s\n", $$1, $$2}'
@@ -30,7 +31,11 @@ demo: install ## Generate synthetic CRM data, train, register, score, and print 
 	$(BIN)/leadscore runs
 	@echo "Open model_report.html in a browser, or the runs in MLflow: $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db"
 
-test: install ## Run the test suite (two workers: one per core)
+$(SPARK_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,spark]'
+	touch $(SPARK_STAMP)
+
+test: install $(SPARK_STAMP) ## Run the test suite, Spark tests included (two workers: one per core)
 	$(BIN)/pytest -n 2
 
 lint: install ## Check the code with ruff
@@ -39,6 +44,9 @@ lint: install ## Check the code with ruff
 
 bench: install ## Benchmark scoring at 100k and 1M open leads (writes benchmarks/results/)
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/scoring.py --open-leads $(BENCH_SIZES)
+
+bench-spark: install $(SPARK_STAMP) ## Benchmark score --engine spark (local[2]) against the default engine at 1M open leads
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/spark.py --open-leads 1000000
 
 clean: ## Remove demo outputs (demo data, mlflow.db, mlruns, scores.db, reports)
 	rm -rf $(DEMO_DATA) mlflow.db mlruns scores.db model_report.html monitor_report.json

@@ -73,6 +73,14 @@ config_option = click.option(
     default=None,
     help=f"YAML config. Default: {DEFAULT_CONFIG} if it exists, else built-in defaults.",
 )
+engine_option = click.option(
+    "--engine",
+    type=click.Choice(["pandas", "spark"]),
+    default="pandas",
+    show_default=True,
+    help="spark: build features (and score) on Spark with the same code; needs the spark "
+    "extra. Master: spark.master in the config, spark-submit's, $SPARK_MASTER, else local[*].",
+)
 data_option = click.option(
     "--data",
     type=click.Path(path_type=Path),
@@ -163,6 +171,7 @@ def demo_data(out: Path, n_leads: int, seed: int, end: str, drift_days: int) -> 
     default=None,
     help="Also write the HTML model report here (it is always logged with the MLflow run).",
 )
+@engine_option
 @_fail_on_input_errors
 def train(
     config_path: Path | None,
@@ -170,6 +179,7 @@ def train(
     as_of: str | None,
     overrides: tuple[str, ...],
     report: Path | None,
+    engine: str,
 ) -> None:
     """Train a calibrated model on point-in-time snapshots and register it in MLflow.
 
@@ -183,7 +193,7 @@ def train(
 
     config = _load(config_path, overrides)
     moment = parse_moment(as_of) if as_of else None
-    result = run_training(config, _data_dir(config, data), moment, Steps())
+    result = run_training(config, _data_dir(config, data), moment, Steps(), engine=engine)
     if report is not None:
         write_text_atomically(report, result.report_html)
     holdout = (
@@ -618,6 +628,7 @@ def monitor(
     "the current table lacks; keep the other rows. A new model version rescores all.",
 )
 @set_option
+@engine_option
 @_fail_on_input_errors
 def score(
     config_path: Path | None,
@@ -627,6 +638,7 @@ def score(
     output: str | None,
     changed_since: str | None,
     overrides: tuple[str, ...],
+    engine: str,
 ) -> None:
     """Score every lead open at --as-of with lead-scoring@champion and write the scores.
 
@@ -651,6 +663,7 @@ def score(
         else "last"
         if changed_since == "last"
         else parse_moment(changed_since, "--changed-since"),
+        engine=engine,
     )
     counts = result.scores["grade"].value_counts()
     table = Table(

@@ -288,6 +288,23 @@ class MlflowConfig(_Section):
     registered_model: str = "lead-scoring"
 
 
+class SparkConfig(_Section):
+    """`--engine spark`: where Spark runs and how leads are grouped for the pandas builders."""
+
+    master: str | None = Field(
+        None,
+        description="Spark master URL; None: spark-submit's or $SPARK_MASTER, else local[*].",
+    )
+    bucket_size: int = Field(
+        20_000, ge=1, description="Leads per group handed to the pandas builders on an executor."
+    )
+    driver_memory: str = Field(
+        "4g",
+        description="spark.driver.memory unless spark-submit set it (the results are "
+        "collected to the driver for grading and the write).",
+    )
+
+
 class Config(_Section):
     data: DataConfig = DataConfig()
     validation: ValidationConfig = ValidationConfig()
@@ -300,6 +317,7 @@ class Config(_Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     gate: GateConfig = GateConfig()
     monitor: MonitorConfig = MonitorConfig()
+    spark: SparkConfig = SparkConfig()
     mlflow: MlflowConfig = MlflowConfig()
 
 

@@ -29,6 +29,7 @@ from pipeline.progress import Steps
 from pipeline.pyfunc_model import ScoringBundle
 from pipeline.registry import choose_version, configure_tracking, load_bundle
 from pipeline.sources import describe_source, load_tables, resolve_as_of, source_spec
+from pipeline.spark_engine import SparkActivities, spark_activities, spark_scores
 from pipeline.writeback import read_current, redact, write_table
 
 HISTORY_COLUMNS = [
@@ -42,6 +43,15 @@ HISTORY_COLUMNS = [
     "model_version",
     "as_of",
     "scored_at",
+]
+SPARK_PART_COLUMNS = [
+    "lead_id",
+    "probability",
+    "fit_score",
+    "engagement_score",
+    "reasons",
+    "reason_against",
+    "reasons_json",
 ]
 NO_REASON = "No signal raised this lead's score above the typical lead"
 
@@ -192,11 +202,48 @@ def score_leads(
             advance(len(lead_chunk))
     if not parts:
         return pd.DataFrame(columns=list(SCORE_COLUMNS))
-    scored = pd.concat(parts, ignore_index=True)
+    return _finished(pd.concat(parts, ignore_index=True), version, moment, scored_at, config)
+
+
+def _finished(
+    scored: pd.DataFrame,
+    version: str,
+    moment: pd.Timestamp,
+    scored_at: pd.Timestamp,
+    config: Config,
+) -> pd.DataFrame:
+    """Per-lead results with scores, grades and MQL flags drawn over all of them, and the
+    batch's model version and times."""
+    if scored.empty:
+        return pd.DataFrame(columns=list(SCORE_COLUMNS))
     scored = _regraded(scored.assign(score=to_score(scored["probability"].to_numpy())), config)
     return scored.assign(model_version=version, as_of=moment, scored_at=scored_at)[
         list(SCORE_COLUMNS)
     ]
+
+
+def score_leads_spark(
+    activities: SparkActivities,
+    tables: CrmTables,
+    bundle: ScoringBundle,
+    version: str,
+    moment: pd.Timestamp,
+    config: Config,
+    scored_at: pd.Timestamp,
+    spine: pd.DataFrame,
+    select: Callable[[CrmTables, pd.DataFrame], pd.DataFrame] | None = None,
+) -> pd.DataFrame:
+    """`score_leads` with the per-lead work (`_score_chunk`) run per bucket of leads on Spark;
+    grades and MQL flags are drawn on the driver over all leads, as on one machine."""
+
+    def part(bucket_tables: CrmTables, lead_chunk: pd.DataFrame) -> pd.DataFrame:
+        chosen = lead_chunk if select is None else select(bucket_tables, lead_chunk)
+        if chosen.empty:
+            return pd.DataFrame({c: [] for c in SPARK_PART_COLUMNS})
+        return _score_chunk(bucket_tables, bundle, chosen, config)
+
+    scored = spark_scores(activities, tables, spine, moment, part)
+    return _finished(scored, version, moment, scored_at, config)
 
 
 @dataclass(frozen=True)
@@ -305,6 +352,7 @@ def score(
     steps: Steps,
     model_version: str | None = None,
     changed_since: pd.Timestamp | str | None = None,
+    engine: str = "pandas",
 ) -> ScoreResult:
     """Score every lead open at `moment` with the champion model and write the scores.
 
@@ -312,12 +360,19 @@ def score(
     leads whose features may have changed since then are rescored (`changed_lead_ids`), plus
     open leads the current table lacks; the other rows are kept as they were, leads no longer
     open are dropped, and grades and MQL flags are drawn again over the whole table. A model
-    version other than the current table's means every lead is rescored."""
+    version other than the current table's means every lead is rescored. `engine` "spark" runs
+    the per-lead work on Spark (`pipeline.spark_engine`); the results are the same."""
     with steps.step(f"Loading {data_dir}"):
         raw = load_tables(config, data_dir, steps.warn, activities=False)
     with tempfile.TemporaryDirectory(prefix="leadscore-activities-") as folder:
-        partitions = _partitioned_activities(config, data_dir, raw, Path(folder), steps)
-        newest = partitions.newest if partitions is not None else None
+        on_spark, partitions = None, None
+        if engine == "spark":
+            with steps.step("Starting Spark and reading the activity log"):
+                on_spark = spark_activities(config, data_dir, raw)
+                newest = on_spark.newest()
+        else:
+            partitions = _partitioned_activities(config, data_dir, raw, Path(folder), steps)
+            newest = partitions.newest if partitions is not None else None
         moment = resolve_as_of(raw, moment, steps.note, newest)
         tables = clean(raw if config.data.shape == "flat" else as_of(raw, moment))
         del raw  # the as-of view holds copies: keep one set of tables in memory, not two
@@ -330,20 +385,28 @@ def score(
         run = None
         if changed_since is not None:
             run = _incremental_run(tables, version, output, config, changed_since, steps)
+        select = run.select if run is not None else None
+        scored_at = pd.Timestamp.now(tz="UTC").floor("s")
         title = "Building features, scoring and explaining open leads"
-        with steps.progress(title, len(spine)) as bar:
-            scores = score_leads(
-                tables,
-                bundle,
-                version,
-                moment,
-                config,
-                pd.Timestamp.now(tz="UTC").floor("s"),
-                spine=spine,
-                advance=bar,
-                partitions=partitions,
-                select=run.select if run is not None else None,
-            )
+        if on_spark is not None:
+            with steps.step(f"{title} on Spark"):
+                scores = score_leads_spark(
+                    on_spark, tables, bundle, version, moment, config, scored_at, spine, select
+                )
+        else:
+            with steps.progress(title, len(spine)) as bar:
+                scores = score_leads(
+                    tables,
+                    bundle,
+                    version,
+                    moment,
+                    config,
+                    scored_at,
+                    spine=spine,
+                    advance=bar,
+                    partitions=partitions,
+                    select=select,
+                )
     rescored = scores
     if run is not None:
         kept = run.kept(spine, rescored)

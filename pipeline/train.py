@@ -173,8 +173,17 @@ def _attribute_names(tables: CrmTables, spec: FeatureSpec) -> list[str]:
     ]
 
 
-def build_training_set(tables: CrmTables, config: Config, moment: pd.Timestamp) -> TrainingSet:
-    """Snapshots at each cutoff up to `moment` minus the window, labelled and split."""
+FeatureBuilder = Callable[[CrmTables, pd.DataFrame, FeatureSpec], pd.DataFrame]
+
+
+def build_training_set(
+    tables: CrmTables,
+    config: Config,
+    moment: pd.Timestamp,
+    features: FeatureBuilder = build_features,
+) -> TrainingSet:
+    """Snapshots at each cutoff up to `moment` minus the window, labelled and split; `features`
+    builds them (the default engine's `build_features`, or the same on Spark)."""
     s = config.snapshots
     last = moment - pd.Timedelta(days=s.conversion_window_days)
     cutoffs = cutoff_schedule(tables, s.frequency, s.history_start_days, last)
@@ -199,7 +208,7 @@ def build_training_set(tables: CrmTables, config: Config, moment: pd.Timestamp) 
     rows = labelled.assign(split=split.to_numpy())
     rows = rows[rows["split"].notna()].reset_index(drop=True)
     spec = feature_spec(config)
-    X = build_features(tables, rows, spec).reset_index(drop=True)
+    X = features(tables, rows, spec).reset_index(drop=True)
     X, spec, screened = _screen(rows, X, spec)
     attributes = [c for c in _attribute_names(tables, spec) if c in X.columns]
     return TrainingSet(rows, X, spec, screened, attributes, "time-forward")
@@ -309,22 +318,41 @@ def audit(ts: TrainingSet, tables: CrmTables, config: Config) -> AuditResult:
 
 
 def prepare(
-    config: Config, data_dir: Path, moment: pd.Timestamp | None, steps: Steps, report: list[str]
+    config: Config,
+    data_dir: Path,
+    moment: pd.Timestamp | None,
+    steps: Steps,
+    report: list[str],
+    engine: str = "pandas",
 ) -> tuple[CrmTables, TrainingSet, str, pd.Timestamp]:
     """Load, check and build the labelled examples; shared by `train` and `audit`.
 
     Without an explicit `moment` the run is as of now, or of the day after the data's newest
-    timestamp when the export is older than that.
+    timestamp when the export is older than that. `engine` "spark" builds the features on Spark
+    (the activity log stays there; the returned tables have none), with the same result.
     """
 
     def warn(message: str) -> None:
         report.append(message)
         steps.warn(message)
 
+    features: FeatureBuilder = build_features
+    newest = None
     with steps.step(f"Loading {data_dir}"):
-        raw = load_tables(config, data_dir, warn)
+        raw = load_tables(config, data_dir, warn, activities=engine != "spark")
         data_hash = fingerprint(raw)
-    moment = resolve_as_of(raw, moment, steps.note)
+    if engine == "spark":
+        from pipeline.spark_engine import spark_activities, spark_features
+
+        with steps.step("Starting Spark and reading the activity log"):
+            on_spark = spark_activities(config, data_dir, raw)
+            newest = on_spark.newest()
+    moment = resolve_as_of(raw, moment, steps.note, newest)
+    if engine == "spark":
+
+        def features(tables: CrmTables, spine: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+            return spark_features(on_spark, tables, spine, spec, moment)
+
     if config.data.shape == "flat":
         warn(NO_TIMESTAMPS)
         tables = clean(raw)
@@ -335,8 +363,9 @@ def prepare(
         if later:
             warn(f"{later:,} leads created at or after --as-of {moment:%Y-%m-%d} are ignored")
         tables = clean(as_of(raw, moment))
-        with steps.step("Building point-in-time snapshots and features"):
-            ts = build_training_set(tables, config, moment)
+        on = " on Spark" if engine == "spark" else ""
+        with steps.step(f"Building point-in-time snapshots and features{on}"):
+            ts = build_training_set(tables, config, moment, features)
     _warn_unknown_activity_types(tables, warn)
     _check_classes(ts.rows, config)
     for column, why in ts.screened.items():
@@ -404,13 +433,14 @@ def train(
     steps: Steps,
     job: str = "train",
     make_champion: bool | None = None,
+    engine: str = "pandas",
 ) -> TrainResult:
     """Train, evaluate on the holdout, and register the model in MLflow.
 
     `make_champion` None: the model becomes champion only if there is none yet; False: never
     (a retrain's challenger, which the gate decides on)."""
     report: list[str] = []
-    tables, ts, data_hash, moment = prepare(config, data_dir, moment, steps, report)
+    tables, ts, data_hash, moment = prepare(config, data_dir, moment, steps, report, engine)
     X, spec, result, flagged = audited_features(ts, tables, config, steps)
     parts = split_masks(ts)
     counts = {f"n_{k}": int(v.sum()) for k, v in parts.items()}
@@ -463,6 +493,7 @@ def train(
                 "point_in_time": str(config.data.shape != "flat").lower(),
                 "calibration": model.calibration_method_,
                 "job": job,
+                "engine": engine,
                 "screened_columns": ", ".join(ts.screened) or "none",
                 "leakage_flagged": ", ".join(flagged) or "none",
                 "leakage_dropped": ", ".join(result.dropped) or "none",

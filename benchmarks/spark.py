@@ -1,0 +1,100 @@
+"""Spark benchmark: `leadscore score --engine spark` (local[2]) against the default engine on
+the same data, same model, same machine, in one run; both outputs must be identical.
+
+Usage: python benchmarks/spark.py [--open-leads 1000000] [--out benchmarks/results]
+
+It generates a synthetic CRM with about that many open leads (about 20 activities each),
+trains a model on a 20,000-lead history, then runs the real CLI twice (default engine, then
+Spark) into Parquet files, timing each whole command (start-up included) and its peak memory
+(the driver's; Spark's executors in local mode live in the same JVM, whose memory is counted
+too). The result goes to `spark.{json,md}` in --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from scoring import AS_OF, OPEN_SHARE, write_crm  # noqa: E402
+
+WRAPPER = (  # a small fresh Python runs the job and reports its children's peak memory
+    "import resource, subprocess, sys; "
+    "code = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)"
+)
+
+
+def run_job(work: Path, data: Path, output: str, *extra: str) -> dict:
+    exe = Path(sys.executable).with_name("leadscore")
+    args = [str(exe), "score", "--config", str(REPO / "configs" / "demo.yaml"), "--data",
+            str(data), "--as-of", AS_OF.isoformat(), "--output", output, *extra]  # fmt: skip
+    log = work / f"{Path(output).stem}.log"
+    start = time.perf_counter()
+    with log.open("w") as err:
+        done = subprocess.run(
+            [sys.executable, "-c", WRAPPER, *args], cwd=work, stdout=subprocess.PIPE,
+            stderr=err, text=True, env={**os.environ, "SPARK_MASTER": "local[2]"},
+        )  # fmt: skip
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"leadscore score {' '.join(extra)} failed:\n{log.read_text()}")
+    return {"seconds": round(seconds, 1), "peak_mb": round(int(done.stdout.split()[-1]) / 1024)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--open-leads", type=int, default=1_000_000)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    from pipeline.config import load_config
+    from pipeline.progress import Steps
+    from pipeline.train import train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
+        write_crm(work / "history", 20_000, seed=0)
+        train(load_config(REPO / "configs" / "demo.yaml"), work / "history", AS_OF, Steps(True))
+        data = work / "crm"
+        write_crm(data, int(args.open_leads / OPEN_SHARE), seed=99)
+        activities = pd.read_parquet(data / "activities.parquet", columns=["lead_id"])
+        pandas_run = run_job(work, data, str(work / "pandas.parquet"))
+        spark_run = run_job(work, data, str(work / "spark.parquet"), "--engine", "spark")
+        a = pd.read_parquet(work / "pandas.parquet").drop(columns="scored_at")
+        b = pd.read_parquet(work / "spark.parquet").drop(columns="scored_at")
+        identical = a.equals(b)
+        record = {
+            "open_leads": len(a),
+            "activities": len(activities),
+            "default_engine": pandas_run,
+            "spark_local_2": spark_run,
+            "spark_over_default": round(spark_run["seconds"] / pandas_run["seconds"], 2),
+            "identical_scores": identical,
+        }
+    (args.out / "spark.json").write_text(json.dumps(record, indent=2))
+    table = (
+        "| open leads | activities | default engine | Spark local[2] | Spark / default | "
+        "peak MB default / Spark driver | identical scores |\n|---:|---:|---:|---:|---:|---:|:-:|\n"
+        f"| {record['open_leads']:,} | {record['activities']:,} | {pandas_run['seconds']}s | "
+        f"{spark_run['seconds']}s | {record['spark_over_default']}x | "
+        f"{pandas_run['peak_mb']:,} / {spark_run['peak_mb']:,} | {'yes' if identical else 'NO'} |"
+    )
+    (args.out / "spark.md").write_text(table + "\n")
+    print(table)
+    if not identical:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,299 @@
+"""The same features and scoring on Apache Spark (`--engine spark`; `pip install -e '.[spark]'`).
+
+One feature definition, two engines: the activity log (the big table) is read by Spark and
+grouped with the spine by buckets of leads; each bucket runs the pandas code the default engine
+runs (`map_source` and `check_table` on the raw rows, `clean_activities`, `build_features`, and
+for scoring `_score_chunk`) through `cogroup(...).applyInPandas`. The small tables (leads,
+accounts, deals) are broadcast to the executors. Results come back to the driver in spine order,
+so training and grading continue exactly as on one machine.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from features.build import FeatureSpec, build_features
+from features.tables import CrmTables, activities_as_of, clean_activities, utc_datetime64
+from pipeline.config import Config, SourceConfig
+from pipeline.errors import InputError
+from pipeline.sources import (
+    SORT_KEYS,
+    canonical_order,
+    check_table,
+    describe_source,
+    map_source,
+    source_spec,
+)
+
+if TYPE_CHECKING:  # pyspark is an optional extra
+    from pyspark.sql import DataFrame as SparkFrame
+    from pyspark.sql import SparkSession
+
+ROW = "_row"  # the spine's own order, carried through Spark
+BUCKET = "_bucket"
+
+
+def spark_session(master: str | None = None, driver_memory: str = "4g") -> SparkSession:
+    """A SparkSession: `master` if given, else whatever spark-submit or $SPARK_MASTER set, else
+    local[*]. Workers run this Python (the one with leadscore installed) unless
+    $PYSPARK_PYTHON says otherwise; timestamps are UTC."""
+    try:
+        from pyspark import SparkConf
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise InputError(
+            "--engine spark needs pyspark: pip install -e '.[spark]' (Java 17 must be on PATH)"
+        ) from None
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName("leadscore")
+    chosen = master or os.environ.get("SPARK_MASTER")
+    if chosen is not None:
+        builder = builder.master(chosen)
+    elif not SparkConf().contains("spark.master"):
+        builder = builder.master("local[*]")
+    if not SparkConf().contains("spark.driver.memory"):
+        builder = builder.config("spark.driver.memory", driver_memory)
+    spark = (
+        builder.config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.driver.maxResultSize", "0")  # the scores come back to the driver
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def _read_activities(
+    spark: SparkSession, spec: SourceConfig, data_dir: Path, lead_key: pd.Series
+) -> tuple[SparkFrame, list[str]]:
+    """The raw activity rows as Spark reads them, renamed as the config says; timestamps as
+    microseconds since the epoch (the bucket function turns them back), lead_id in the leads
+    table's type so the bucket join matches."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import TimestampNTZType, TimestampType
+
+    if spec.path is None:
+        raise InputError(
+            f"{describe_source(spec, data_dir)}: --engine spark reads activities from files "
+            "(Parquet or CSV); export the table or use the default engine"
+        )
+    path = str(data_dir / spec.path)
+    kind = spec.format or ("parquet" if path.endswith(".parquet") else "csv")
+    if kind == "parquet":
+        frame = spark.read.parquet(path)
+    else:
+        c = spec.csv
+        frame = (
+            spark.read.option("header", True)
+            .option("sep", c.delimiter)
+            .option("encoding", c.encoding)
+            .option("quote", c.quotechar)
+            .csv(path)
+        )
+    for source, target in spec.rename.items():
+        frame = frame.withColumnRenamed(source, target)
+    stamps = [
+        f.name
+        for f in frame.schema.fields
+        if isinstance(f.dataType, TimestampType | TimestampNTZType)
+    ]
+    for name in stamps:
+        frame = frame.withColumn(name, F.unix_micros(F.col(name)))
+    if "lead_id" not in frame.columns:
+        raise InputError(f"{path}: no lead_id column (has: {', '.join(frame.columns)})")
+    key_type = "long" if pd.api.types.is_integer_dtype(lead_key) else "string"
+    return frame.withColumn("lead_id", F.col("lead_id").cast(key_type)), stamps
+
+
+def _buckets(lead_ids: pd.Series, size: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {"lead_id": lead_ids.to_numpy(), BUCKET: np.arange(len(lead_ids)) // max(size, 1)}
+    )
+
+
+class SparkActivities:
+    """The activity source on Spark, ready to be cogrouped with a spine by lead bucket."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        config: Config,
+        data_dir: Path,
+        leads: pd.Series,
+        bucket_size: int = 20_000,
+    ) -> None:
+        spec = source_spec(config, data_dir, "activities")
+        if spec is None:
+            raise InputError("--engine spark needs an activities source")
+        self.spark, self.spec, self.data_dir = spark, spec, data_dir
+        self.where = describe_source(spec, data_dir)
+        self.bucket_size = bucket_size
+        self.lead_ids = leads.reset_index(drop=True)
+        mapping = spark.createDataFrame(_buckets(self.lead_ids, bucket_size))
+        raw, self.timestamp_columns = _read_activities(spark, spec, data_dir, self.lead_ids)
+        self.frame = raw.join(mapping, on="lead_id", how="inner")
+
+    def newest(self) -> pd.Timestamp | None:
+        """The newest occurred_at, for the default as-of time."""
+        from pyspark.sql import functions as F
+
+        column = "occurred_at"
+        if column not in self.frame.columns:
+            return None
+        value = self.frame.agg(F.max(column)).collect()[0][0]
+        if value is None:
+            return None
+        if column in self.timestamp_columns:
+            return pd.Timestamp(int(value), unit="us", tz="UTC")
+        return pd.Timestamp(value, tz="UTC") if not isinstance(value, str) else pd.Timestamp(value)
+
+    def map_buckets(
+        self,
+        spine: pd.DataFrame,
+        moment: pd.Timestamp,
+        small: CrmTables,
+        work: Callable[[CrmTables, pd.DataFrame], pd.DataFrame],
+        schema: str,
+        names: list[str],
+    ) -> pd.DataFrame:
+        """`work(tables, spine_part)` on every bucket of `spine` on the executors, each with its
+        leads' activities (mapped, checked, as of `moment` and cleaned as the default engine
+        does) and the broadcast small tables; the results in spine order."""
+        position = pd.Index(self.lead_ids.to_numpy()).get_indexer(spine["lead_id"].to_numpy())
+        if (position < 0).any():
+            raise ValueError("the spine must hold leads of the leads table")
+        sent = pd.DataFrame(
+            {
+                ROW: np.arange(len(spine)),
+                "lead_id": spine["lead_id"].to_numpy(),
+                "cutoff_ns": utc_datetime64(spine["cutoff"]).view("int64"),
+                BUCKET: position // self.bucket_size,
+            }
+        )
+        spine_sdf = self.spark.createDataFrame(sent)
+        shared = self.spark.sparkContext.broadcast(small)
+        spec, where, stamps = self.spec, self.where, self.timestamp_columns
+        lead_dtype = self.lead_ids.dtype
+
+        def bucket(part: pd.DataFrame, raw: pd.DataFrame) -> pd.DataFrame:
+            if part.empty:  # activities of leads not in this spine
+                return pd.DataFrame({c: [] for c in [*names, ROW]})
+            tables = shared.value
+            acts = _activities(raw.drop(columns=[BUCKET]), spec, where, stamps, lead_dtype)
+            acts = clean_activities(activities_as_of(acts, moment))
+            rows = part.sort_values(ROW)
+            lead_part = pd.DataFrame(
+                {
+                    "lead_id": rows["lead_id"].to_numpy().astype(lead_dtype),
+                    "cutoff": pd.to_datetime(rows["cutoff_ns"].to_numpy(), utc=True),
+                }
+            )
+            out = work(replace(tables, activities=acts), lead_part)
+            if len(out) == len(rows):  # the same rows, in the same order
+                return out[names].assign(**{ROW: rows[ROW].to_numpy()})
+            row_of = pd.Series(rows[ROW].to_numpy(), index=lead_part["lead_id"].to_numpy())
+            return out[names].assign(**{ROW: row_of.reindex(out["lead_id"].to_numpy()).to_numpy()})
+
+        result = (
+            spine_sdf.groupBy(BUCKET)
+            .cogroup(self.frame.groupBy(BUCKET))
+            .applyInPandas(bucket, schema=f"{schema}, {ROW} long")
+            .toPandas()
+        )
+        shared.unpersist()
+        return result.sort_values(ROW).drop(columns=ROW).reset_index(drop=True)
+
+
+def _activities(
+    raw: pd.DataFrame,
+    spec: SourceConfig,
+    where: str,
+    stamps: list[str],
+    lead_dtype: np.dtype,
+) -> pd.DataFrame:
+    """One bucket's raw rows through the same mapping and checks as a loaded table."""
+    raw = raw.copy()
+    for column in stamps:
+        raw[column] = pd.to_datetime(raw[column], unit="us", utc=True)
+    frame = map_source(raw, spec.model_copy(update={"rename": {}}), where)
+    frame = check_table("activities", frame, where)
+    frame["lead_id"] = frame["lead_id"].astype(lead_dtype)
+    return canonical_order(frame, SORT_KEYS["activities"])
+
+
+def _spark_type(dtype: np.dtype) -> str:
+    return "double" if pd.api.types.is_numeric_dtype(dtype) else "string"
+
+
+def feature_schema(small: CrmTables, spine: pd.DataFrame, spec: FeatureSpec) -> list[str]:
+    """The feature columns (name, Spark type) build_features gives these tables: computed on
+    the driver from one spine row without activities (the columns never depend on the rows)."""
+    sample = build_features(small, spine.head(1), spec)
+    return [f"`{c}` {_spark_type(sample[c].dtype)}" for c in sample.columns]
+
+
+def spark_features(
+    activities: SparkActivities,
+    small: CrmTables,
+    spine: pd.DataFrame,
+    spec: FeatureSpec,
+    moment: pd.Timestamp,
+) -> pd.DataFrame:
+    """build_features on Spark: the same frame, indexed by (lead_id, cutoff) in spine order."""
+    columns = feature_schema(small, spine, spec)
+    names = [c.split("`")[1] for c in columns]
+
+    def work(tables: CrmTables, part: pd.DataFrame) -> pd.DataFrame:
+        X = build_features(tables, part, spec).reset_index(drop=True)
+        return X[names].astype({c: "float64" for c in names if _numeric(X[c])})
+
+    out = activities.map_buckets(spine, moment, small, work, ", ".join(columns), names)
+    sample = build_features(small, spine.head(1), spec)
+    for c in names:  # back to the dtypes the default engine gives (text stays object)
+        if not _numeric(sample[c]):
+            out[c] = out[c].astype(object).where(out[c].notna(), None)
+        else:
+            out[c] = out[c].astype(sample[c].dtype)
+    out.index = pd.MultiIndex.from_frame(spine[["lead_id", "cutoff"]])
+    return out
+
+
+def spark_scores(
+    activities: SparkActivities,
+    small: CrmTables,
+    spine: pd.DataFrame,
+    moment: pd.Timestamp,
+    score_part: Callable[[CrmTables, pd.DataFrame], pd.DataFrame],
+) -> pd.DataFrame:
+    """The per-lead scoring of the default engine (`score_part`: features, probability,
+    sub-scores and reasons of some leads) run per bucket on Spark; rows in spine order (only
+    the leads `score_part` chose to score)."""
+    key = "long" if pd.api.types.is_integer_dtype(spine["lead_id"]) else "string"
+    schema = (
+        f"lead_id {key}, probability double, fit_score long, engagement_score long, "
+        "reasons string, reason_against string, reasons_json string"
+    )
+    names = [part.split(" ")[0] for part in schema.split(", ")]
+    out = activities.map_buckets(spine, moment, small, score_part, schema, names)
+    return out.astype({"lead_id": spine["lead_id"].dtype})
+
+
+def spark_activities(config: Config, data_dir: Path, raw: CrmTables) -> SparkActivities:
+    """A Spark session per `config.spark` and the activity source on it, bucketed by lead."""
+    if config.data.shape == "flat":
+        raise InputError("--engine spark is for event data; shape flat has no activity log")
+    spark = spark_session(config.spark.master, config.spark.driver_memory)
+    return SparkActivities(spark, config, data_dir, raw.leads["lead_id"], config.spark.bucket_size)
+
+
+def _numeric(values: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(values)

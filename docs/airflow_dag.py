@@ -16,6 +16,15 @@ from airflow import DAG
 from airflow.operators.bash import BashOperator
 
 HOME = os.environ.get("LEADSCORE_HOME", "/srv/leadscore")
+
+
+def page_the_owner(context: dict) -> None:
+    """Replace with your alerting (Slack, PagerDuty, e-mail): a failed monitor task means drift
+    or a backtest miss (exit 4), or monitor itself failed (1, 2); its log says which."""
+    task = context["task_instance"]
+    print(f"ALERT: {task.dag_id}.{task.task_id} failed for {context['ds']}: see {task.log_url}")
+
+
 CLI = f"cd {HOME} && .venv/bin/leadscore"
 CONFIG = "--config configs/prod.yaml"
 DEFAULTS = {"owner": "data", "retries": 1, "retry_delay": timedelta(minutes=10)}
@@ -61,5 +70,5 @@ with DAG(
     BashOperator(
         task_id="monitor",
         bash_command=f"{CLI} monitor {CONFIG} --report reports/monitor-{{{{ ds }}}}.json",
-        # exit 4 = drift or a backtest miss: the task fails and on_failure_callback alerts
+        on_failure_callback=page_the_owner,  # exit 4 = drift or a backtest miss
     )

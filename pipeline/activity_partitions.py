@@ -21,11 +21,20 @@ import pyarrow.parquet as pq
 
 from features.tables import utc_datetime64
 from pipeline.config import SourceConfig
-from pipeline.errors import InputError
-from pipeline.sources import SORT_KEYS, Warn, canonical_order, check_table, iter_source, map_source
+from pipeline.errors import InputError, JobFailure
+from pipeline.sources import (
+    SORT_KEYS,
+    Warn,
+    canonical_order,
+    check_table,
+    iter_source,
+    map_source,
+    value_text,
+)
 
 BATCH_ROWS = 1_000_000  # rows of the source read at a time
 MAX_BUCKETS = 256  # open files while partitioning
+OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")  # about half the bytes, cheap to undo
 SCHEMA = pa.schema(
     [("lead", pa.int64()), ("occurred_at", pa.int64()), ("activity_type", pa.string())]
 )
@@ -101,7 +110,7 @@ def partition_activities(
                 continue
             times = utc_datetime64(frame["occurred_at"])
             newest = times.max() if newest is None else max(newest, times.max())
-            position = index.get_indexer(frame["lead_id"].to_numpy())
+            position = index.get_indexer(_as_key_type(frame["lead_id"], index).to_numpy())
             known = position >= 0
             if not known.all():
                 unknown += int((~known).sum())
@@ -112,7 +121,13 @@ def partition_activities(
             if not known.any():
                 continue
             types = frame["activity_type"][known]
-            _append(writers, folder, bucket_size, position[known], times[known], types)
+            try:
+                _append(writers, folder, bucket_size, position[known], times[known], types)
+            except OSError as exc:  # a full disk, most often
+                raise JobFailure(
+                    f"cannot split the activity log into {folder}: {exc} (scoring.spill_dir "
+                    "sets the folder)"
+                ) from None
     finally:
         for writer in writers.values():
             writer.close()
@@ -138,6 +153,16 @@ def partition_activities(
         rows=kept,
         newest=None if newest is None else pd.Timestamp(newest, tz="UTC"),
     )
+
+
+def _as_key_type(ids: pd.Series, index: pd.Index) -> pd.Series:
+    """A batch's lead ids in the type of the leads table's: a CSV read a chunk at a time guesses
+    types per chunk (numbers in one chunk, text in the next), a whole file once."""
+    if pd.api.types.is_numeric_dtype(index) and not pd.api.types.is_numeric_dtype(ids):
+        return pd.to_numeric(ids, errors="coerce")
+    if not pd.api.types.is_numeric_dtype(index) and pd.api.types.is_numeric_dtype(ids):
+        return value_text(ids).astype(object)
+    return ids
 
 
 def _append(
@@ -168,7 +193,7 @@ def _append(
     for start, end in zip(starts, ends, strict=True):
         k = int(sorted_buckets[start])
         if k not in writers:
-            writers[k] = pa.ipc.new_stream(str(folder / f"{k}.arrow"), SCHEMA)
+            writers[k] = pa.ipc.new_stream(str(folder / f"{k}.arrow"), SCHEMA, options=OPTIONS)
         writers[k].write_batch(batch.slice(start, end - start))
 
 

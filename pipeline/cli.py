@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from pipeline.errors import EXIT_INPUT, InputError
+from pipeline.errors import EXIT_FAILURE, EXIT_INPUT, InputError, JobFailure
 
 DEFAULT_CONFIG = Path("configs/demo.yaml")
 out = Console(highlight=False, soft_wrap=True)
@@ -32,6 +32,11 @@ def _fail_on_input_errors(command: Callable[..., Any]) -> Callable[..., Any]:
                 f"[red]error:[/red] {escape(str(exc))}"  # data values are not markup
             )
             sys.exit(EXIT_INPUT)
+        except JobFailure as exc:  # a lock held too long, a full disk: not bad input
+            Console(stderr=True, highlight=False, soft_wrap=True).print(
+                f"[red]error:[/red] {escape(str(exc))}"
+            )
+            sys.exit(EXIT_FAILURE)
 
     return wrapper
 

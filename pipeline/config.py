@@ -200,6 +200,11 @@ class ScoringConfig(_Section):
     )
     max_reasons: int = Field(3, ge=0, le=10)
     chunk_size: int = Field(100_000, ge=1, description="Leads scored at a time (bounds memory).")
+    spill_dir: str | None = Field(
+        None,
+        description="Where the activity log is split while scoring (about 15 bytes per "
+        "activity, removed afterwards); None: the system temp folder ($TMPDIR). Not a RAM disk.",
+    )
     min_reason_impact: float = Field(0.05, ge=0, description="Log-odds a reason must add.")
     output: str = "scores.db"
     table: str = "lead_scores"

@@ -5,6 +5,11 @@ class InputError(Exception):
     """Bad input: a config key, a data file, a column or a value. The CLI exits with code 2."""
 
 
+class JobFailure(Exception):
+    """The job could not finish for a reason outside its input (a lock held too long, a full
+    disk). The CLI prints the message and exits with code 1."""
+
+
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_INPUT = 2

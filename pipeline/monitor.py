@@ -13,7 +13,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from features.build import build_features
-from features.snapshots import lead_outcomes
+from features.snapshots import lead_outcomes, open_leads
 from features.tables import CrmTables, as_of, clean
 from models.drift import drift_table
 from pipeline.config import Config
@@ -66,7 +66,7 @@ def _drift(
     max_age = config.snapshots.max_lead_age_days
     if config.data.shape != "flat" and max_age is not None and len(spine):
         created = tables.leads.set_index("lead_id")["created_at"].reindex(spine["lead_id"])
-        young = (moment - created).dt.days.to_numpy() <= max_age
+        young = (created >= moment - pd.Timedelta(days=max_age)).to_numpy()  # as training
         outside = float(1 - young.mean())
         spine = spine[young]  # like with like: training only had leads this young
     if spine.empty:
@@ -103,9 +103,11 @@ def _backtest(
         )
         return empty, bands, notes
     won_at = lead_outcomes(tables.deals)["won_at"]
+    won_at.index = won_at.index.astype(str)  # a CSV history reads ids back as it guesses
+    history = history.assign(lead_id=history["lead_id"].astype(str))
     rows, band_rows = [], []
     for t in matured[-config.monitor.backtest_batches :]:
-        batch = history[history["as_of"] == t].drop_duplicates("lead_id", keep="last")
+        batch = _in_force(history, tables, t)
         won = won_at.reindex(batch["lead_id"].to_numpy())
         y = ((won >= t) & (won < t + window)).to_numpy()
         p = batch["probability"].to_numpy(dtype=float)
@@ -122,9 +124,8 @@ def _backtest(
                 "verdict": "ok" if enough else "too few leads or one outcome only",
             }
         )
-        for grade, group in pd.DataFrame(
-            {"grade": batch["grade"].to_numpy(), "y": y, "p": p}
-        ).groupby("grade"):
+        frame = pd.DataFrame({"grade": batch["grade"].to_numpy(), "y": y, "p": p})
+        for grade, group in frame.groupby("grade"):
             band_rows.append(
                 {
                     "as_of": t,
@@ -139,6 +140,16 @@ def _backtest(
         pd.DataFrame(band_rows, columns=bands.columns),
         notes,
     )
+
+
+def _in_force(history: pd.DataFrame, tables: CrmTables, t: pd.Timestamp) -> pd.DataFrame:
+    """The scores marketing had at `t`: each lead open at `t`, with its newest history row
+    stamped `t` or earlier. An incremental batch holds only the leads it rescored; the others
+    kept their earlier rows, so a batch alone is not the population scored then."""
+    known = history[history["as_of"] <= t].sort_values("as_of", kind="stable")
+    latest = known.drop_duplicates("lead_id", keep="last")
+    still_open = open_leads(tables, pd.DatetimeIndex([t], name="cutoff"), None)["lead_id"]
+    return latest[latest["lead_id"].isin(still_open.astype(str))]
 
 
 def monitor(

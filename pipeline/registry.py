@@ -21,7 +21,7 @@ from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
-from pipeline.errors import InputError
+from pipeline.errors import InputError, JobFailure
 from pipeline.pyfunc_model import ScoringBundle
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -98,10 +98,13 @@ def log_and_register(
         model_id=info.model_id,
         tags={"as_of": bundle.as_of.isoformat()},
     ).version
-    if make_champion is None:  # the first version becomes champion
-        make_champion = champion_version(registered_model) is None
-    if make_champion:
-        set_champion(registered_model, version, "the first version of the model")
+    if make_champion is None:  # the first version becomes champion, decided under the lock
+        with registry_lock():
+            make_champion = champion_version(registered_model) is None
+            if make_champion:
+                set_champion(registered_model, version, "the first version of the model")
+    elif make_champion:
+        set_champion(registered_model, version, "made champion when registered")
     return version, make_champion
 
 
@@ -183,6 +186,10 @@ def _exists(client: MlflowClient, registered_model: str, version: str) -> bool:
         return False
 
 
+class LockTimeout(JobFailure):
+    """Another job held the registry lock too long (exit 1: not an input problem)."""
+
+
 @contextmanager
 def registry_lock(timeout_s: float = 3600.0) -> Iterator[None]:
     """An exclusive lock for jobs that read and move the champion (retrain, promote, rollback),
@@ -205,8 +212,9 @@ def registry_lock(timeout_s: float = 3600.0) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise InputError(
-                        f"another leadscore job has held {path} for over {timeout_s:.0f} s"
+                    raise LockTimeout(
+                        f"another leadscore job has held {path} for over {timeout_s:.0f} s (the "
+                        "lock is released when its holder exits, so that job is still running)"
                     ) from None
                 time.sleep(0.2)
         try:

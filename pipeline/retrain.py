@@ -72,7 +72,14 @@ def _evaluate_champion(
         segment_columns(challenger.tables, rows["lead_id"], config.evaluation.segments),
         config.evaluation.bootstrap,
     )
-    return evaluation, _split_notes(name, version, config)
+    notes = _split_notes(name, version, config)
+    if challenger.as_of < bundle.as_of:
+        notes.append(
+            f"note: the champion was trained as of {bundle.as_of:%Y-%m-%d}, after this "
+            f"challenger's {challenger.as_of:%Y-%m-%d}: it knew outcomes this holdout is judged "
+            "on, so its figures are optimistic (the gate errs towards keeping it)"
+        )
+    return evaluation, notes
 
 
 def _split_notes(name: str, version: str, config: Config) -> list[str]:

@@ -20,13 +20,17 @@ def recent_runs(experiment: str, registered_model: str, limit: int = 10) -> pd.D
     found = client.get_experiment_by_name(experiment)
     if found is None:
         raise InputError(f"no MLflow experiment {experiment!r} here: run `leadscore train` first")
-    runs = [
-        r
-        for r in client.search_runs(
-            [found.experiment_id], order_by=["attributes.start_time DESC"], max_results=500
+    runs = [  # filtered on the server: monitor and tune runs can be many
+        run
+        for job in JOBS
+        for run in client.search_runs(
+            [found.experiment_id],
+            filter_string=f"tags.job = '{job}' AND attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            max_results=limit,
         )
-        if r.data.tags.get("job") in JOBS and r.info.status == "FINISHED"
-    ][:limit]
+    ]
+    runs = sorted(runs, key=lambda r: r.info.start_time, reverse=True)[:limit]
     versions = {
         v.run_id: str(v.version) for v in client.search_model_versions(f"name='{registered_model}'")
     }

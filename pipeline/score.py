@@ -364,7 +364,10 @@ def score(
     the per-lead work on Spark (`pipeline.spark_engine`); the results are the same."""
     with steps.step(f"Loading {data_dir}"):
         raw = load_tables(config, data_dir, steps.warn, activities=False)
-    with tempfile.TemporaryDirectory(prefix="leadscore-activities-") as folder:
+    spill = config.scoring.spill_dir
+    if spill is not None and not Path(spill).is_dir():
+        raise InputError(f"scoring.spill_dir {spill}: no such folder")
+    with tempfile.TemporaryDirectory(prefix="leadscore-activities-", dir=spill) as folder:
         on_spark, partitions = None, None
         if engine == "spark":
             with steps.step("Starting Spark and reading the activity log"):

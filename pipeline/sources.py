@@ -244,7 +244,7 @@ def parse_timestamps(
     return parsed
 
 
-def _value_text(values: pd.Series) -> pd.Series:
+def value_text(values: pd.Series) -> pd.Series:
     """Values as the text a value map's keys are written in: 1.0 (an int column with gaps,
     which pandas reads as floats) is "1"."""
     if pd.api.types.is_float_dtype(values):
@@ -274,7 +274,7 @@ def _map_values(frame: pd.DataFrame, maps: dict[str, dict[str, str | None]], whe
             raise InputError(f"{where}: value map for column {column!r}, which it does not have")
         folded = {_fold(k): v for k, v in mapping.items()}
         for target in targets:
-            text = _value_text(frame[target]).map(_fold, na_action="ignore")
+            text = value_text(frame[target]).map(_fold, na_action="ignore")
             hit = text.isin(list(folded)).fillna(False).astype(bool)
             if hit.any():
                 mapped = frame[target].astype(object)

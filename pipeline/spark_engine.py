@@ -11,8 +11,10 @@ so training and grading continue exactly as on one machine.
 from __future__ import annotations
 
 import os
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -143,18 +145,28 @@ class SparkActivities:
         self.frame = raw.join(mapping, on="lead_id", how="inner")
 
     def newest(self) -> pd.Timestamp | None:
-        """The newest occurred_at, for the default as-of time."""
+        """The newest occurred_at, for the default as-of time: every row goes through the same
+        mapping and checks as in the buckets (a text timestamp is parsed with its format, not
+        compared as text), so bad rows fail here, before any work."""
         from pyspark.sql import functions as F
 
-        column = "occurred_at"
-        if column not in self.frame.columns:
-            return None
-        value = self.frame.agg(F.max(column)).collect()[0][0]
-        if value is None:
-            return None
-        if column in self.timestamp_columns:
-            return pd.Timestamp(int(value), unit="us", tz="UTC")
-        return pd.Timestamp(value, tz="UTC") if not isinstance(value, str) else pd.Timestamp(value)
+        spec, where, stamps = self.spec, self.where, self.timestamp_columns
+        lead_dtype = self.lead_ids.dtype
+
+        def newest_per_batch(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+            for raw in batches:
+                acts = _activities(raw.drop(columns=[BUCKET]), spec, where, stamps, lead_dtype)
+                if len(acts):
+                    top = int(utc_datetime64(acts["occurred_at"]).view("int64").max())
+                    yield pd.DataFrame({"newest": [top]})
+
+        with _input_errors():
+            value = (
+                self.frame.mapInPandas(newest_per_batch, "newest long")
+                .agg(F.max("newest"))
+                .collect()[0][0]
+            )
+        return None if value is None else pd.Timestamp(int(value), unit="ns", tz="UTC")
 
     def map_buckets(
         self,
@@ -203,14 +215,30 @@ class SparkActivities:
             row_of = pd.Series(rows[ROW].to_numpy(), index=lead_part["lead_id"].to_numpy())
             return out[names].assign(**{ROW: row_of.reindex(out["lead_id"].to_numpy()).to_numpy()})
 
-        result = (
-            spine_sdf.groupBy(BUCKET)
-            .cogroup(self.frame.groupBy(BUCKET))
-            .applyInPandas(bucket, schema=f"{schema}, {ROW} long")
-            .toPandas()
-        )
+        with _input_errors():
+            result = (
+                spine_sdf.groupBy(BUCKET)
+                .cogroup(self.frame.groupBy(BUCKET))
+                .applyInPandas(bucket, schema=f"{schema}, {ROW} long")
+                .toPandas()
+            )
         shared.unpersist()
         return result.sort_values(ROW).drop(columns=ROW).reset_index(drop=True)
+
+
+@contextmanager
+def _input_errors() -> Iterator[None]:
+    """An InputError raised on an executor (a bad timestamp in some bucket) reaches the driver
+    wrapped in Spark's PythonException: unwrap it, so the CLI says what is wrong and exits 2."""
+    from pyspark.errors import PythonException
+
+    try:
+        yield
+    except PythonException as exc:
+        found = re.search(r"InputError: (.+)", str(exc))
+        if found is None:
+            raise
+        raise InputError(found.group(1).strip()) from None
 
 
 def _activities(
@@ -222,6 +250,10 @@ def _activities(
 ) -> pd.DataFrame:
     """One bucket's raw rows through the same mapping and checks as a loaded table."""
     raw = raw.copy()
+    if spec.path is not None and not str(spec.path).endswith(".parquet"):  # CSV null tokens
+        tokens = [t for t in spec.csv.null_values if t != ""]
+        if tokens:
+            raw = raw.replace(tokens, None)
     for column in stamps:
         raw[column] = pd.to_datetime(raw[column], unit="us", utc=True)
     frame = map_source(raw, spec.model_copy(update={"rename": {}}), where)

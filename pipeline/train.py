@@ -341,6 +341,8 @@ def prepare(
     with steps.step(f"Loading {data_dir}"):
         raw = load_tables(config, data_dir, warn, activities=engine != "spark")
         data_hash = fingerprint(raw)
+    if engine == "spark":  # the activity log stays on Spark: say the print does not cover it
+        data_hash = f"{data_hash}-without-activities"
     if engine == "spark":
         from pipeline.spark_engine import spark_activities, spark_features
 
@@ -500,7 +502,9 @@ def train(
                 "config_hash": config_hash,
                 "git_commit": git_commit(),
                 "data_leads": str(len(tables.leads)),
-                "data_activities": str(len(tables.activities)),
+                "data_activities": str(len(tables.activities))
+                if engine != "spark"
+                else "not counted (on Spark)",
                 "data_deals": str(len(tables.deals)),
                 "n_features": str(X.shape[1]),
                 "n_examples": str(len(X)),
@@ -546,7 +550,8 @@ def train(
                     "data fingerprint": data_hash,
                     "config hash": config_hash,
                     "leads / activities / deals": f"{len(tables.leads):,} / "
-                    f"{len(tables.activities):,} / {len(tables.deals):,}",
+                    + (f"{len(tables.activities):,}" if engine != "spark" else "on Spark")
+                    + f" / {len(tables.deals):,}",
                     **{k.replace("_", " "): f"{v:,}" for k, v in counts.items()},
                     "cutoffs": ts.rows["cutoff"].nunique(),
                     "features": X.shape[1],

@@ -199,3 +199,20 @@ def test_score_leaves_no_partition_files_behind(trained_copy, run_cli, monkeypat
     assert failed.returncode == 2, failed.stderr
     assert "activities.parquet" in failed.stderr and "'occurred_at'" in failed.stderr
     assert not list(spill.glob("leadscore-activities-*"))
+
+
+def test_batches_whose_ids_read_as_another_type_still_match(tmp_path, monkeypatch):
+    """A CSV read a chunk at a time guesses each chunk's types: an early chunk of numeric ids
+    must still match leads whose ids are text (some are prefixed)."""
+    monkeypatch.setattr(activity_partitions, "BATCH_ROWS", 100)
+    acts = _acts(300, [1, 2, 3])
+    acts["lead_id"] = acts["lead_id"].astype(object)
+    acts.loc[250:, "lead_id"] = "LD-9"  # only the last batch has text ids
+    folder = _csv(tmp_path / "mixed", acts)
+    leads = pd.Series(["1", "2", "3", "LD-9"], dtype=object)
+    warnings: list[str] = []
+    parts = _partition(folder, SourceConfig(path="activities.csv"), leads, 10, warnings)
+    assert parts.rows == 300 and warnings == []
+    numbers = _partition(_csv(tmp_path / "numbers", _acts(300, [1, 2])),
+                         SourceConfig(path="activities.csv"), pd.Series([1, 2, 3]), 10)  # fmt: skip
+    assert numbers.rows == 300

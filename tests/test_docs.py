@@ -18,9 +18,13 @@ def _calls() -> list[tuple[str, list[str]]]:
     text = (DOCS / "scheduling.md").read_text()
     dag = (DOCS / "airflow_dag.py").read_text()
     ast.parse(dag)  # the DAG is valid Python
-    calls = re.findall(r"leadscore (\w[\w-]*)((?: --[\w-]+)*)", text)
-    calls += re.findall(r"\{CLI\} (\w[\w-]*) \{CONFIG\}((?: --[\w-]+)*)", dag)
-    return [(command, options.split()) for command, options in calls]
+    calls = []
+    for line in text.splitlines() + dag.splitlines():
+        for part in re.split(r"leadscore |\{CLI\} ", line)[1:]:
+            command = re.match(r"\w[\w-]*", part)
+            if command is not None:
+                calls.append((command.group(), re.findall(r"--[\w-]+", part)))
+    return calls
 
 
 def test_the_docs_name_commands_and_options_the_cli_has():

@@ -89,6 +89,23 @@ def test_backtest_reads_the_history_and_alerts_when_past_scores_missed(run_cli, 
     assert batch["wins"] >= 10 and batch["realized_auc"] > 0.8
     assert {b["grade"] for b in report["bands"]} >= {"A", "D"}
 
+    # a nightly incremental batch holds only the rescored leads; the backtest judges the scores
+    # in force then (the kept rows too), which is the current table the run left
+    run_cli("score", "--as-of", "2026-07-15", "--output", "scores.db", "--changed-since", "last")
+    with sqlite3.connect(workdir / "scores.db") as conn:
+        in_force = conn.execute("SELECT COUNT(*) FROM lead_scores").fetchone()[0]
+        rescored = conn.execute(
+            "SELECT COUNT(*) FROM lead_score_history WHERE as_of LIKE '2026-07-15%'"
+        ).fetchone()[0]
+    assert 0 < rescored < in_force
+    later = run_cli("monitor", "--as-of", "2026-10-20", "--report", "later.json", check=False)
+    assert later.returncode == 0, later.stdout + later.stderr
+    batches = {
+        b["as_of"][:10]: b for b in json.loads((workdir / "later.json").read_text())["backtest"]
+    }
+    assert batches["2026-07-15"]["leads"] == in_force
+    assert batches["2026-07-01"]["leads"] == batch["leads"]
+
     # the same history with its probabilities turned upside down: the scores ranked backwards
     with sqlite3.connect(workdir / "scores.db") as conn:
         conn.execute("UPDATE lead_score_history SET probability = 1.0 - probability")

@@ -114,3 +114,18 @@ def test_the_core_install_does_not_need_pyspark(tmp_path, write_crm):
     )
     assert result.returncode == 2, result.stderr
     assert "--engine spark needs pyspark: pip install -e '.[spark]'" in result.stderr
+
+
+def test_bad_activity_rows_are_input_errors_on_spark_too(spark, crm_folder):
+    from pipeline.errors import InputError
+    from pipeline.spark_engine import SparkActivities
+
+    acts = pd.read_parquet(crm_folder / "activities.parquet")
+    acts["occurred_at"] = acts["occurred_at"].astype(str)
+    acts.loc[len(acts) // 2, "occurred_at"] = "last tuesday"
+    (crm_folder / "activities.parquet").unlink()
+    acts.to_csv(crm_folder / "activities.csv", index=False)
+    light = load_tables(None, crm_folder, activities=False)
+    on_spark = SparkActivities(spark, load_config(None), crm_folder, light.leads["lead_id"])
+    with pytest.raises(InputError, match=r"activities\.csv: column 'occurred_at' has 1 value"):
+        on_spark.newest()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -103,3 +105,111 @@ def strongest_against(
             }
         )
     return out
+
+
+def _plain(value: object) -> object:
+    """A JSON-friendly feature value (numpy numbers become Python numbers, NaN null)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    return value
+
+
+@dataclass(frozen=True)
+class ReasonColumns:
+    """The reason columns of a chunk of leads, one entry per lead."""
+
+    reasons: np.ndarray  # "; "-joined sentences of the reasons up ("" when none)
+    against: np.ndarray  # the sentence of the reason against ("" when none)
+    structured: np.ndarray  # JSON: [{feature, value, impact}, ...], ups then the one against
+
+
+def reason_columns(
+    X: pd.DataFrame,
+    contributions: pd.DataFrame,
+    describe: Callable[[str, object], str],
+    max_reasons: int = 3,
+    min_impact: float = 0.05,
+) -> ReasonColumns:
+    """What `top_reasons` and `strongest_against` give, as the three text columns scoring
+    writes, built per distinct (feature, value) instead of per lead: each pair is worded and
+    JSON-encoded once, and the per-lead strings are joined column-wise."""
+    features = [c for c in contributions.columns if c != "bias"]
+    n = len(X)
+    values = contributions[features].to_numpy()
+    k = min(max_reasons, len(features))
+    frame = X[features]
+    codes = np.empty((n, len(features)), dtype=np.int64)
+    uniques = []
+    for j, name in enumerate(features):  # each feature's values, factorized once
+        codes[:, j], found = pd.factorize(frame[name], use_na_sentinel=False)
+        uniques.append(np.asarray(found, dtype=object))
+    absent = pd.isna(frame).to_numpy() | (frame == 0).to_numpy()
+
+    slots: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (feature, impact, valid)
+    if k > 0:
+        ranked = np.where(absent, -np.inf, values)
+        top = np.argpartition(-ranked, k - 1, axis=1)[:, :k]
+        top_values = np.take_along_axis(ranked, top, axis=1)
+        order = np.argsort(-top_values, axis=1)
+        top = np.take_along_axis(top, order, axis=1)
+        top_values = np.take_along_axis(top_values, order, axis=1)
+        valid = np.cumprod(top_values >= min_impact, axis=1).astype(bool)  # stop at the first
+        slots = [(top[:, s], top_values[:, s], valid[:, s]) for s in range(k)]
+    worst = values.argmin(axis=1) if features else np.zeros(n, dtype=np.int64)
+    worst_value = values[np.arange(n), worst] if features else np.zeros(n)
+    against_valid = worst_value <= -min_impact if features else np.zeros(n, dtype=bool)
+
+    texts: dict[tuple[int, int], str] = {}
+    fragments: dict[tuple[int, int], str] = {}
+
+    def words(feature: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per lead: the sentence and the JSON start of (feature, its value), "" if not valid;
+        each distinct pair is worded once."""
+        rows = np.flatnonzero(valid)
+        key = feature[rows].astype(np.int64) * (n + 1) + codes[rows, feature[rows]]
+        distinct, inverse = np.unique(key, return_inverse=True)
+        sentences = np.empty(len(distinct), dtype=object)
+        starts = np.empty(len(distinct), dtype=object)
+        for t, pair in enumerate(divmod(int(v), n + 1) for v in distinct):
+            if pair not in texts:
+                j, c = pair
+                value = uniques[j][c]
+                texts[pair] = describe(features[j], value)
+                fragments[pair] = (
+                    f'{{"feature": {json.dumps(features[j])}, '
+                    f'"value": {json.dumps(_plain(value))}, "impact": '
+                )
+            sentences[t], starts[t] = texts[pair], fragments[pair]
+        sentence = np.full(n, "", dtype=object)
+        start = np.full(n, "", dtype=object)
+        sentence[rows], start[rows] = sentences[inverse], starts[inverse]
+        return sentence, start
+
+    def impact_text(impact: np.ndarray) -> np.ndarray:
+        """round(v, 4) as JSON writes it: numpy prints the same shortest repr as Python."""
+        return np.round(impact, 4).astype(str).astype(object)
+
+    reasons = np.full(n, "", dtype=object)
+    structured = np.full(n, "", dtype=object)
+    for s, (feature, impact, valid) in enumerate(slots):
+        sentence, start = words(feature, valid)
+        piece = np.where(valid, start + impact_text(np.where(valid, impact, 0.0)) + "}", "")
+        glue = "; " if s else ""
+        comma = ", " if s else ""
+        reasons = np.where(valid, reasons + glue + sentence, reasons)
+        structured = np.where(valid, structured + comma + piece, structured)
+    against_sentence, against_start = words(worst, against_valid)
+    against_piece = against_start + impact_text(np.where(against_valid, worst_value, 0.0)) + "}"
+    has_up = structured != ""
+    structured = np.where(
+        against_valid,
+        structured + np.where(has_up, ", ", "") + against_piece,
+        structured,
+    )
+    return ReasonColumns(
+        reasons=reasons,
+        against=np.where(against_valid, against_sentence, ""),
+        structured="[" + structured + "]",
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,7 +18,7 @@ from features.families import FAMILIES, feature_family
 from features.snapshots import open_leads
 from features.tables import CrmTables, activities_as_of, as_of, clean, clean_activities
 from models.evaluation import grade_table
-from models.reasons import strongest_against, top_reasons
+from models.reasons import reason_columns
 from models.scores import SCORE_COLUMNS, assign_grades, mql_flags, to_score
 from models.subscores import family_logits, to_subscore
 from pipeline.activity_partitions import ActivityPartitions, partition_activities, source_rows
@@ -91,21 +90,7 @@ def _score_chunk(
     proba = model.proba_from_margin(contributions.sum(axis=1).to_numpy())
     s = config.scoring
     logits = family_logits(contributions, feature_family, FAMILIES)
-    up = top_reasons(X, contributions, describe, s.max_reasons, s.min_reason_impact)
-    down = strongest_against(X, contributions, describe, s.min_reason_impact)
-    structured = [
-        json.dumps(
-            [
-                {
-                    "feature": r["feature"],
-                    "value": _plain(r["value"]),
-                    "impact": round(r["impact"], 4),
-                }
-                for r in [*ups, *([against] if against else [])]
-            ]
-        )
-        for ups, against in zip(up, down, strict=True)
-    ]
+    words = reason_columns(X, contributions, describe, s.max_reasons, s.min_reason_impact)
     reference = bundle.subscore_reference
     return pd.DataFrame(
         {
@@ -113,9 +98,9 @@ def _score_chunk(
             "probability": proba.round(6),
             "fit_score": to_subscore(logits["fit"], reference["fit"]),
             "engagement_score": to_subscore(logits["engagement"], reference["engagement"]),
-            "reasons": ["; ".join(r["text"] for r in row) or NO_REASON for row in up],
-            "reason_against": [r["text"] if r else "" for r in down],
-            "reasons_json": structured,
+            "reasons": np.where(words.reasons == "", NO_REASON, words.reasons),
+            "reason_against": words.against,
+            "reasons_json": words.structured,
         }
     )
 
@@ -333,15 +318,6 @@ def _partitioned_activities(
             steps.warn,
             bar,
         )
-
-
-def _plain(value: object) -> object:
-    """A JSON-friendly feature value (numpy numbers become Python numbers, NaN null)."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and np.isnan(value):
-        return None
-    return value
 
 
 def score(

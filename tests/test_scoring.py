@@ -152,3 +152,45 @@ def test_the_strongest_reason_against_is_given_even_for_an_absence():
     against = strongest_against(X, contrib, describe)
     assert against[0]["text"] == "No activity in the last year"
     assert strongest_against(X, contrib.assign(days_since_last_activity=-0.01), describe) == [None]
+
+
+@pytest.mark.parametrize("max_reasons", [0, 1, 3])
+def test_reason_columns_equal_the_per_lead_reasons(small_tables, max_reasons):
+    """The column-wise reasons scoring writes equal what top_reasons and strongest_against
+    give lead by lead, for real features (counts, NaN, categories with gaps) and contributions
+    of both signs."""
+    import json
+
+    from features.build import FeatureSpec, build_features
+    from features.snapshots import open_leads
+    from features.tables import as_of, clean
+    from models.reasons import _plain, reason_columns
+
+    moment = pd.Timestamp("2026-06-01", tz="UTC")
+    tables = clean(as_of(small_tables, moment))
+    spine = open_leads(tables, pd.DatetimeIndex([moment], name="cutoff"), None).head(600)
+    X = build_features(tables, spine, FeatureSpec()).reset_index(drop=True)
+    rng = np.random.default_rng(4)
+    contrib = pd.DataFrame(rng.normal(0, 0.3, X.shape), columns=X.columns)
+    contrib["bias"] = -3.0
+    got = reason_columns(X, contrib, describe, max_reasons, 0.05)
+    up = top_reasons(X, contrib, describe, max_reasons, 0.05)
+    down = strongest_against(X, contrib, describe, 0.05)
+    assert [("; ".join(r["text"] for r in row)) for row in up] == got.reasons.tolist()
+    assert [r["text"] if r else "" for r in down] == got.against.tolist()
+    expected_json = [
+        json.dumps(
+            [
+                {
+                    "feature": r["feature"],
+                    "value": _plain(r["value"]),
+                    "impact": round(r["impact"], 4),
+                }
+                for r in [*ups, *([against] if against else [])]
+            ]
+        )
+        for ups, against in zip(up, down, strict=True)
+    ]
+    assert got.structured.tolist() == expected_json
+    assert sum(bool(r) for r in got.reasons) > (100 if max_reasons else -1)
+    assert sum(bool(a) for a in got.against) > 100

@@ -348,7 +348,7 @@ def score(
         if engine == "spark":
             with steps.step("Starting Spark and reading the activity log"):
                 on_spark = spark_activities(config, data_dir, raw)
-                newest = on_spark.newest()
+                newest = on_spark.newest(steps.warn)
         else:
             partitions = _partitioned_activities(config, data_dir, raw, Path(folder), steps)
             newest = partitions.newest if partitions is not None else None

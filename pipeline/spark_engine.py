@@ -113,7 +113,9 @@ def _read_activities(
     if "lead_id" not in frame.columns:
         raise InputError(f"{path}: no lead_id column (has: {', '.join(frame.columns)})")
     key_type = "long" if pd.api.types.is_integer_dtype(lead_key) else "string"
-    return frame.withColumn("lead_id", F.col("lead_id").cast(key_type)), stamps
+    # try_cast: an id that is not a number (against numeric lead ids) becomes null, an unknown
+    # lead, instead of failing the job under ANSI mode
+    return frame.withColumn("lead_id", F.expr(f"try_cast(lead_id AS {key_type})")), stamps
 
 
 def _buckets(lead_ids: pd.Series, size: int) -> pd.DataFrame:
@@ -142,29 +144,59 @@ class SparkActivities:
         self.lead_ids = leads.reset_index(drop=True)
         mapping = spark.createDataFrame(_buckets(self.lead_ids, bucket_size))
         raw, self.timestamp_columns = _read_activities(spark, spec, data_dir, self.lead_ids)
-        self.frame = raw.join(mapping, on="lead_id", how="inner")
+        # a left join: rows of unknown leads get no bucket; `newest` counts them, and no
+        # spine bucket ever meets them
+        self.frame = raw.join(mapping, on="lead_id", how="left")
 
-    def newest(self) -> pd.Timestamp | None:
-        """The newest occurred_at, for the default as-of time: every row goes through the same
+    def newest(self, warn: Callable[[str], None] | None = None) -> pd.Timestamp | None:
+        """The newest occurred_at, for the default as-of time. Every row goes through the same
         mapping and checks as in the buckets (a text timestamp is parsed with its format, not
-        compared as text), so bad rows fail here, before any work."""
+        compared as text), so bad rows fail here, before any work; rows of leads the leads
+        table lacks are counted and warned about as the default engine does (none matching at
+        all is an input error)."""
         from pyspark.sql import functions as F
 
         spec, where, stamps = self.spec, self.where, self.timestamp_columns
         lead_dtype = self.lead_ids.dtype
 
-        def newest_per_batch(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        def per_batch(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
             for raw in batches:
+                unknown = raw[BUCKET].isna().to_numpy()
                 acts = _activities(raw.drop(columns=[BUCKET]), spec, where, stamps, lead_dtype)
-                if len(acts):
-                    top = int(utc_datetime64(acts["occurred_at"]).view("int64").max())
-                    yield pd.DataFrame({"newest": [top]})
+                known = acts[~acts["lead_id"].isin(raw.loc[unknown, "lead_id"])]
+                top = (
+                    int(utc_datetime64(known["occurred_at"]).view("int64").max())
+                    if len(known)
+                    else None
+                )
+                example = str(raw.loc[unknown, "lead_id"].iloc[0]) if unknown.any() else None
+                yield pd.DataFrame(
+                    {
+                        "newest": pd.array([top], dtype="Int64"),
+                        "rows": [len(raw)],
+                        "unknown": [int(unknown.sum())],
+                        "example": pd.array([example], dtype="string"),
+                    }
+                )
 
         with _input_errors():
-            value = (
-                self.frame.mapInPandas(newest_per_batch, "newest long")
-                .agg(F.max("newest"))
-                .collect()[0][0]
+            summary = (
+                self.frame.mapInPandas(
+                    per_batch, "newest long, rows long, unknown long, example string"
+                )
+                .agg(F.max("newest"), F.sum("rows"), F.sum("unknown"), F.first("example", True))
+                .collect()[0]
+            )
+        value, rows, unknown, example = summary
+        if rows and unknown == rows:
+            raise InputError(
+                f"{where}: no value of column 'lead_id' matches leads.lead_id (e.g. {example!r} "
+                f"against {', '.join(map(repr, self.lead_ids.head(3).tolist()))})"
+            )
+        if unknown and warn is not None:
+            warn(
+                f"{where}: {unknown:,} of {rows:,} rows have a lead_id not in the leads table, "
+                f"e.g. {example!r}; they are ignored"
             )
         return None if value is None else pd.Timestamp(int(value), unit="ns", tz="UTC")
 
@@ -258,6 +290,7 @@ def _activities(
         raw[column] = pd.to_datetime(raw[column], unit="us", utc=True)
     frame = map_source(raw, spec.model_copy(update={"rename": {}}), where)
     frame = check_table("activities", frame, where)
+    frame = frame[frame["lead_id"].notna()]  # no lead: an unknown lead, counted by `newest`
     frame["lead_id"] = frame["lead_id"].astype(lead_dtype)
     return canonical_order(frame, SORT_KEYS["activities"])
 

@@ -348,7 +348,7 @@ def prepare(
 
         with steps.step("Starting Spark and reading the activity log"):
             on_spark = spark_activities(config, data_dir, raw)
-            newest = on_spark.newest()
+            newest = on_spark.newest(warn)
     moment = resolve_as_of(raw, moment, steps.note, newest)
     if engine == "spark":
 

@@ -129,3 +129,23 @@ def test_bad_activity_rows_are_input_errors_on_spark_too(spark, crm_folder):
     on_spark = SparkActivities(spark, load_config(None), crm_folder, light.leads["lead_id"])
     with pytest.raises(InputError, match=r"activities\.csv: column 'occurred_at' has 1 value"):
         on_spark.newest()
+
+
+def test_activities_of_unknown_leads_are_warned_about_or_fatal_on_spark(spark, crm_folder):
+    from pipeline.errors import InputError
+    from pipeline.spark_engine import SparkActivities
+
+    acts = pd.read_parquet(crm_folder / "activities.parquet")
+    acts = acts.assign(lead_id=acts["lead_id"].astype(str))
+    acts.loc[:9, "lead_id"] = "L-unknown"  # not even a number, against numeric lead ids
+    acts.to_parquet(crm_folder / "activities.parquet", index=False)
+    light = load_tables(None, crm_folder, activities=False)
+    warnings: list[str] = []
+    on_spark = SparkActivities(spark, load_config(None), crm_folder, light.leads["lead_id"])
+    assert on_spark.newest(warnings.append) is not None
+    assert len(warnings) == 1 and f"10 of {len(acts):,} rows have a lead_id not in" in warnings[0]
+
+    acts.assign(lead_id="L-unknown").to_parquet(crm_folder / "activities.parquet", index=False)
+    on_spark = SparkActivities(spark, load_config(None), crm_folder, light.leads["lead_id"])
+    with pytest.raises(InputError, match=r"no value of column 'lead_id' matches leads\.lead_id"):
+        on_spark.newest()

@@ -78,3 +78,53 @@ def test_the_report_renders_its_plots_in_headless_chromium(report, tmp_path):
     pixels = matplotlib.image.imread(shot)[..., :3]
     green = np.abs(pixels - np.array([0x1B, 0x7F, 0x3B]) / 255).max(axis=-1) < 0.08
     assert green.sum() > 2000  # the plots' curves and bars are drawn, not broken images
+
+
+def test_the_mlflow_ui_serves_the_runs_metrics_and_plots(trained_copy):
+    """The real MLflow UI server on the store `train` wrote: the run with its intervals, and
+    a plot as an artifact (what a data scientist clicks through)."""
+    import json
+    import socket
+    import sys
+    import time
+    import urllib.request
+
+    workdir, _ = trained_copy(6000, 3, "2026-10-01")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    exe = Path(sys.executable).with_name("mlflow")
+    server = subprocess.Popen(
+        [str(exe), "ui", "--backend-store-uri", "sqlite:///mlflow.db", "--host", "127.0.0.1",
+         "--port", str(port)],
+        cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.5)
+        query = json.dumps(
+            {"experiment_ids": ["1"], "filter": "tags.job = 'train'", "max_results": 5}
+        ).encode()
+        request = urllib.request.Request(
+            f"{base}/api/2.0/mlflow/runs/search",
+            data=query,
+            headers={"Content-Type": "application/json"},
+        )
+        [run] = json.load(urllib.request.urlopen(request, timeout=30))["runs"]
+        metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
+        assert metrics["roc_auc_ci_low"] <= metrics["roc_auc"] <= metrics["roc_auc_ci_high"]
+        plot = urllib.request.urlopen(
+            f"{base}/get-artifact?path=plots/roc.png&run_uuid={run['info']['run_id']}", timeout=30
+        ).read()
+        assert plot[:8] == b"\x89PNG\r\n\x1a\n" and len(plot) > 5000
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -99,9 +99,11 @@ def partition_activities(
     unknown_examples: list[object] = []
     newest: np.datetime64 | None = None
     try:
+        read = 0  # source rows so far: messages name rows of the source
         for raw in iter_source(spec, data_dir, BATCH_ROWS):
+            raw.index = pd.RangeIndex(read, read + len(raw))
+            read += len(raw)
             frame = map_source(raw, spec, where, dropped=dropped)
-            frame.index = pd.RangeIndex(seen, seen + len(frame))  # row numbers in messages
             frame = check_table("activities", frame, where)
             seen += len(frame)
             if advance is not None:

@@ -291,6 +291,9 @@ def map_source(
 ) -> pd.DataFrame:
     """Rename, map values, parse timestamps and drop unusable rows, as the source spec says.
 
+    The frame keeps the raw rows' index, so a message about a later check still names the
+    row of the source after rows were dropped.
+
     Dropped rows are warned about, or counted per column into `dropped` when the source is
     mapped a batch at a time (the caller warns once with the totals)."""
     unknown = [c for c in spec.rename if c not in raw.columns]
@@ -319,7 +322,7 @@ def map_source(
                     f"{where}: dropped {int(empty.sum()):,} of {len(frame):,} rows without {column}"
                 )
             frame = frame[~empty]
-    return frame.reset_index(drop=True)
+    return frame  # indexed by source row (0 = the first data row): messages name rows by it
 
 
 def check_table(name: str, frame: pd.DataFrame, where: str) -> pd.DataFrame:

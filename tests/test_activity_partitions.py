@@ -216,3 +216,14 @@ def test_batches_whose_ids_read_as_another_type_still_match(tmp_path, monkeypatc
     numbers = _partition(_csv(tmp_path / "numbers", _acts(300, [1, 2])),
                          SourceConfig(path="activities.csv"), pd.Series([1, 2, 3]), 10)  # fmt: skip
     assert numbers.rows == 300
+
+
+def test_row_numbers_in_messages_count_source_rows_after_dropped_ones(tmp_path, monkeypatch):
+    monkeypatch.setattr(activity_partitions, "BATCH_ROWS", 100)
+    acts = _acts(450, [1, 2, 3])
+    acts.loc[[5, 120, 230], "lead_id"] = None  # dropped (drop_rows_without), before row 378
+    acts.loc[377, "occurred_at"] = ""
+    folder = _csv(tmp_path / "gaps", acts)
+    spec = SourceConfig(path="activities.csv", drop_rows_without=["lead_id"])
+    with pytest.raises(InputError, match=r"empty in 1 row\(s\) \(first at row 378\)"):
+        _partition(folder, spec, pd.Series([1, 2, 3]), 10)

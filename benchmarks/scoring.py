@@ -174,19 +174,20 @@ def bench(work: Path, open_target: int, bundle, version: str, config) -> dict:  
     record["with_over_without_reasons"] = round(with_reasons / without, 2)
     record["write_rows_per_s"] = record["write"]["rows_per_s"]
     record["peak_mb"] = round(peak_mb())
-    record["job"] = score_job(work, data, n)
+    job = score_job(work, data, str(work / f"job_{n}.db"))
+    record["job"] = {**job, "rows_per_s": round(n / job["seconds"])}
     record["ratio_job"] = round(record["job"]["seconds"] / floor_s, 2)
     return record
 
 
-def score_job(work: Path, data: Path, n: int) -> dict:
+def score_job(work: Path, data: Path, output: str, *extra: str) -> dict:
     """`leadscore score` as a user runs it, in its own process: wall time (start-up, model
-    load, streaming the activity log, features, reasons, the write) and its own peak memory."""
+    load, streaming the activity log, features, reasons, the write) and its own peak memory.
+    $SPARK_MASTER is local[2] for `--engine spark`."""
     exe = Path(sys.executable).with_name("leadscore")
-    target = work / f"job_{n}.db"
-    log = work / f"job_{n}.log"
+    log = work / f"{Path(output).stem}.log"
     args = [str(exe), "score", "--config", str(REPO / "configs" / "demo.yaml"), "--data",
-            str(data), "--as-of", AS_OF.isoformat(), "--output", str(target)]  # fmt: skip
+            str(data), "--as-of", AS_OF.isoformat(), "--output", output, *extra]  # fmt: skip
     # Linux keeps a process's peak memory across exec, so a child forked from this (large)
     # process would report our peak: a small fresh Python starts the job and reports its child's.
     wrapper = (
@@ -198,14 +199,13 @@ def score_job(work: Path, data: Path, n: int) -> dict:
     with log.open("w") as err:
         done = subprocess.run(
             [sys.executable, "-c", wrapper, *args], cwd=work, stdout=subprocess.PIPE,
-            stderr=err, text=True,
+            stderr=err, text=True, env={**os.environ, "SPARK_MASTER": "local[2]"},
         )  # fmt: skip
     seconds = time.perf_counter() - start
     if done.returncode != 0:
-        raise RuntimeError(f"leadscore score failed:\n{log.read_text()}")
+        raise RuntimeError(f"leadscore score {' '.join(extra)} failed:\n{log.read_text()}")
     return {
         "seconds": round(seconds, 3),
-        "rows_per_s": round(n / seconds),
         "peak_mb": round(int(done.stdout.split()[-1]) / 1024),  # the job's own high-water mark
     }
 

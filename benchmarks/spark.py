@@ -15,40 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
-from scoring import AS_OF, OPEN_SHARE, write_crm  # noqa: E402
-
-WRAPPER = (  # a small fresh Python runs the job and reports its children's peak memory
-    "import resource, subprocess, sys; "
-    "code = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL); "
-    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)"
-)
-
-
-def run_job(work: Path, data: Path, output: str, *extra: str) -> dict:
-    exe = Path(sys.executable).with_name("leadscore")
-    args = [str(exe), "score", "--config", str(REPO / "configs" / "demo.yaml"), "--data",
-            str(data), "--as-of", AS_OF.isoformat(), "--output", output, *extra]  # fmt: skip
-    log = work / f"{Path(output).stem}.log"
-    start = time.perf_counter()
-    with log.open("w") as err:
-        done = subprocess.run(
-            [sys.executable, "-c", WRAPPER, *args], cwd=work, stdout=subprocess.PIPE,
-            stderr=err, text=True, env={**os.environ, "SPARK_MASTER": "local[2]"},
-        )  # fmt: skip
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        raise RuntimeError(f"leadscore score {' '.join(extra)} failed:\n{log.read_text()}")
-    return {"seconds": round(seconds, 1), "peak_mb": round(int(done.stdout.split()[-1]) / 1024)}
+from scoring import AS_OF, OPEN_SHARE, score_job, write_crm  # noqa: E402
 
 
 def main() -> None:
@@ -69,8 +44,8 @@ def main() -> None:
         data = work / "crm"
         write_crm(data, int(args.open_leads / OPEN_SHARE), seed=99)
         activities = pd.read_parquet(data / "activities.parquet", columns=["lead_id"])
-        pandas_run = run_job(work, data, str(work / "pandas.parquet"))
-        spark_run = run_job(work, data, str(work / "spark.parquet"), "--engine", "spark")
+        pandas_run = score_job(work, data, str(work / "pandas.parquet"))
+        spark_run = score_job(work, data, str(work / "spark.parquet"), "--engine", "spark")
         a = pd.read_parquet(work / "pandas.parquet").drop(columns="scored_at")
         b = pd.read_parquet(work / "spark.parquet").drop(columns="scored_at")
         identical = a.equals(b)
@@ -86,8 +61,8 @@ def main() -> None:
     table = (
         "| open leads | activities | default engine | Spark local[2] | Spark / default | "
         "peak MB default / Spark driver | identical scores |\n|---:|---:|---:|---:|---:|---:|:-:|\n"
-        f"| {record['open_leads']:,} | {record['activities']:,} | {pandas_run['seconds']}s | "
-        f"{spark_run['seconds']}s | {record['spark_over_default']}x | "
+        f"| {record['open_leads']:,} | {record['activities']:,} | {pandas_run['seconds']:.1f}s | "
+        f"{spark_run['seconds']:.1f}s | {record['spark_over_default']}x | "
         f"{pandas_run['peak_mb']:,} / {spark_run['peak_mb']:,} | {'yes' if identical else 'NO'} |"
     )
     (args.out / "spark.md").write_text(table + "\n")

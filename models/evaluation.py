@@ -22,11 +22,16 @@ def expected_calibration_error(y: np.ndarray, y_proba: np.ndarray, n_bins: int =
     return float(gap.sum() / max(count.sum(), 1))
 
 
+def _best(y_proba: np.ndarray, share: float) -> np.ndarray:
+    """Row positions of the top `share` of scores (at least one; ties in row order)."""
+    n_top = max(1, int(np.ceil(share * len(y_proba))))
+    return np.argsort(-np.asarray(y_proba), kind="stable")[:n_top]
+
+
 def lift_at(y: np.ndarray, y_proba: np.ndarray, share: float = 0.1) -> float:
     """Win rate among the top `share` of scores divided by the overall win rate."""
     y = np.asarray(y, dtype=float)
-    n_top = max(1, int(np.ceil(share * len(y))))
-    top = np.argsort(-np.asarray(y_proba), kind="stable")[:n_top]
+    top = _best(y_proba, share)
     base = y.mean()
     return float(y[top].mean() / base) if base > 0 else float("nan")
 
@@ -34,8 +39,7 @@ def lift_at(y: np.ndarray, y_proba: np.ndarray, share: float = 0.1) -> float:
 def capture_at(y: np.ndarray, y_proba: np.ndarray, share: float = 0.2) -> float:
     """The share of all wins found among the top `share` of scores."""
     y = np.asarray(y, dtype=float)
-    n_top = max(1, int(np.ceil(share * len(y))))
-    top = np.argsort(-np.asarray(y_proba), kind="stable")[:n_top]
+    top = _best(y_proba, share)
     wins = y.sum()
     return float(y[top].sum() / wins) if wins > 0 else float("nan")
 

@@ -27,6 +27,21 @@ def _remembered(describe: Callable[[str, object], str]) -> Callable[[str, object
     return text
 
 
+def _absent(frame: pd.DataFrame) -> np.ndarray:
+    """Absences (a zero count or a missing value), which are never reasons up."""
+    return pd.isna(frame).to_numpy() | (frame == 0).to_numpy()
+
+
+def _strongest_up(values: np.ndarray, absent: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the `k` columns with the largest contributions (absences last), strongest
+    first, and those contributions."""
+    ranked = np.where(absent, -np.inf, values)
+    top = np.argpartition(-ranked, k - 1, axis=1)[:, :k]
+    top_values = np.take_along_axis(ranked, top, axis=1)
+    order = np.argsort(-top_values, axis=1)
+    return np.take_along_axis(top, order, axis=1), np.take_along_axis(top_values, order, axis=1)
+
+
 def top_reasons(
     X: pd.DataFrame,
     contributions: pd.DataFrame,
@@ -47,13 +62,7 @@ def top_reasons(
         return [[] for _ in range(len(X))]
     raw = X[features].to_numpy(dtype=object)
     describe = _remembered(describe)
-    absent = pd.isna(X[features]).to_numpy() | (X[features] == 0).to_numpy()
-    values = np.where(absent, -np.inf, values)
-    top = np.argpartition(-values, k - 1, axis=1)[:, :k]
-    top_values = np.take_along_axis(values, top, axis=1)
-    order = np.argsort(-top_values, axis=1)
-    top = np.take_along_axis(top, order, axis=1)
-    top_values = np.take_along_axis(top_values, order, axis=1)
+    top, top_values = _strongest_up(values, _absent(X[features]), k)
     out: list[list[dict[str, object]]] = []
     for i in range(len(X)):
         reasons = []
@@ -145,16 +154,10 @@ def reason_columns(
     for j, name in enumerate(features):  # each feature's values, factorized once
         codes[:, j], found = pd.factorize(frame[name], use_na_sentinel=False)
         uniques.append(np.asarray(found, dtype=object))
-    absent = pd.isna(frame).to_numpy() | (frame == 0).to_numpy()
 
     slots: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (feature, impact, valid)
     if k > 0:
-        ranked = np.where(absent, -np.inf, values)
-        top = np.argpartition(-ranked, k - 1, axis=1)[:, :k]
-        top_values = np.take_along_axis(ranked, top, axis=1)
-        order = np.argsort(-top_values, axis=1)
-        top = np.take_along_axis(top, order, axis=1)
-        top_values = np.take_along_axis(top_values, order, axis=1)
+        top, top_values = _strongest_up(values, _absent(frame), k)
         valid = np.cumprod(top_values >= min_impact, axis=1).astype(bool)  # stop at the first
         slots = [(top[:, s], top_values[:, s], valid[:, s]) for s in range(k)]
     worst = values.argmin(axis=1) if features else np.zeros(n, dtype=np.int64)

@@ -29,3 +29,9 @@ def replaced_atomically(path: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write a text file through a temporary file so a reader never sees half of it."""
+    with replaced_atomically(path) as tmp:
+        tmp.write_text(text)

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from pipeline.atomic_files import write_text_atomically
 from pipeline.errors import EXIT_FAILURE, EXIT_INPUT, InputError, JobFailure
 
 DEFAULT_CONFIG = Path("configs/demo.yaml")
@@ -499,18 +500,7 @@ def write_json_atomically(path: Path, value: object) -> None:
     """Write JSON through a temporary file so a reader never sees half of it."""
     import json
 
-    from pipeline.atomic_files import replaced_atomically
-
-    with replaced_atomically(path) as tmp:
-        tmp.write_text(json.dumps(value, indent=2))
-
-
-def write_text_atomically(path: Path, text: str) -> None:
-    """Write a text file through a temporary file so a reader never sees half of it."""
-    from pipeline.atomic_files import replaced_atomically
-
-    with replaced_atomically(path) as tmp:
-        tmp.write_text(text)
+    write_text_atomically(path, json.dumps(value, indent=2))
 
 
 def _tracking_uri() -> str:

@@ -19,7 +19,7 @@ from models.drift import drift_table
 from pipeline.config import Config
 from pipeline.errors import InputError
 from pipeline.progress import Steps
-from pipeline.registry import choose_version, configure_tracking, load_bundle
+from pipeline.registry import chosen_bundle
 from pipeline.score import open_spine
 from pipeline.sources import load_tables, resolve_as_of
 from pipeline.writeback import read_history, redact
@@ -166,11 +166,7 @@ def monitor(
         raw = load_tables(config, data_dir, steps.warn)
     moment = resolve_as_of(raw, moment, steps.note)
     tables = clean(raw if config.data.shape == "flat" else as_of(raw, moment))
-    configure_tracking()
-    name = config.mlflow.registered_model
-    version, why = choose_version(name, moment, model_version)
-    with steps.step(f"Loading {name}: {why}"):
-        bundle = load_bundle(name, version)
+    version, bundle = chosen_bundle(config.mlflow.registered_model, moment, model_version, steps)
     with steps.step("Measuring drift against the training population"):
         drift, sampled, outside = _drift(tables, moment, bundle, config)
     with steps.step("Backtesting past scores against outcomes since"):

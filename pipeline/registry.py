@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
 from pipeline.errors import InputError, JobFailure
+from pipeline.progress import Steps
 from pipeline.pyfunc_model import ScoringBundle
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -278,6 +279,16 @@ def choose_version(
         f"version {number} (trained as of {as_of:%Y-%m-%d}): the champion, version "
         f"{champion.version}, was trained as of {trained:%Y-%m-%d}, after {moment:%Y-%m-%d}"
     )
+
+
+def chosen_bundle(
+    registered_model: str, moment: pd.Timestamp, model_version: str | None, steps: Steps
+) -> tuple[str, ScoringBundle]:
+    """The version to score at `moment` (`choose_version`) and its bundle, said out loud."""
+    configure_tracking()
+    version, why = choose_version(registered_model, moment, model_version)
+    with steps.step(f"Loading {registered_model}: {why}"):
+        return version, load_bundle(registered_model, version)
 
 
 def load_bundle(registered_model: str, version: str) -> ScoringBundle:

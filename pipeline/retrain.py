@@ -117,7 +117,7 @@ def retrain(
         current = champion_version(name)
         champion, notes = None, []
         if current is None:
-            history = champion_history(name) if _model_exists(name) else []
+            history = champion_history(name)  # the challenger registered the model
             gone = history[-1]["version"] if history else None
             note = (
                 f"no champion: the last one, version {gone}, no longer exists"
@@ -134,14 +134,6 @@ def retrain(
             set_champion(name, challenger.version, decision.summary(), action="promote (gate)")
         _record(challenger, decision, current, champion, name)
     return RetrainResult(challenger, decision, current, champion)
-
-
-def _model_exists(name: str) -> bool:
-    try:
-        MlflowClient().get_registered_model(name)
-        return True
-    except MlflowException:
-        return False
 
 
 def _record(

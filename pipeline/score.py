@@ -26,9 +26,14 @@ from pipeline.config import Config
 from pipeline.errors import InputError
 from pipeline.progress import Steps
 from pipeline.pyfunc_model import ScoringBundle
-from pipeline.registry import choose_version, configure_tracking, load_bundle
+from pipeline.registry import chosen_bundle
 from pipeline.sources import describe_source, load_tables, resolve_as_of, source_spec
-from pipeline.spark_engine import SparkActivities, spark_activities, spark_scores
+from pipeline.spark_engine import (
+    SCORE_PART_COLUMNS,
+    SparkActivities,
+    spark_activities,
+    spark_scores,
+)
 from pipeline.writeback import read_current, redact, write_table
 
 HISTORY_COLUMNS = [
@@ -42,15 +47,6 @@ HISTORY_COLUMNS = [
     "model_version",
     "as_of",
     "scored_at",
-]
-SPARK_PART_COLUMNS = [
-    "lead_id",
-    "probability",
-    "fit_score",
-    "engagement_score",
-    "reasons",
-    "reason_against",
-    "reasons_json",
 ]
 NO_REASON = "No signal raised this lead's score above the typical lead"
 
@@ -224,7 +220,7 @@ def score_leads_spark(
     def part(bucket_tables: CrmTables, lead_chunk: pd.DataFrame) -> pd.DataFrame:
         chosen = lead_chunk if select is None else select(bucket_tables, lead_chunk)
         if chosen.empty:
-            return pd.DataFrame({c: [] for c in SPARK_PART_COLUMNS})
+            return pd.DataFrame({c: [] for c in SCORE_PART_COLUMNS})
         return _score_chunk(bucket_tables, bundle, chosen, config)
 
     scored = spark_scores(activities, tables, spine, moment, part)
@@ -355,11 +351,9 @@ def score(
         moment = resolve_as_of(raw, moment, steps.note, newest)
         tables = clean(raw if config.data.shape == "flat" else as_of(raw, moment))
         del raw  # the as-of view holds copies: keep one set of tables in memory, not two
-        configure_tracking()
-        name = config.mlflow.registered_model
-        version, why = choose_version(name, moment, model_version)
-        with steps.step(f"Loading {name}: {why}"):
-            bundle = load_bundle(name, version)
+        version, bundle = chosen_bundle(
+            config.mlflow.registered_model, moment, model_version, steps
+        )
         spine = open_spine(tables, moment, config.data.shape)
         run = None
         if changed_since is not None:

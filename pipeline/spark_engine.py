@@ -295,17 +295,6 @@ def _activities(
     return canonical_order(frame, SORT_KEYS["activities"])
 
 
-def _spark_type(dtype: np.dtype) -> str:
-    return "double" if pd.api.types.is_numeric_dtype(dtype) else "string"
-
-
-def feature_schema(small: CrmTables, spine: pd.DataFrame, spec: FeatureSpec) -> list[str]:
-    """The feature columns (name, Spark type) build_features gives these tables: computed on
-    the driver from one spine row without activities (the columns never depend on the rows)."""
-    sample = build_features(small, spine.head(1), spec)
-    return [f"`{c}` {_spark_type(sample[c].dtype)}" for c in sample.columns]
-
-
 def spark_features(
     activities: SparkActivities,
     small: CrmTables,
@@ -313,23 +302,39 @@ def spark_features(
     spec: FeatureSpec,
     moment: pd.Timestamp,
 ) -> pd.DataFrame:
-    """build_features on Spark: the same frame, indexed by (lead_id, cutoff) in spine order."""
-    columns = feature_schema(small, spine, spec)
-    names = [c.split("`")[1] for c in columns]
+    """build_features on Spark: the same frame, indexed by (lead_id, cutoff) in spine order.
+
+    The columns and their kinds come from one spine row built on the driver without activities
+    (they never depend on the rows): numbers travel as doubles, text as strings."""
+    sample = build_features(small, spine.head(1), spec)
+    names = list(sample.columns)
+    numeric = [c for c in names if pd.api.types.is_numeric_dtype(sample[c])]
+    schema = ", ".join(f"`{c}` {'double' if c in numeric else 'string'}" for c in names)
 
     def work(tables: CrmTables, part: pd.DataFrame) -> pd.DataFrame:
         X = build_features(tables, part, spec).reset_index(drop=True)
-        return X[names].astype({c: "float64" for c in names if _numeric(X[c])})
+        return X[names].astype(dict.fromkeys(numeric, "float64"))
 
-    out = activities.map_buckets(spine, moment, small, work, ", ".join(columns), names)
-    sample = build_features(small, spine.head(1), spec)
+    out = activities.map_buckets(spine, moment, small, work, schema, names)
     for c in names:  # back to the dtypes the default engine gives (text stays object)
-        if not _numeric(sample[c]):
-            out[c] = out[c].astype(object).where(out[c].notna(), None)
-        else:
+        if c in numeric:
             out[c] = out[c].astype(sample[c].dtype)
+        else:
+            out[c] = out[c].astype(object).where(out[c].notna(), None)
     out.index = pd.MultiIndex.from_frame(spine[["lead_id", "cutoff"]])
     return out
+
+
+# What `_score_chunk` gives per lead, with its Spark types (lead_id: the leads table's type).
+SCORE_PART = {
+    "probability": "double",
+    "fit_score": "long",
+    "engagement_score": "long",
+    "reasons": "string",
+    "reason_against": "string",
+    "reasons_json": "string",
+}
+SCORE_PART_COLUMNS = ["lead_id", *SCORE_PART]
 
 
 def spark_scores(
@@ -343,12 +348,8 @@ def spark_scores(
     sub-scores and reasons of some leads) run per bucket on Spark; rows in spine order (only
     the leads `score_part` chose to score)."""
     key = "long" if pd.api.types.is_integer_dtype(spine["lead_id"]) else "string"
-    schema = (
-        f"lead_id {key}, probability double, fit_score long, engagement_score long, "
-        "reasons string, reason_against string, reasons_json string"
-    )
-    names = [part.split(" ")[0] for part in schema.split(", ")]
-    out = activities.map_buckets(spine, moment, small, score_part, schema, names)
+    schema = ", ".join(f"{c} {t}" for c, t in {"lead_id": key, **SCORE_PART}.items())
+    out = activities.map_buckets(spine, moment, small, score_part, schema, SCORE_PART_COLUMNS)
     return out.astype({"lead_id": spine["lead_id"].dtype})
 
 
@@ -358,7 +359,3 @@ def spark_activities(config: Config, data_dir: Path, raw: CrmTables) -> SparkAct
         raise InputError("--engine spark is for event data; shape flat has no activity log")
     spark = spark_session(config.spark.master, config.spark.driver_memory)
     return SparkActivities(spark, config, data_dir, raw.leads["lead_id"], config.spark.bucket_size)
-
-
-def _numeric(values: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(values)

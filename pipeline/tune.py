@@ -14,6 +14,7 @@ import yaml
 from sklearn.metrics import roc_auc_score
 
 from models.lead_model import LeadScoringModel
+from pipeline.atomic_files import write_text_atomically
 from pipeline.config import Config, config_as_dict
 from pipeline.progress import Steps
 from pipeline.registry import configure_tracking
@@ -133,7 +134,7 @@ def tune(
             f"{best.value:.4f}; the base config's own: {rows[0]['auc']:.4f}).\n"
             "# Use it with: leadscore train --config <this file>\n"
         )
-        _write(out, header + yaml.safe_dump(tuned, sort_keys=False))
+        write_text_atomically(out, header + yaml.safe_dump(tuned, sort_keys=False))
         mlflow.log_artifact(str(out))
     trials_frame = pd.DataFrame(rows).sort_values("auc", ascending=False, ignore_index=True)
     return TuneResult(
@@ -144,10 +145,3 @@ def tune(
         written=out,
         run_id=parent.info.run_id,
     )
-
-
-def _write(path: Path, text: str) -> None:
-    from pipeline.atomic_files import replaced_atomically
-
-    with replaced_atomically(path) as tmp:
-        tmp.write_text(text)

@@ -518,7 +518,7 @@ def train(
                 name=f"training-table-{data_hash}",
                 targets="label",
             )
-        mlflow.log_input(table, context="training")
+            mlflow.log_input(table, context="training")  # its schema is inferred here
         mlflow.log_metrics(evaluation.logged())
         mlflow.log_metrics({**counts, "best_iteration": model.best_iteration_})
         mlflow.log_metrics(

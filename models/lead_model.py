@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
@@ -14,6 +16,18 @@ from models.calibration import choose_calibrator
 def categorical_columns(X: pd.DataFrame) -> list[str]:
     """Columns LightGBM should treat as categories: anything that is not a number."""
     return [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
+
+
+def booster_names(names: list[str]) -> list[str]:
+    """Feature names LightGBM accepts, one per feature, in order.
+
+    LightGBM stores its model as JSON and refuses names holding `" , : [ ] { }`, which real
+    CRM exports use (`Lead: Source`). The booster gets ASCII names made unique by position;
+    everything a person reads keeps the original names (`feature_names_in_`)."""
+    safe = [re.sub(r"[^0-9A-Za-z_]+", "_", str(name)).strip("_") or "feature" for name in names]
+    if len(set(safe)) == len(safe) and safe == [str(n) for n in names]:
+        return safe
+    return [f"f{i}_{name}" for i, name in enumerate(safe)]
 
 
 class LeadScoringModel(ClassifierMixin, BaseEstimator):
@@ -53,15 +67,19 @@ class LeadScoringModel(ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
 
     def _encode(self, X: pd.DataFrame) -> pd.DataFrame:
+        """The booster's input: columns in training order under the booster's names, categories
+        with the categories seen in training (unseen and absent values are missing)."""
         X = X.reindex(columns=list(self.feature_names_in_))  # absent columns count as missing
-        encoded = {}
+        encoded = []
         for c in X.columns:
             if c in self.categories_:
                 known = X[c].astype(object).where(X[c].isin(self.categories_[c]))  # unseen -> NaN
-                encoded[c] = pd.Categorical(known, categories=self.categories_[c])
+                encoded.append(pd.Categorical(known, categories=self.categories_[c]))
             else:
-                encoded[c] = pd.to_numeric(X[c], errors="coerce").astype("float64")
-        return pd.DataFrame(encoded, index=X.index)
+                encoded.append(pd.to_numeric(X[c], errors="coerce").astype("float64").to_numpy())
+        # models saved before booster names existed were trained under the original names
+        names = getattr(self, "booster_names_", None) or list(self.feature_names_in_)
+        return pd.DataFrame(dict(zip(names, encoded, strict=True)), index=X.index)
 
     def fit(
         self,
@@ -82,6 +100,7 @@ class LeadScoringModel(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"the {name} slice has only one class; cannot fit")
         self.feature_names_in_ = np.array(X.columns, dtype=object)
         self.n_features_in_ = len(self.feature_names_in_)
+        self.booster_names_ = booster_names(list(X.columns))
         self.categories_ = {
             c: sorted(X[c].dropna().astype(str).unique()) for c in categorical_columns(X)
         }

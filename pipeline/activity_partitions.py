@@ -9,8 +9,13 @@ of leads at a time: memory for activities is bounded by the chunk, not by the lo
 
 from __future__ import annotations
 
+import fcntl
+import shutil
+import tempfile
+import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +27,7 @@ import pyarrow.parquet as pq
 from features.tables import utc_datetime64
 from pipeline.config import SourceConfig
 from pipeline.errors import InputError, JobFailure
+from pipeline.locks import held_by_someone
 from pipeline.sources import (
     SORT_KEYS,
     Warn,
@@ -32,12 +38,50 @@ from pipeline.sources import (
     value_text,
 )
 
+SPILL_PREFIX = "leadscore-activities-"
+OWNER_LOCK = ".owner.lock"  # held by the run that owns the folder, released when it ends
+UNOWNED_GRACE_S = 600  # a folder without its lock file yet: just made, or from an old release
 BATCH_ROWS = 1_000_000  # rows of the source read at a time
 MAX_BUCKETS = 256  # open files while partitioning
 OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")  # about half the bytes, cheap to undo
 SCHEMA = pa.schema(
     [("lead", pa.int64()), ("occurred_at", pa.int64()), ("activity_type", pa.string())]
 )
+
+
+@contextmanager
+def spill_folder(parent: str | None) -> Iterator[Path]:
+    """A temporary folder for the split activity log, removed when the run ends.
+
+    A run killed outright (SIGKILL, a power cut) cannot remove its folder, so each folder holds
+    a lock its run keeps while alive, and every run first removes the folders whose lock nobody
+    holds any more: their runs are gone."""
+    base = Path(parent) if parent is not None else Path(tempfile.gettempdir())
+    if not base.is_dir():
+        raise InputError(f"scoring.spill_dir {base}: no such folder")
+    remove_stale_spill_folders(base)
+    with tempfile.TemporaryDirectory(prefix=SPILL_PREFIX, dir=base) as name:
+        folder = Path(name)
+        with (folder / OWNER_LOCK).open("w") as owner:
+            fcntl.flock(owner, fcntl.LOCK_EX)
+            yield folder
+
+
+def remove_stale_spill_folders(base: Path) -> list[Path]:
+    """Remove the spill folders in `base` left by runs that are no longer alive."""
+    removed = []
+    for folder in base.glob(f"{SPILL_PREFIX}*"):
+        if not folder.is_dir():
+            continue
+        lock = folder / OWNER_LOCK
+        if lock.exists():
+            stale = not held_by_someone(lock)
+        else:
+            stale = time.time() - folder.stat().st_mtime > UNOWNED_GRACE_S
+        if stale:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,7 @@ import sqlalchemy as sa
 SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # what SQLAlchemy's SQLite DateTime type stores
 
 
-def create_table(frame: pd.DataFrame, conn: sa.Connection, table: str) -> None:
-    """Create `table` with `to_sql`'s column types for `frame`, if it does not exist."""
-    frame.head(0).to_sql(table, conn, if_exists="append", index=False)
-
-
-def insert_rows(frame: pd.DataFrame, conn: sa.Connection, table: str) -> None:
+def insert_rows(frame: pd.DataFrame, conn: sa.Connection, table: sa.Table) -> None:
     """Append `frame` to `table` (which must exist, with these columns) inside `conn`'s
     transaction."""
     if frame.empty:
@@ -36,18 +31,18 @@ def insert_rows(frame: pd.DataFrame, conn: sa.Connection, table: str) -> None:
     elif dialect == "postgresql" and conn.dialect.driver == "psycopg":
         _copy_postgres(frame, conn, table)
     else:
-        frame.to_sql(table, conn, if_exists="append", index=False, chunksize=50_000)
+        records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+        conn.execute(table.insert(), records)
 
 
-def _quoted(names: list[str]) -> str:
-    return ", ".join('"' + str(n).replace('"', '""') + '"' for n in names)
-
-
-def _insert_sqlite(frame: pd.DataFrame, conn: sa.Connection, table: str) -> None:
-    columns = [_sqlite_values(frame[c]) for c in frame.columns]
-    marks = ", ".join("?" for _ in frame.columns)
-    sql = f"INSERT INTO {_quoted([table])} ({_quoted(list(frame.columns))}) VALUES ({marks})"
-    conn.connection.driver_connection.executemany(sql, zip(*columns, strict=True))
+def _insert_sqlite(frame: pd.DataFrame, conn: sa.Connection, table: sa.Table) -> None:
+    """One executemany of the statement SQLAlchemy compiles for `table` (names quoted by the
+    dialect, values bound as `?` parameters)."""
+    names = [str(c) for c in frame.columns]
+    statement = str(table.insert().compile(dialect=conn.dialect, column_keys=names))
+    order = [c.name for c in table.columns if c.name in names]  # the compiled column order
+    columns = [_sqlite_values(frame[c]) for c in order]
+    conn.connection.driver_connection.executemany(statement, zip(*columns, strict=True))
 
 
 def _sqlite_values(column: pd.Series) -> list[object]:
@@ -83,7 +78,7 @@ def _objects(column: pd.Series) -> list[object]:
     return values.where(column.notna(), None).tolist()
 
 
-def _copy_postgres(frame: pd.DataFrame, conn: sa.Connection, table: str) -> None:
+def _copy_postgres(frame: pd.DataFrame, conn: sa.Connection, table: sa.Table) -> None:
     """COPY in CSV, written by Arrow's C++ CSV writer and parsed by PostgreSQL in C.
 
     Arrow writes a missing value as an empty unquoted field and an empty text as "", which is
@@ -95,7 +90,12 @@ def _copy_postgres(frame: pd.DataFrame, conn: sa.Connection, table: str) -> None
     buffer = io.BytesIO()
     arrow = pa.Table.from_pandas(out, preserve_index=False)
     pa_csv.write_csv(arrow, buffer, pa_csv.WriteOptions(include_header=False))
-    sql = f"COPY {_quoted([table])} ({_quoted(list(frame.columns))}) FROM STDIN WITH (FORMAT csv)"
+    from psycopg import sql
+
+    statement = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv)").format(
+        sql.Identifier(*([table.schema] if table.schema else []), table.name),
+        sql.SQL(", ").join(sql.Identifier(str(c)) for c in frame.columns),
+    )
     cursor = conn.connection.driver_connection.cursor()
-    with cursor.copy(sql) as copy:
+    with cursor.copy(statement) as copy:
         copy.write(buffer.getbuffer())

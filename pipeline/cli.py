@@ -6,36 +6,62 @@ import functools
 import os
 import sys
 import tempfile
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 import pandas as pd
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from pipeline.atomic_files import write_text_atomically
-from pipeline.errors import EXIT_FAILURE, EXIT_INPUT, InputError, JobFailure
+from pipeline.errors import (
+    EXIT_BUSY,
+    EXIT_FAILURE,
+    EXIT_INPUT,
+    InputError,
+    JobBusy,
+    JobFailure,
+)
+from pipeline.progress import SafeConsole
+from pipeline.redaction import redact_text
 
 DEFAULT_CONFIG = Path("configs/demo.yaml")
-out = Console(highlight=False, soft_wrap=True)
+out = SafeConsole(highlight=False, soft_wrap=True)
+
+
+def _error(text: str) -> None:
+    SafeConsole(stderr=True, highlight=False, soft_wrap=True).print(
+        f"[red]error:[/red] {escape(redact_text(text))}"  # data values are not markup
+    )
 
 
 def _fail_on_input_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Exit codes decided in one place: 2 bad input, 5 busy, 1 failure (with the traceback of
+    an unexpected one, secrets hidden)."""
+
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except InputError as exc:
-            Console(stderr=True, highlight=False, soft_wrap=True).print(
-                f"[red]error:[/red] {escape(str(exc))}"  # data values are not markup
-            )
+            _error(str(exc))
             sys.exit(EXIT_INPUT)
-        except JobFailure as exc:  # a lock held too long, a full disk: not bad input
-            Console(stderr=True, highlight=False, soft_wrap=True).print(
-                f"[red]error:[/red] {escape(str(exc))}"
+        except JobBusy as exc:  # another job holds the target or the registry
+            _error(str(exc))
+            sys.exit(EXIT_BUSY)
+        except JobFailure as exc:  # a full disk: not bad input
+            _error(str(exc))
+            sys.exit(EXIT_FAILURE)
+        except (click.exceptions.Exit, click.ClickException):
+            raise
+        except Exception:  # a bug: say so, with the traceback (click would say "Aborted!")
+            sys.stderr.write(redact_text(traceback.format_exc()))
+            _error(
+                "unexpected failure (a bug: please report it with the traceback above); "
+                "nothing was half-written"
             )
             sys.exit(EXIT_FAILURE)
 
@@ -61,7 +87,7 @@ def _load(config_path: Path | None, overrides: tuple[str, ...]) -> Any:
         if DEFAULT_CONFIG.is_file():
             config_path = DEFAULT_CONFIG
         else:
-            Console(stderr=True, highlight=False, soft_wrap=True).print(
+            SafeConsole(stderr=True, highlight=False, soft_wrap=True).print(
                 f"[yellow]![/yellow] no --config and no {DEFAULT_CONFIG} here: using the built-in "
                 "defaults, which exclude no columns beyond identifiers and PII"
             )
@@ -118,7 +144,8 @@ def cli() -> None:
     Typical flow: `leadscore demo-data --out demo_data`, then `leadscore train`, then
     `leadscore score`; on a schedule `retrain` and `monitor` (docs/scheduling.md). Exit codes:
     0 ok, 1 unexpected failure, 2 bad input (config or data), 3 `retrain --require-promotion`
-    kept the champion, 4 `monitor` alert.
+    kept the champion, 4 `monitor` alert, 5 another job held the target or the registry too
+    long (nothing written; retry later).
     """
 
 
@@ -201,7 +228,7 @@ def train(
     moment = parse_moment(as_of) if as_of else None
     result = run_training(config, _data_dir(config, data), moment, Steps(), engine=engine)
     if report is not None:
-        write_text_atomically(report, result.report_html)
+        write_text_atomically(report, redact_text(result.report_html))
     holdout = (
         "unseen leads, newest cutoffs"
         if config.data.shape != "flat"
@@ -281,7 +308,7 @@ def audit(
         table.add_row(record["column"], record["check"], record["evidence"], record["verdict"])
     if not records:
         table.add_row("-", "-", "no attribute looks like it was filled in after the outcome", "-")
-    out_console = Console(highlight=False)
+    out_console = SafeConsole(highlight=False)
     out_console.print(table)
     top = result.aucs.dropna().head(8)
     out_console.print(
@@ -348,7 +375,7 @@ def tune(
             str(row["trial"]), f"{row['auc']:.4f}",
             *(f"{row[k]:.4g}" for k in result.best_params), str(row["best_iteration"]),
         )  # fmt: skip
-    out_console = Console(highlight=False, width=160)
+    out_console = SafeConsole(highlight=False, width=160)
     out_console.print(table)
     change = result.best_auc - result.baseline_auc
     print_line = (
@@ -394,7 +421,7 @@ def runs(config_path: Path | None, limit: int, as_json: bool) -> None:
         )  # fmt: skip
     if frame.empty:
         table.add_row("no train or retrain runs yet", *[""] * (len(table.columns) - 1))
-    wide = Console(highlight=False, width=max(out.width, 240))  # a pipe would fold it at 80
+    wide = SafeConsole(highlight=False, width=max(out.width, 240))  # a pipe would fold it at 80
     wide.print(table)
 
 
@@ -500,7 +527,7 @@ def write_json_atomically(path: Path, value: object) -> None:
     """Write JSON through a temporary file so a reader never sees half of it."""
     import json
 
-    write_text_atomically(path, json.dumps(value, indent=2))
+    write_text_atomically(path, redact_text(json.dumps(value, indent=2, default=str)))
 
 
 def _tracking_uri() -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -11,10 +12,25 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from models.scores import SCORE_COLUMNS
 from pipeline.errors import InputError
+from pipeline.redaction import redact_text, redacted
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# Names that reach SQL or MLflow filters. They are quoted as identifiers (SQLAlchemy) or refused
+# when they hold a quote (MLflow) where they are used; these patterns refuse anything else odd
+# at load time, so a hostile or mistyped name never gets that far.
+SQL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+COLUMN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_ \-]{0,62}")
+MLFLOW_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\- ]{0,199}")
+
+
+def _matching(pattern: re.Pattern[str], value: str, what: str) -> str:
+    if not pattern.fullmatch(value):
+        raise ValueError(f"{value!r} is not a valid {what} (expected to match {pattern.pattern})")
+    return value
 
 
 class CsvOptions(_Section):
@@ -206,19 +222,36 @@ class ScoringConfig(_Section):
         "activity, removed afterwards); None: the system temp folder ($TMPDIR). Not a RAM disk.",
     )
     min_reason_impact: float = Field(0.05, ge=0, description="Log-odds a reason must add.")
-    output: str = "scores.db"
-    table: str = "lead_scores"
+    output: str = Field(
+        "scores.db",
+        description="Default --output: SQLAlchemy URL, SQLite file, or .parquet/.csv path; "
+        "${ENV_VAR} is expanded (keep passwords there, not in the file).",
+    )
+    table: str = Field("lead_scores", description="Table of SQL targets (letters, digits, _).")
     history_table: str = Field(
         "lead_score_history", description="Append-only: every batch, for backtests."
+    )
+    lock_timeout_s: float = Field(
+        600,
+        ge=0,
+        description="How long a run waits for another job writing the same target before it "
+        "stops with exit code 5 (nothing written).",
     )
     columns: dict[str, str] = Field(
         default_factory=dict,
         description="Rename output columns to a CRM's import names, e.g. {score: Lead_Score__c}.",
     )
 
+    @field_validator("table", "history_table")
+    @classmethod
+    def _sql_name(cls, value: str) -> str:
+        return _matching(SQL_NAME, value, "table name")
+
     @field_validator("columns")
     @classmethod
     def _known_output_columns(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value.values():
+            _matching(COLUMN_NAME, name, "column name")
         unknown = [c for c in value if c not in SCORE_COLUMNS]
         if unknown:
             raise ValueError(
@@ -242,6 +275,8 @@ class ScoringConfig(_Section):
         unknown = [g for g in self.mql_grades if g not in self.grades and g != "D"]
         if unknown:
             raise ValueError(f"mql_grades names grade(s) {unknown} not in grades")
+        if self.table == self.history_table:
+            raise ValueError("table and history_table must differ")
         return self
 
 
@@ -291,6 +326,11 @@ class MonitorConfig(_Section):
 class MlflowConfig(_Section):
     experiment: str = "leadscore"
     registered_model: str = "lead-scoring"
+
+    @field_validator("experiment", "registered_model")
+    @classmethod
+    def _mlflow_name(cls, value: str) -> str:
+        return _matching(MLFLOW_NAME, value, "MLflow name")
 
 
 class SparkConfig(_Section):
@@ -353,7 +393,7 @@ def _describe_error(error: ValidationError, source: str) -> str:
             lines.append(f"  {key}: unknown key (expected one of: {known})")
         else:
             lines.append(f"  {key}: {item['msg']} (got {item.get('input')!r})")
-    return "\n".join(lines)
+    return redact_text("\n".join(lines))  # a URL given in the wrong place keeps its password
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:
@@ -391,9 +431,16 @@ def load_config(path: str | Path | None, overrides: tuple[str, ...] = ()) -> Con
         if not file.is_file():
             raise InputError(f"config file {file} does not exist")
         try:
-            loaded = yaml.safe_load(file.read_text())
+            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise InputError(
+                f"{file}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at position "
+                f"{exc.start} is not valid UTF-8); save the config as UTF-8"
+            ) from None
+        except OSError as exc:
+            raise InputError(f"{file}: cannot be read: {exc.strerror}") from None
         except yaml.YAMLError as exc:
-            raise InputError(f"{file}: not valid YAML: {exc}") from exc
+            raise InputError(f"{file}: not valid YAML: {exc}") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise InputError(f"{file}: expected a mapping of sections at the top level")
         raw = loaded or {}
@@ -406,5 +453,6 @@ def load_config(path: str | Path | None, overrides: tuple[str, ...] = ()) -> Con
 
 
 def config_as_dict(config: Config) -> dict[str, Any]:
-    """The fully resolved config as plain data, for logging and artifacts."""
-    return config.model_dump(mode="json")
+    """The fully resolved config as plain data, for logging, hashing and artifacts: passwords
+    written into URLs are hidden (`${ENV_VAR}` references stay as written)."""
+    return redacted(config.model_dump(mode="json"))

@@ -14,15 +14,16 @@ from sklearn.metrics import roc_auc_score
 
 from features.build import build_features
 from features.snapshots import lead_outcomes, open_leads
-from features.tables import CrmTables, as_of, clean
+from features.tables import CrmTables
 from models.drift import drift_table
 from pipeline.config import Config
 from pipeline.errors import InputError
 from pipeline.progress import Steps
+from pipeline.redaction import redact, redact_text
 from pipeline.registry import chosen_bundle
 from pipeline.score import open_spine
-from pipeline.sources import load_tables, resolve_as_of
-from pipeline.writeback import read_history, redact
+from pipeline.sources import as_of_view, load_tables, resolve_as_of
+from pipeline.writeback import read_history
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,7 @@ def monitor(
     with steps.step(f"Loading {data_dir}"):
         raw = load_tables(config, data_dir, steps.warn)
     moment = resolve_as_of(raw, moment, steps.note)
-    tables = clean(raw if config.data.shape == "flat" else as_of(raw, moment))
+    tables = as_of_view(raw, moment, config.data.shape, steps.warn)
     version, bundle = chosen_bundle(config.mlflow.registered_model, moment, model_version, steps)
     with steps.step("Measuring drift against the training population"):
         drift, sampled, outside = _drift(tables, moment, bundle, config)
@@ -221,4 +222,5 @@ def _log(result: MonitorResult, config: Config) -> None:
         if len(aucs):
             metrics["backtest_realized_auc"] = float(aucs.iloc[-1])
         mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
-        mlflow.log_text(json.dumps(result.as_dict(), indent=2, default=str), "monitor_report.json")
+        report = json.dumps(result.as_dict(), indent=2, default=str)
+        mlflow.log_text(redact_text(report), "monitor_report.json")

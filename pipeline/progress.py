@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -17,17 +18,26 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from pipeline.redaction import redact_text
+
+
+class SafeConsole(Console):
+    """A console that hides passwords and secret values in every text it prints."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        super().print(*(redact_text(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
 
 class Steps:
     """Prints `✓ step (1.2s)` as each step of a command finishes, to stderr."""
 
     def __init__(self, quiet: bool = False) -> None:
-        self.console = Console(stderr=True, quiet=quiet, highlight=False, soft_wrap=True)
+        self.console = SafeConsole(stderr=True, quiet=quiet, highlight=False, soft_wrap=True)
 
     @contextmanager
     def step(self, title: str) -> Iterator[None]:
         start = time.perf_counter()
-        with self.console.status(f"{escape(title)}…"):
+        with self.console.status(f"{escape(redact_text(title))}…"):
             yield
         self.console.print(
             f"[green]✓[/green] {escape(title)} [dim]({time.perf_counter() - start:.1f}s)[/dim]"

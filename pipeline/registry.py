@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,9 +19,11 @@ from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
-from pipeline.errors import InputError, JobFailure
+from pipeline.errors import InputError
+from pipeline.locks import exclusive
 from pipeline.progress import Steps
 from pipeline.pyfunc_model import ScoringBundle
+from pipeline.redaction import redact
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 CHAMPION = "champion"
@@ -33,12 +33,51 @@ REQUIREMENTS = ["lightgbm", "scikit-learn", "pandas", "numpy", "joblib", "mlflow
 
 
 def configure_tracking() -> str:
-    """Use $MLFLOW_TRACKING_URI if set, else a SQLite store `mlflow.db` in the working folder."""
+    """Use $MLFLOW_TRACKING_URI if set, else a SQLite store `mlflow.db` in the working folder,
+    and make sure the store exists before any work starts.
+
+    A new store is created (or an old one upgraded by MLflow) once, under a lock: two first runs
+    in one folder would otherwise both create its tables, and one would die at its end."""
     for name in ("mlflow", "alembic"):  # they narrate migrations and registrations; we print ours
         logging.getLogger(name).setLevel(logging.ERROR)
     uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     mlflow.set_tracking_uri(uri)
+    with exclusive(_lock_folder(uri) / ".leadscore-mlflow-store.lock", 600, "the MLflow store"):
+        try:
+            client = MlflowClient()
+            client.search_experiments(max_results=1)
+            client.search_registered_models(max_results=1)
+        except Exception as exc:  # the store's own errors come in many types
+            raise InputError(_store_problem(uri, exc)) from None
     return uri
+
+
+def _store_problem(uri: str, exc: Exception) -> str:
+    text = str(exc)
+    where = redact(uri)
+    if "not a database" in text or "file is encrypted" in text:
+        return (
+            f"the MLflow store {where} is not a SQLite database: move the file away (a new store "
+            "is created) or point MLFLOW_TRACKING_URI at your store"
+        )
+    if "out-of-date database schema" in text.lower():
+        return f"the MLflow store {where} needs an upgrade: run `mlflow db upgrade {where}`"
+    return f"cannot open the MLflow store {where}: {type(exc).__name__}: {redact(text)[:500]}"
+
+
+def _lock_folder(uri: str) -> Path:
+    """Where locks about the store live: beside a SQLite store, else the working folder."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///")).resolve().parent
+    return Path.cwd()
+
+
+def versions_of(registered_model: str) -> list[ModelVersion]:
+    """Every version of a registered model. The name goes into MLflow's filter syntax, which
+    has no escaping; a name with a quote is refused (the config refuses it at load too)."""
+    if "'" in registered_model or "\\" in registered_model:
+        raise InputError(f"registered model name {registered_model!r} may not hold ' or \\")
+    return list(MlflowClient().search_model_versions(f"name='{registered_model}'"))
 
 
 def _example_frame(X: pd.DataFrame) -> pd.DataFrame:
@@ -187,41 +226,17 @@ def _exists(client: MlflowClient, registered_model: str, version: str) -> bool:
         return False
 
 
-class LockTimeout(JobFailure):
-    """Another job held the registry lock too long (exit 1: not an input problem)."""
-
-
 @contextmanager
 def registry_lock(timeout_s: float = 3600.0) -> Iterator[None]:
     """An exclusive lock for jobs that read and move the champion (retrain, promote, rollback),
     so two of them never decide against the same champion or write the store at once.
 
     The lock is a file beside the SQLite tracking store (or in the working folder for other
-    stores): it serialises jobs on one machine, not across machines sharing a remote server."""
-    uri = mlflow.get_tracking_uri()
-    folder = (
-        Path(uri.removeprefix("sqlite:///")).resolve().parent
-        if uri.startswith("sqlite:///")
-        else Path.cwd()
-    )
-    path = folder / ".leadscore-registry.lock"
-    deadline = time.monotonic() + timeout_s
-    with path.open("a") as handle:
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise LockTimeout(
-                        f"another leadscore job has held {path} for over {timeout_s:.0f} s (the "
-                        "lock is released when its holder exits, so that job is still running)"
-                    ) from None
-                time.sleep(0.2)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    stores): it serialises jobs on one machine, not across machines sharing a remote server.
+    Held longer than `timeout_s` by another job: JobBusy (exit 5)."""
+    path = _lock_folder(mlflow.get_tracking_uri()) / ".leadscore-registry.lock"
+    with exclusive(path, timeout_s, "the model registry"):
+        yield
 
 
 def _version_as_of(version: ModelVersion) -> pd.Timestamp | None:
@@ -265,7 +280,7 @@ def choose_version(
         return str(champion.version), f"the champion, version {champion.version}"
     candidates = [
         (as_of, int(v.version))
-        for v in client.search_model_versions(f"name='{registered_model}'")
+        for v in versions_of(registered_model)
         if (as_of := _version_as_of(v)) is not None and as_of <= moment
     ]
     if not candidates:
@@ -291,7 +306,36 @@ def chosen_bundle(
         return version, load_bundle(registered_model, version)
 
 
+class ModelUnavailable(InputError):
+    """A registered version whose files cannot be loaded (deleted, truncated or not ours)."""
+
+
 def load_bundle(registered_model: str, version: str) -> ScoringBundle:
-    """The scoring bundle of one registered version, loaded through its pyfunc flavour."""
-    model = mlflow.pyfunc.load_model(f"models:/{registered_model}/{version}")
-    return model.unwrap_python_model().bundle
+    """The scoring bundle of one registered version, loaded through its pyfunc flavour.
+
+    Raises ModelUnavailable naming the version and where its files are when they are missing,
+    truncated or garbage (a bundle, its MLmodel file, its environment files)."""
+    uri = f"models:/{registered_model}/{version}"
+    try:
+        model = mlflow.pyfunc.load_model(uri)
+        bundle = model.unwrap_python_model().bundle
+    except Exception as exc:  # joblib, YAML, MLflow and OS errors all mean the same here
+        where = _artifact_location(registered_model, version)
+        raise ModelUnavailable(
+            f"version {version} of '{registered_model}' cannot be loaded from {where}: "
+            f"{type(exc).__name__}: {redact(str(exc))[:300]}. Its files are damaged or missing: "
+            "promote another version (`leadscore promote --version N`) or train again"
+        ) from None
+    if not isinstance(bundle, ScoringBundle):
+        raise ModelUnavailable(
+            f"version {version} of '{registered_model}' is not a leadscore model "
+            f"(it holds a {type(bundle).__name__})"
+        )
+    return bundle
+
+
+def _artifact_location(registered_model: str, version: str) -> str:
+    try:
+        return redact(MlflowClient().get_model_version_download_uri(registered_model, version))
+    except MlflowException:
+        return f"models:/{registered_model}/{version}"

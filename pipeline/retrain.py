@@ -21,6 +21,7 @@ from pipeline.champion_gate import GateDecision, decide
 from pipeline.config import Config
 from pipeline.progress import Steps
 from pipeline.registry import (
+    ModelUnavailable,
     champion_history,
     champion_version,
     configure_tracking,
@@ -57,7 +58,7 @@ def _evaluate_champion(
     """The champion on the challenger's holdout, or None and why it cannot be judged."""
     try:
         bundle = load_bundle(name, version)
-    except (MlflowException, OSError) as exc:
+    except ModelUnavailable as exc:
         why = f"the champion, version {version}, cannot be loaded ({exc}): judged without it"
         return None, [why]
     rows = challenger.holdout.reset_index(drop=True)

@@ -6,7 +6,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from pipeline.errors import InputError
-from pipeline.registry import champion_version
+from pipeline.registry import champion_version, versions_of
 
 SHOWN = ("roc_auc", "pr_auc", "ece", "lift_at_10", "capture_at_20")
 JOBS = ("train", "retrain")
@@ -31,9 +31,7 @@ def recent_runs(experiment: str, registered_model: str, limit: int = 10) -> pd.D
         )
     ]
     runs = sorted(runs, key=lambda r: r.info.start_time, reverse=True)[:limit]
-    versions = {
-        v.run_id: str(v.version) for v in client.search_model_versions(f"name='{registered_model}'")
-    }
+    versions = {v.run_id: str(v.version) for v in versions_of(registered_model)}
     champion = champion_version(registered_model)
     rows = []
     for run in runs:

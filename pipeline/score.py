@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -16,25 +15,37 @@ from features.changes import changed_lead_ids, new_activity_lead_ids
 from features.descriptions import describe
 from features.families import FAMILIES, feature_family
 from features.snapshots import open_leads
-from features.tables import CrmTables, activities_as_of, as_of, clean, clean_activities
+from features.tables import CrmTables, activities_as_of, clean_activities
 from models.evaluation import grade_table
 from models.reasons import reason_columns
 from models.scores import SCORE_COLUMNS, assign_grades, mql_flags, to_score
 from models.subscores import family_logits, to_subscore
-from pipeline.activity_partitions import ActivityPartitions, partition_activities, source_rows
+from pipeline.activity_partitions import (
+    ActivityPartitions,
+    partition_activities,
+    source_rows,
+    spill_folder,
+)
 from pipeline.config import Config
 from pipeline.errors import InputError
 from pipeline.progress import Steps
 from pipeline.pyfunc_model import ScoringBundle
+from pipeline.redaction import redact
 from pipeline.registry import chosen_bundle
-from pipeline.sources import describe_source, load_tables, resolve_as_of, source_spec
+from pipeline.sources import (
+    as_of_view,
+    describe_source,
+    load_tables,
+    resolve_as_of,
+    source_spec,
+)
 from pipeline.spark_engine import (
     SCORE_PART_COLUMNS,
     SparkActivities,
     spark_activities,
     spark_scores,
 )
-from pipeline.writeback import read_current, redact, write_table
+from pipeline.writeback import read_current, write_table
 
 HISTORY_COLUMNS = [
     "lead_id",
@@ -336,20 +347,17 @@ def score(
     the per-lead work on Spark (`pipeline.spark_engine`); the results are the same."""
     with steps.step(f"Loading {data_dir}"):
         raw = load_tables(config, data_dir, steps.warn, activities=False)
-    spill = config.scoring.spill_dir
-    if spill is not None and not Path(spill).is_dir():
-        raise InputError(f"scoring.spill_dir {spill}: no such folder")
-    with tempfile.TemporaryDirectory(prefix="leadscore-activities-", dir=spill) as folder:
+    with spill_folder(config.scoring.spill_dir) as folder:
         on_spark, partitions = None, None
         if engine == "spark":
             with steps.step("Starting Spark and reading the activity log"):
                 on_spark = spark_activities(config, data_dir, raw)
                 newest = on_spark.newest(steps.warn)
         else:
-            partitions = _partitioned_activities(config, data_dir, raw, Path(folder), steps)
+            partitions = _partitioned_activities(config, data_dir, raw, folder, steps)
             newest = partitions.newest if partitions is not None else None
         moment = resolve_as_of(raw, moment, steps.note, newest)
-        tables = clean(raw if config.data.shape == "flat" else as_of(raw, moment))
+        tables = as_of_view(raw, moment, config.data.shape, steps.warn)
         del raw  # the as-of view holds copies: keep one set of tables in memory, not two
         version, bundle = chosen_bundle(
             config.mlflow.registered_model, moment, model_version, steps
@@ -408,6 +416,7 @@ def score(
             config.scoring.table,
             history=(history, config.scoring.history_table),
             columns=dict(config.scoring.columns),
+            lock_timeout_s=config.scoring.lock_timeout_s,
         )
     return ScoreResult(
         scores=scores,

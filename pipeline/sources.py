@@ -12,7 +12,6 @@ Parquet file under --data, or a table or query in a SQL database. Three shapes a
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -31,12 +30,14 @@ from features.tables import (
     TABLE_NAMES,
     TIMESTAMP_COLUMNS,
     CrmTables,
+    as_of,
+    clean,
     normalise_label,
     utc_datetime64,
 )
 from pipeline.config import Config, LookupConfig, SourceConfig, TimestampSpec
 from pipeline.errors import InputError
-from pipeline.writeback import redact
+from pipeline.redaction import MissingVariable, expand_env, redact
 
 Warn = Callable[[str], None]
 KEYS = {"accounts": "account_id", "leads": "lead_id", "deals": "deal_id"}
@@ -53,7 +54,6 @@ SORT_KEYS = {
     "activities": ["lead_id", "occurred_at", "activity_type"],
     "deals": ["deal_id"],
 }
-ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def table_file(data_dir: Path, name: str) -> Path:
@@ -67,18 +67,6 @@ def table_file(data_dir: Path, name: str) -> Path:
         f"{', '.join(TABLE_NAMES)}; `leadscore demo-data --out {data_dir}` writes one; other "
         "layouts are mapped in the config's data section)"
     )
-
-
-def expand_env(url: str) -> str:
-    """Replace ${VAR} with the environment's value; a missing variable is an input error."""
-
-    def value(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in os.environ:
-            raise InputError(f"the source URL needs ${{{name}}}, which is not set")
-        return os.environ[name]
-
-    return ENV_VAR.sub(value, url)
 
 
 def describe_source(spec: SourceConfig, data_dir: Path) -> str:
@@ -146,6 +134,8 @@ def _sql_connection(spec: SourceConfig) -> Iterator[sa.Connection]:
     where = describe_source(spec, Path())
     try:
         engine = sa.create_engine(expand_env(spec.url or ""))
+    except MissingVariable as exc:
+        raise InputError(f"{where}: the URL needs ${{{exc.args[0]}}}, which is not set") from None
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
         raise InputError(f"{where}: cannot use this URL: {exc}") from None
     try:
@@ -653,6 +643,23 @@ def resolve_as_of(
         "the data; --as-of sets it)"
     )
     return moment
+
+
+def as_of_view(raw: CrmTables, moment: pd.Timestamp, shape: str, warn: Warn) -> CrmTables:
+    """The cleaned tables as they were just before `moment` (shape flat has no time: all of
+    them). Leads created at or after `moment` are left out, and said so: a lead dated in the
+    future (year 9999) is more often a typo than a lead."""
+    if shape == "flat":
+        return clean(raw)
+    later = raw.leads["created_at"] >= moment
+    if later.any():
+        first = raw.leads[later].iloc[0]
+        warn(
+            f"{int(later.sum()):,} leads created at or after the as-of time {moment:%Y-%m-%d} are "
+            f"ignored, e.g. lead {first['lead_id']!r} created {first['created_at']:%Y-%m-%d}; "
+            "check created_at if they should not be in the future"
+        )
+    return clean(as_of(raw, moment))
 
 
 def _canonical_text(values: pd.Series) -> pd.Series:

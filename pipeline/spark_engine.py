@@ -309,7 +309,9 @@ def spark_features(
     sample = build_features(small, spine.head(1), spec)
     names = list(sample.columns)
     numeric = [c for c in names if pd.api.types.is_numeric_dtype(sample[c])]
-    schema = ", ".join(f"`{c}` {'double' if c in numeric else 'string'}" for c in names)
+    schema = ", ".join(
+        f"`{str(c).replace('`', '``')}` {'double' if c in numeric else 'string'}" for c in names
+    )
 
     def work(tables: CrmTables, part: pd.DataFrame) -> pd.DataFrame:
         X = build_features(tables, part, spec).reset_index(drop=True)

@@ -31,7 +31,7 @@ from features.snapshots import (
     lead_outcomes,
     open_leads,
 )
-from features.tables import CrmTables, as_of, clean, lookup
+from features.tables import CrmTables, lookup
 from models.drift import reference_from
 from models.evaluation import Evaluation, evaluate
 from models.evaluation_plots import save_all
@@ -43,10 +43,10 @@ from pipeline.errors import InputError
 from pipeline.model_report import ReportInputs, render
 from pipeline.progress import Steps
 from pipeline.pyfunc_model import ScoringBundle
+from pipeline.redaction import redact, redact_text
 from pipeline.registry import configure_tracking, log_and_register
 from pipeline.run_identity import config_fingerprint, git_commit, run_name
-from pipeline.sources import fingerprint, load_tables, resolve_as_of
-from pipeline.writeback import redact
+from pipeline.sources import as_of_view, fingerprint, load_tables, resolve_as_of
 
 NO_TIMESTAMPS = (
     "NO TIMESTAMPS: shape 'flat' cannot build point-in-time snapshots. The split is a stratified "
@@ -355,16 +355,12 @@ def prepare(
         def features(tables: CrmTables, spine: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
             return spark_features(on_spark, tables, spine, spec, moment)
 
+    tables = as_of_view(raw, moment, config.data.shape, warn)
     if config.data.shape == "flat":
         warn(NO_TIMESTAMPS)
-        tables = clean(raw)
         with steps.step("Building features (stratified random split)"):
             ts = build_flat_training_set(tables, config, moment)
     else:
-        later = int((raw.leads["created_at"] >= moment).sum())
-        if later:
-            warn(f"{later:,} leads created at or after --as-of {moment:%Y-%m-%d} are ignored")
-        tables = clean(as_of(raw, moment))
         on = " on Spark" if engine == "spark" else ""
         with steps.step(f"Building point-in-time snapshots and features{on}"):
             ts = build_training_set(tables, config, moment, features)
@@ -526,7 +522,7 @@ def train(
         )
         mlflow.log_text(yaml.safe_dump(config_as_dict(config), sort_keys=False), "config.yaml")
         mlflow.log_text(json.dumps(result.records(), indent=2), "leakage_audit.json")
-        mlflow.log_text(json.dumps(report, indent=2), "validation_report.json")
+        mlflow.log_text(redact_text(json.dumps(report, indent=2)), "validation_report.json")
         mlflow.log_table(grades.reset_index(), "holdout_grades.json")
         importance = model.feature_importance()
         mlflow.log_table(
@@ -535,32 +531,34 @@ def train(
         )
         plots = save_all(Path(tmp), y_hold, p_hold, metrics, importance, contributions, X_hold)
         mlflow.log_artifacts(tmp, "plots")
-        report_html = render(
-            ReportInputs(
-                title=f"leadscore model report: {run.info.run_name}",
-                run_id=run.info.run_id,
-                metrics=metrics,
-                intervals=evaluation.intervals,
-                grades=grades,
-                segments=evaluation.segments,
-                audit=result.records(),
-                summary={
-                    "as of": f"{moment:%Y-%m-%d %H:%M} UTC",
-                    "split": ts.split_method,
-                    "data fingerprint": data_hash,
-                    "config hash": config_hash,
-                    "leads / activities / deals": f"{len(tables.leads):,} / "
-                    + (f"{len(tables.activities):,}" if engine != "spark" else "on Spark")
-                    + f" / {len(tables.deals):,}",
-                    **{k.replace("_", " "): f"{v:,}" for k, v in counts.items()},
-                    "cutoffs": ts.rows["cutoff"].nunique(),
-                    "features": X.shape[1],
-                    "calibration": model.calibration_method_,
-                    "best iteration": model.best_iteration_,
-                },
-                notes=report,
-                config_yaml=yaml.safe_dump(config_as_dict(config), sort_keys=False),
-                plots=plots,
+        report_html = redact_text(
+            render(
+                ReportInputs(
+                    title=f"leadscore model report: {run.info.run_name}",
+                    run_id=run.info.run_id,
+                    metrics=metrics,
+                    intervals=evaluation.intervals,
+                    grades=grades,
+                    segments=evaluation.segments,
+                    audit=result.records(),
+                    summary={
+                        "as of": f"{moment:%Y-%m-%d %H:%M} UTC",
+                        "split": ts.split_method,
+                        "data fingerprint": data_hash,
+                        "config hash": config_hash,
+                        "leads / activities / deals": f"{len(tables.leads):,} / "
+                        + (f"{len(tables.activities):,}" if engine != "spark" else "on Spark")
+                        + f" / {len(tables.deals):,}",
+                        **{k.replace("_", " "): f"{v:,}" for k, v in counts.items()},
+                        "cutoffs": ts.rows["cutoff"].nunique(),
+                        "features": X.shape[1],
+                        "calibration": model.calibration_method_,
+                        "best iteration": model.best_iteration_,
+                    },
+                    notes=report,
+                    config_yaml=yaml.safe_dump(config_as_dict(config), sort_keys=False),
+                    plots=plots,
+                )
             )
         )
         mlflow.log_text(report_html, "report.html")

@@ -1,21 +1,46 @@
-"""Writing scores where marketing reads them: a SQL table, a Parquet or a CSV file, atomically."""
+"""Writing scores where marketing reads them: a SQL table, a Parquet or a CSV file, atomically.
+
+A SQL target is written in one transaction: the current table replaced and the batch appended
+to the history, or neither. A file target keeps its history in a second file beside it, and the
+two are replaced as one (`pipeline.file_commit`): after a crash at any instant, the next reader
+or writer finds both old or both new. Two jobs writing one target take turns: a lock file beside
+a file target, SQLite's write lock (waited for with a busy timeout), or a PostgreSQL advisory
+lock on the table; past `lock_timeout_s` the job stops with JobBusy and writes nothing.
+"""
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import sqlalchemy as sa
 
-from pipeline.atomic_files import replaced_atomically
-from pipeline.bulk_insert import create_table, insert_rows
-from pipeline.errors import InputError
+from pipeline import file_commit, score_tables
+from pipeline.bulk_insert import insert_rows
+from pipeline.errors import InputError, JobBusy, JobFailure
+from pipeline.redaction import MissingVariable, expand_env, redact
 
 FILE_SUFFIXES = (".parquet", ".csv")
+DEFAULT_LOCK_TIMEOUT_S = 600.0
+UNCHANGED_IF_SAME = ("lead_id", "probability", "model_version", "as_of")
+# SQLSTATEs (PostgreSQL) that say what is wrong in words a person can act on
+INSUFFICIENT_PRIVILEGE = "42501"
+LOCK_NOT_AVAILABLE = "55P03"
 
 
 def resolve_target(target: str) -> str:
-    """A SQLAlchemy URL or a file path; a bare path that is not .parquet/.csv is a SQLite file."""
+    """A SQLAlchemy URL or a file path (`${ENV}` expanded); a bare path that is not
+    .parquet/.csv is a SQLite file."""
+    try:
+        target = expand_env(target)
+    except MissingVariable as exc:
+        raise InputError(
+            f"the scores target {target!r} needs ${{{exc.args[0]}}}, which is not set"
+        ) from None
     if "://" in target or target.endswith(FILE_SUFFIXES):
         return target
     return f"sqlite:///{Path(target).resolve()}"
@@ -26,29 +51,9 @@ def _is_file(resolved: str) -> bool:
     return resolved.endswith(FILE_SUFFIXES) and "://" not in resolved
 
 
-def redact(target: str) -> str:
-    """The target with any password hidden, for printing and logging."""
-    if "://" not in target:
-        return target
-    try:
-        return sa.engine.make_url(target).render_as_string(hide_password=True)
-    except sa.exc.ArgumentError:
-        return target.split("://", 1)[0] + "://…"
-
-
-def _write_file(frame: pd.DataFrame, path: Path) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot write {path}: {exc.strerror}") from None
-    with replaced_atomically(path) as tmp:
-        if path.suffix == ".parquet":
-            frame.to_parquet(tmp, index=False)
-        else:
-            frame.to_csv(tmp, index=False)
-
-
-UNCHANGED_IF_SAME = ("lead_id", "probability", "model_version", "as_of")
+def history_path(path: Path, history_table: str) -> Path:
+    """Where a file target keeps its history: `scores.parquet` -> `scores.<history>.parquet`."""
+    return path.with_name(f"{path.stem}.{history_table}{path.suffix}")
 
 
 def keep_unchanged_times(new: pd.DataFrame, old: pd.DataFrame | None) -> pd.DataFrame:
@@ -79,81 +84,107 @@ def keep_unchanged_times(new: pd.DataFrame, old: pd.DataFrame | None) -> pd.Data
     return out
 
 
-def _write_sql(
-    frame: pd.DataFrame,
-    url: str,
-    table: str,
-    history: tuple[pd.DataFrame, str] | None = None,
-    columns: dict[str, str] | None = None,
-) -> None:
-    engine = _engine(url)
+def _inverse(columns: dict[str, str] | None) -> dict[str, str]:
+    return {v: k for k, v in (columns or {}).items()}
+
+
+# -- file targets ------------------------------------------------------------------------------
+
+
+def _os_error(exc: OSError, path: Path, doing: str) -> Exception:
+    """A file system error in words: permissions are the input's problem, a full disk not."""
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return InputError(
+            f"cannot {doing} {path}: {exc.strerror} (the file or its folder is read-only); "
+            "choose another --output or make it writable. Nothing was changed"
+        )
+    return JobFailure(f"cannot {doing} {path}: {exc.strerror or exc}. Nothing was changed")
+
+
+def _read_file(path: Path, what: str) -> pd.DataFrame | None:
+    if not path.is_file():
+        return None
     try:
-        with engine.begin() as conn:  # one transaction: on any failure the old rows stay
-            inspector = sa.inspect(conn)
-            exists = inspector.has_table(table)
-            if exists and history is not None and "scored_at" in frame.columns:
-                frame = _keep_stored_times(conn, inspector, table, frame, columns)
-            frame = frame.rename(columns=columns or {})
-            if exists:
-                existing = [c["name"] for c in inspector.get_columns(table)]
-                if existing == list(frame.columns):
-                    conn.execute(sa.text(f'DELETE FROM "{table}"'))
-                else:
-                    conn.execute(sa.text(f'DROP TABLE "{table}"'))
-            create_table(frame, conn, table)
-            insert_rows(frame, conn, table)
-            if history is not None:
-                rows, history_table = history
-                create_table(rows, conn, history_table)
-                insert_rows(rows, conn, history_table)
-    except sa.exc.OperationalError as exc:
-        if not _connects(engine):
-            raise InputError(f"cannot connect to {redact(url)}: {exc.orig}") from None
-        raise
-    finally:
-        engine.dispose()
+        return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    except (ValueError, OSError, pa.ArrowException, pd.errors.ParserError) as exc:
+        raise InputError(
+            f"{path}: the {what} cannot be read ({type(exc).__name__}: {exc}). Move it away or "
+            "restore it from a backup; nothing was changed"
+        ) from None
 
 
-def _keep_stored_times(
-    conn: sa.Connection,
-    inspector: sa.Inspector,
-    table: str,
+def _write_frame(frame: pd.DataFrame, path: Path, suffix: str) -> None:
+    if suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, index=False)
+
+
+@contextmanager
+def _file_lock(paths: Sequence[Path], timeout_s: float, doing: str) -> Iterator[None]:
+    """The target's lock, with recovery of an interrupted write; file system errors in words."""
+    try:
+        paths[0].parent.mkdir(parents=True, exist_ok=True)
+        with file_commit.locked(paths, timeout_s, f"the scores file {paths[0]}"):
+            yield
+    except OSError as exc:
+        raise _os_error(exc, paths[0], doing) from None
+
+
+def _write_files(
     frame: pd.DataFrame,
+    path: Path,
+    history: tuple[pd.DataFrame, str] | None,
     columns: dict[str, str] | None,
-) -> pd.DataFrame:
-    """`keep_unchanged_times` against the stored table, reading only what it compares, and
-    nothing at all when no stored row has this batch's as-of and model version (the nightly
-    case: a new as-of every run)."""
-    name = {c: (columns or {}).get(c, c) for c in (*UNCHANGED_IF_SAME, "scored_at")}
-    if not set(name.values()) <= {col["name"] for col in inspector.get_columns(table)}:
-        return frame
-    q = '"{}"'.format
-    stored = pd.read_sql_query(
-        f"SELECT DISTINCT {q(name['as_of'])} AS as_of, {q(name['model_version'])} AS version "
-        f'FROM "{table}"',
-        conn,
-    )
-    batch = frame[["as_of", "model_version"]].drop_duplicates()
-
-    def pairs(moments: pd.Series, versions: pd.Series) -> set[tuple[pd.Timestamp, str]]:
-        return set(zip(pd.to_datetime(moments, utc=True), versions.astype(str), strict=True))
-
-    if not pairs(stored["as_of"], stored["version"]) & pairs(
-        batch["as_of"], batch["model_version"]
-    ):
-        return frame
-    old = pd.read_sql_table(table, conn, columns=list(name.values()))
-    return keep_unchanged_times(frame, old.rename(columns=_inverse(columns)))
+    timeout_s: float,
+) -> None:
+    paths = [path] if history is None else [path, history_path(path, history[1])]
+    with _file_lock(paths, timeout_s, "write"):
+        outputs = [frame]
+        if history is not None:
+            rows = history[0]
+            earlier = _read_file(paths[1], "score history")
+            previous = _read_file(path, "current scores file")
+            if previous is not None:
+                previous = previous.rename(columns=_inverse(columns))
+            outputs = [
+                keep_unchanged_times(frame, previous),
+                rows if earlier is None else pd.concat([earlier, rows], ignore_index=True),
+            ]
+        outputs[0] = outputs[0].rename(columns=columns or {})
+        with file_commit.replaced_together(paths) as temps:
+            for out, tmp in zip(outputs, temps, strict=True):
+                _write_frame(out, tmp, path.suffix)
 
 
-def _engine(url: str) -> sa.engine.Engine:
+def _read_files(paths: Sequence[Path]) -> list[pd.DataFrame | None]:
+    """The files as the last complete write left them (an interrupted one is finished or
+    undone first); read as they are when the folder cannot be written to."""
+    names = ["current scores file", "score history"]
+    try:
+        with file_commit.locked(paths, DEFAULT_LOCK_TIMEOUT_S, f"the scores file {paths[0]}"):
+            return [_read_file(p, n) for p, n in zip(paths, names, strict=False)]
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        return [_read_file(p, n) for p, n in zip(paths, names, strict=False)]
+
+
+# -- SQL targets -------------------------------------------------------------------------------
+
+
+def _engine(url: str, timeout_s: float, write: bool) -> sa.engine.Engine:
     """An engine whose `begin()` is a real transaction, DDL included.
 
     Python's sqlite3 commits a DROP or CREATE TABLE of its own accord; SQLAlchemy's documented
-    remedy is to turn that off and emit BEGIN ourselves, so a replaced table rolls back too."""
+    remedy is to turn that off and emit BEGIN ourselves, so a replaced table rolls back too.
+    A writer's BEGIN IMMEDIATE takes SQLite's write lock at the start, waiting up to the busy
+    timeout, so two writers take turns instead of one failing halfway."""
     try:
-        engine = sa.create_engine(url)
-    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+        backend = sa.engine.make_url(url).get_backend_name()
+        args = {"timeout": timeout_s} if backend == "sqlite" else {}
+        engine = sa.create_engine(url, connect_args=args)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError, ValueError) as exc:
         raise InputError(f"cannot use {redact(url)} as a target: {exc}") from None
     if engine.dialect.name == "sqlite":
 
@@ -163,9 +194,75 @@ def _engine(url: str) -> sa.engine.Engine:
 
         @sa.event.listens_for(engine, "begin")
         def _begin(conn: sa.Connection) -> None:
-            conn.exec_driver_sql("BEGIN")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def _sqlite_file(url: str) -> str:
+    database = sa.engine.make_url(url).database
+    return database or url
+
+
+def _database_error(exc: Exception, url: str, table: str, timeout_s: float) -> Exception | None:
+    """A database error in words a person can act on, or None for one we cannot explain."""
+    orig = getattr(exc, "orig", None) or exc
+    state = getattr(orig, "sqlstate", None)
+    text = str(orig)
+    where = redact(url)
+    if state == INSUFFICIENT_PRIVILEGE:
+        return InputError(
+            f"{where}: the database role may not use table {table!r}: {text.strip()}. Grant it "
+            f"SELECT, INSERT and DELETE on {table} and its history table (and CREATE on the "
+            "schema for the first run); nothing was written"
+        )
+    if state == LOCK_NOT_AVAILABLE or "database is locked" in text or "table is locked" in text:
+        return JobBusy(
+            f"{where}: table {table!r} is held by another job (waited {timeout_s:.0f} s for it); "
+            "another leadscore run or a reader holding a lock. Nothing was written: retry later"
+        )
+    if "readonly database" in text or "unable to open database file" in text:
+        return InputError(
+            f"cannot write {_sqlite_file(url)}: {text} (the file or its folder is read-only); "
+            "choose another --output or make it writable. Nothing was changed"
+        )
+    if "file is not a database" in text:
+        return InputError(f"{_sqlite_file(url)}: not a SQLite database ({text})")
+    return None
+
+
+@contextmanager
+def _database(
+    url: str, table: str, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S, write: bool = False
+) -> Iterator[sa.engine.Engine]:
+    """An engine for `url`; database errors we can explain become InputError or JobBusy."""
+    engine = _engine(url, timeout_s, write)
+    try:
+        yield engine
+    except Exception as exc:
+        # SQLAlchemy's wrapped errors, or the driver's own from a bulk path (COPY, executemany)
+        if not isinstance(exc, sa.exc.DBAPIError) and not _is_driver_error(exc):
+            raise
+        explained = _database_error(exc, url, table, timeout_s)
+        if explained is not None:
+            raise explained from None
+        if isinstance(exc, sa.exc.OperationalError) and not _connects(engine):
+            raise InputError(f"cannot connect to {redact(url)}: {exc.orig}") from None
+        raise
+    finally:
+        engine.dispose()
+
+
+def _is_driver_error(exc: Exception) -> bool:
+    import sqlite3
+
+    if isinstance(exc, sqlite3.Error):
+        return True
+    try:
+        import psycopg
+    except ImportError:
+        return False
+    return isinstance(exc, psycopg.Error)
 
 
 def _connects(engine: sa.engine.Engine) -> bool:
@@ -176,14 +273,106 @@ def _connects(engine: sa.engine.Engine) -> bool:
         return False
 
 
-def _inverse(columns: dict[str, str] | None) -> dict[str, str]:
-    return {v: k for k, v in (columns or {}).items()}
+def _take_turns(conn: sa.Connection, table: str, timeout_s: float) -> None:
+    """Serialise writers of `table` on PostgreSQL: an advisory lock held to the end of the
+    transaction (SQLite's BEGIN IMMEDIATE already did it), waited for up to `timeout_s`."""
+    if conn.dialect.name != "postgresql":
+        return
+    conn.execute(
+        sa.text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": f"{timeout_s * 1000:.0f}"}
+    )
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": table})
 
 
-def _read_file(path: Path) -> pd.DataFrame | None:
-    if not path.is_file():
-        return None
-    return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+def _stored_times(
+    conn: sa.Connection, table: str, frame: pd.DataFrame, columns: dict[str, str] | None
+) -> pd.DataFrame:
+    """`keep_unchanged_times` against the stored table, reading only what it compares, and
+    nothing at all when no stored row has this batch's as-of and model version (the nightly
+    case: a new as-of every run)."""
+    name = {c: (columns or {}).get(c, c) for c in (*UNCHANGED_IF_SAME, "scored_at")}
+    stored = score_tables.reflect(conn, table)
+    if not set(name.values()) <= set(stored.columns.keys()):
+        return frame
+    c = stored.columns
+    pairs_stored = conn.execute(
+        sa.select(c[name["as_of"]], c[name["model_version"]]).distinct()
+    ).all()
+    batch = frame[["as_of", "model_version"]].drop_duplicates()
+
+    def pairs(moments: pd.Series, versions: pd.Series) -> set[tuple[pd.Timestamp, str]]:
+        return set(zip(pd.to_datetime(moments, utc=True), versions.astype(str), strict=True))
+
+    stored_pairs = pd.DataFrame(pairs_stored, columns=["as_of", "version"])
+    if not pairs(stored_pairs["as_of"], stored_pairs["version"]) & pairs(
+        batch["as_of"], batch["model_version"]
+    ):
+        return frame
+    old = pd.read_sql_query(sa.select(*(c[n] for n in name.values())), conn)
+    return keep_unchanged_times(frame, old.rename(columns=_inverse(columns)))
+
+
+def _write_sql(
+    frame: pd.DataFrame,
+    url: str,
+    table: str,
+    history: tuple[pd.DataFrame, str] | None,
+    columns: dict[str, str] | None,
+    timeout_s: float,
+) -> None:
+    with _database(url, table, timeout_s, write=True) as engine, engine.begin() as conn:
+        _take_turns(conn, table, timeout_s)
+        dialect = conn.dialect.name
+        exists = sa.inspect(conn).has_table(table)
+        if exists and history is not None and "scored_at" in frame.columns:
+            frame = _stored_times(conn, table, frame, columns)
+        written = frame.rename(columns=columns or {})
+        rename = columns or {}
+        current = score_tables.current_table(
+            written,
+            table,
+            dialect,
+            lead=rename.get("lead_id", "lead_id"),
+            scored_at=rename.get("scored_at", "scored_at"),
+        )
+        if exists and score_tables.matches(conn, current):
+            conn.execute(sa.delete(current))
+        else:
+            if exists:
+                current.drop(conn)
+            current.create(conn)
+        insert_rows(written, conn, current)
+        if history is not None:
+            rows, name = history
+            log = score_tables.history_table(rows, name, dialect)
+            log.create(conn, checkfirst=True)
+            score_tables.ensure_indexes(conn, log)
+            insert_rows(rows, conn, log)
+
+
+# -- the targets, whatever their kind ------------------------------------------------------------
+
+
+def write_table(
+    frame: pd.DataFrame,
+    target: str,
+    table: str,
+    history: tuple[pd.DataFrame, str] | None = None,
+    columns: dict[str, str] | None = None,
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+) -> str:
+    """Replace `table` at `target` with `frame` in one atomic step; return where it went.
+
+    With `history` (rows, table name), the rows are appended to that append-only table in the
+    same step, and leads whose scores did not change keep their `scored_at`. File targets keep
+    the history in a second file beside the current one. `columns` renames the current table's
+    columns (a CRM's import names); the history keeps ours."""
+    resolved = resolve_target(target)
+    if _is_file(resolved):
+        _write_files(frame, Path(resolved), history, columns, lock_timeout_s)
+        return redact(target)
+    _write_sql(frame, resolved, table, history, columns, lock_timeout_s)
+    return f"{redact(target)} (table {table})"
 
 
 def read_current(
@@ -194,23 +383,16 @@ def read_current(
     resolved = resolve_target(target)
     if _is_file(resolved):
         path = Path(resolved)
-        current = _read_file(path)
-        history = _read_file(history_path(path, history_table))
+        current, history = _read_files([path, history_path(path, history_table)])
     else:
-        engine = _engine(resolved)
-        try:
-            with engine.connect() as conn:
-                inspector = sa.inspect(conn)
-                current = pd.read_sql_table(table, conn) if inspector.has_table(table) else None
-                history = (
-                    pd.read_sql_query(f'SELECT MAX(as_of) AS as_of FROM "{history_table}"', conn)
-                    if inspector.has_table(history_table)
-                    else None
-                )
-        except sa.exc.OperationalError as exc:
-            raise InputError(f"cannot read {redact(resolved)}: {exc.orig}") from None
-        finally:
-            engine.dispose()
+        with _database(resolved, table) as engine, engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            current = pd.read_sql_table(table, conn) if inspector.has_table(table) else None
+            history = None
+            if inspector.has_table(history_table):
+                stored = score_tables.reflect(conn, history_table)
+                newest = sa.select(sa.func.max(stored.c["as_of"]).label("as_of"))
+                history = pd.read_sql_query(newest, conn)
     if current is not None:
         current = current.rename(columns=_inverse(columns))
     last = None
@@ -225,55 +407,13 @@ def read_history(
     """Every batch in the history table at `target` (our column names), or None without one."""
     resolved = resolve_target(target)
     if _is_file(resolved):
-        history = _read_file(history_path(Path(resolved), history_table))
-    else:
-        engine = _engine(resolved)
-        try:
-            with engine.connect() as conn:
-                history = (
-                    pd.read_sql_table(history_table, conn)
-                    if sa.inspect(conn).has_table(history_table)
-                    else None
-                )
-        except sa.exc.OperationalError as exc:
-            raise InputError(f"cannot read {redact(resolved)}: {exc.orig}") from None
-        finally:
-            engine.dispose()
-    return None if history is None else history.rename(columns=_inverse(columns))
-
-
-def history_path(path: Path, history_table: str) -> Path:
-    """Where a file target keeps its history: `scores.parquet` -> `scores.<history>.parquet`."""
-    return path.with_name(f"{path.stem}.{history_table}{path.suffix}")
-
-
-def write_table(
-    frame: pd.DataFrame,
-    target: str,
-    table: str,
-    history: tuple[pd.DataFrame, str] | None = None,
-    columns: dict[str, str] | None = None,
-) -> str:
-    """Replace `table` at `target` with `frame` in one atomic step; return where it went.
-
-    With `history` (rows, table name), the rows are appended to that append-only table in the
-    same transaction, and leads whose scores did not change keep their `scored_at`. File
-    targets keep the history in a second file, written before the current one. `columns`
-    renames the current table's columns (a CRM's import names); the history keeps ours.
-    """
-    resolved = resolve_target(target)
-    if _is_file(resolved):
         path = Path(resolved)
-        if history is not None:
-            rows, history_table = history
-            log = history_path(path, history_table)
-            earlier = _read_file(log)
-            _write_file(rows if earlier is None else pd.concat([earlier, rows]), log)
-            previous = _read_file(path)
-            if previous is not None:
-                previous = previous.rename(columns=_inverse(columns))
-            frame = keep_unchanged_times(frame, previous)
-        _write_file(frame.rename(columns=columns or {}), path)
-        return resolved
-    _write_sql(frame, resolved, table, history, columns)
-    return f"{redact(resolved)} (table {table})"
+        history = _read_files([path, history_path(path, history_table)])[1]
+    else:
+        with _database(resolved, history_table) as engine, engine.connect() as conn:
+            history = (
+                pd.read_sql_table(history_table, conn)
+                if sa.inspect(conn).has_table(history_table)
+                else None
+            )
+    return None if history is None else history.rename(columns=_inverse(columns))

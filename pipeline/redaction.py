@@ -65,11 +65,18 @@ def redact_text(text: str) -> str:
     """`text` with URL passwords, secret query parameters and expanded values hidden."""
     if not text:
         return text
-    out = _URL_PASSWORD.sub(lambda m: f"{m['head']}{HIDDEN}@", text)
+    out = _URL_PASSWORD.sub(_hide_password, text)
     out = _QUERY_SECRET.sub(lambda m: f"{m['head']}{HIDDEN}", out)
     for secret in sorted(_SECRETS.values, key=len, reverse=True):
         out = out.replace(secret, HIDDEN)
     return out
+
+
+def _hide_password(match: re.Match[str]) -> str:
+    """A `${NAME}` reference is where the secret comes from, not the secret: it stays."""
+    password = match["password"]
+    shown = password if ENV_VAR.fullmatch(password) else HIDDEN
+    return f"{match['head']}{shown}@"
 
 
 def redact(target: str) -> str:

@@ -651,14 +651,21 @@ def as_of_view(raw: CrmTables, moment: pd.Timestamp, shape: str, warn: Warn) -> 
     future (year 9999) is more often a typo than a lead."""
     if shape == "flat":
         return clean(raw)
-    later = raw.leads["created_at"] >= moment
+    created = raw.leads["created_at"]
+    later = created >= moment
     if later.any():
-        first = raw.leads[later].iloc[0]
-        warn(
-            f"{int(later.sum()):,} leads created at or after the as-of time {moment:%Y-%m-%d} are "
-            f"ignored, e.g. lead {first['lead_id']!r} created {first['created_at']:%Y-%m-%d}; "
-            "check created_at if they should not be in the future"
+        message = (
+            f"{int(later.sum()):,} leads created at or after the as-of time "
+            f"{moment:%Y-%m-%d %H:%M} are ignored"
         )
+        future = created > pd.Timestamp.now(tz="UTC")
+        if future.any():
+            newest = raw.leads.loc[created[future].idxmax()]
+            message += (
+                f"; {int(future.sum()):,} of them are dated after today, e.g. lead "
+                f"{str(newest['lead_id'])!r} on {newest['created_at']:%Y-%m-%d}: check created_at"
+            )
+        warn(message)
     return clean(as_of(raw, moment))
 
 

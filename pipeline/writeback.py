@@ -211,10 +211,10 @@ def _database_error(exc: Exception, url: str, table: str, timeout_s: float) -> E
     text = str(orig)
     where = redact(url)
     if state == INSUFFICIENT_PRIVILEGE:
+        privilege, on = getattr(exc, "leadscore_needs", ("SELECT, INSERT and DELETE", table))
         return InputError(
-            f"{where}: the database role may not use table {table!r}: {text.strip()}. Grant it "
-            f"SELECT, INSERT and DELETE on {table} and its history table (and CREATE on the "
-            "schema for the first run); nothing was written"
+            f"{where}: the database role may not use table {on!r}: {text.strip()}. Grant it "
+            f"{privilege} on {on}; nothing was written, the previous scores are intact"
         )
     if state == LOCK_NOT_AVAILABLE or "database is locked" in text or "table is locked" in text:
         return JobBusy(
@@ -312,6 +312,16 @@ def _stored_times(
     return keep_unchanged_times(frame, old.rename(columns=_inverse(columns)))
 
 
+@contextmanager
+def _needs(privilege: str, on: str) -> Iterator[None]:
+    """Mark a database error raised inside with the privilege the step needs, and on what."""
+    try:
+        yield
+    except Exception as exc:
+        exc.leadscore_needs = (privilege, on)  # type: ignore[attr-defined]
+        raise
+
+
 def _write_sql(
     frame: pd.DataFrame,
     url: str,
@@ -325,7 +335,8 @@ def _write_sql(
         dialect = conn.dialect.name
         exists = sa.inspect(conn).has_table(table)
         if exists and history is not None and "scored_at" in frame.columns:
-            frame = _stored_times(conn, table, frame, columns)
+            with _needs("SELECT", table):
+                frame = _stored_times(conn, table, frame, columns)
         written = frame.rename(columns=columns or {})
         rename = columns or {}
         current = score_tables.current_table(
@@ -336,18 +347,23 @@ def _write_sql(
             scored_at=rename.get("scored_at", "scored_at"),
         )
         if exists and score_tables.matches(conn, current):
-            conn.execute(sa.delete(current))
+            with _needs("DELETE", table):
+                conn.execute(sa.delete(current))
         else:
-            if exists:
-                current.drop(conn)
-            current.create(conn)
-        insert_rows(written, conn, current)
+            with _needs("ownership (to replace it) and CREATE on its schema", table):
+                if exists:
+                    current.drop(conn)
+                current.create(conn)
+        with _needs("INSERT", table):
+            insert_rows(written, conn, current)
         if history is not None:
             rows, name = history
             log = score_tables.history_table(rows, name, dialect)
-            log.create(conn, checkfirst=True)
-            score_tables.ensure_indexes(conn, log)
-            insert_rows(rows, conn, log)
+            with _needs("CREATE on its schema (or an existing table)", name):
+                log.create(conn, checkfirst=True)
+                score_tables.ensure_indexes(conn, log)
+            with _needs("INSERT", name):
+                insert_rows(rows, conn, log)
 
 
 # -- the targets, whatever their kind ------------------------------------------------------------

@@ -4,7 +4,9 @@ holds the virtualenv, configs/ and the MLflow store (or set MLFLOW_TRACKING_URI)
 
 Exit codes (see docs/scheduling.md): score and retrain fail the task on 1 (failure) or 2 (bad
 input); retrain exits 0 whether it promoted or kept the champion. monitor exits 4 on an alert,
-which fails its task without retries so that the alert reaches a person.
+which fails its task without retries so that the alert reaches a person. Exit 5 (another job
+held the target or the registry too long) is worth the default retry. max_active_runs=1 keeps
+a slow run from overlapping the next one of the same DAG.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     schedule="15 2 * * *",
     catchup=False,
+    max_active_runs=1,
     default_args=DEFAULTS,
     tags=["leadscore"],
 ) as nightly:
@@ -44,6 +47,7 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     schedule="0 3 * * 0",
     catchup=False,
+    max_active_runs=1,
     default_args=DEFAULTS,
     tags=["leadscore"],
 ) as weekly:
@@ -64,6 +68,7 @@ with DAG(
     start_date=datetime(2026, 1, 1),
     schedule="0 7 * * *",
     catchup=False,
+    max_active_runs=1,
     default_args={**DEFAULTS, "retries": 0},
     tags=["leadscore"],
 ) as monitoring:

@@ -494,10 +494,14 @@ def load_tables(
     `activities=False` leaves the activity log empty, for a caller that streams it in parts
     (`pipeline.activity_partitions`)."""
     data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise InputError(f"data folder {data_dir} does not exist")
     data = config.data if config is not None else None
     shape = data.shape if data is not None else "events"
+    in_databases = data is not None and all(
+        spec is None or spec.url is not None
+        for spec in (data.leads, data.accounts, data.activities, data.deals, *data.lookups)
+    )
+    if not data_dir.is_dir() and not (in_databases and data is not None and data.leads):
+        raise InputError(f"data folder {data_dir} does not exist")
     frames: dict[str, pd.DataFrame] = {}
     where: dict[str, str] = {}
     for name in TABLE_NAMES:

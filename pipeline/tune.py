@@ -17,6 +17,7 @@ from models.lead_model import LeadScoringModel
 from pipeline.atomic_files import write_text_atomically
 from pipeline.config import Config, config_as_dict
 from pipeline.progress import Steps
+from pipeline.redaction import HIDDEN
 from pipeline.registry import configure_tracking
 from pipeline.run_identity import config_fingerprint, git_commit, run_name
 from pipeline.train import audited_features, prepare, split_masks
@@ -134,7 +135,13 @@ def tune(
             f"{best.value:.4f}; the base config's own: {rows[0]['auc']:.4f}).\n"
             "# Use it with: leadscore train --config <this file>\n"
         )
-        write_text_atomically(out, header + yaml.safe_dump(tuned, sort_keys=False))
+        body = yaml.safe_dump(tuned, sort_keys=False)
+        if HIDDEN in body:
+            header += (
+                "# Passwords written into URLs are hidden (***) here, as everywhere leadscore\n"
+                "# writes: put them in the environment and refer to them as ${VARIABLE}.\n"
+            )
+        write_text_atomically(out, header + body)
         mlflow.log_artifact(str(out))
     trials_frame = pd.DataFrame(rows).sort_values("auc", ascending=False, ignore_index=True)
     return TuneResult(

@@ -38,7 +38,7 @@ def test_the_docs_name_commands_and_options_the_cli_has():
             assert option in result.output, f"leadscore {command} has no {option}"
 
 
-@pytest.mark.parametrize("code", ["1", "2", "3", "4"])
+@pytest.mark.parametrize("code", ["1", "2", "3", "4", "5"])
 def test_every_failure_exit_code_says_what_it_asks_of_a_person(code):
     text = (DOCS / "scheduling.md").read_text()
     assert f"- **{code}**" in text

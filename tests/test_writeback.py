@@ -180,3 +180,57 @@ def test_crm_column_names_and_reruns_keep_the_current_rows(tmp_path, target):
     assert {"Id", "Lead_Score__c", "Score_Date__c"} <= set(current.columns)
     assert "lead_id" not in current.columns
     assert current["Score_Date__c"].astype(str).str.startswith("2026-11-02").all()  # kept
+
+
+def _many_scores(n: int, fresh: int) -> pd.DataFrame:
+    """`n` scores, all but the last `fresh` scored long ago: what a CRM sync's query sees."""
+    scores = _scores(n).assign(reasons_json='[{"feature": "source", "value": "web"}]')
+    stamps = pd.Series(pd.Timestamp("2026-01-01", tz="UTC"), index=scores.index)
+    stamps.iloc[-fresh:] = pd.Timestamp("2026-11-02", tz="UTC")
+    return scores.assign(scored_at=stamps)
+
+
+@pytest.mark.postgres
+def test_postgres_score_tables_have_keys_jsonb_and_a_sync_query_uses_the_index(postgres_url):
+    table = f"lead_scores_test_{uuid.uuid4().hex[:8]}"
+    engine = sa.create_engine(postgres_url)
+    try:
+        scores = _many_scores(300_000, 50)
+        write_table(scores, postgres_url, table, history=(_history(scores, "b1")[0], f"{table}_h"))
+        with engine.begin() as conn:
+            inspector = sa.inspect(conn)
+            assert inspector.get_pk_constraint(table)["constrained_columns"] == ["lead_id"]
+            kinds = {c["name"]: str(c["type"]) for c in inspector.get_columns(table)}
+            assert kinds["reasons_json"] == "JSONB"
+            history_indexes = {i["name"] for i in inspector.get_indexes(f"{table}_h")}
+            assert len(history_indexes) == 3
+            conn.execute(sa.text(f'ANALYZE "{table}"'))
+            plan = conn.execute(
+                sa.text(
+                    f'EXPLAIN (FORMAT JSON) SELECT * FROM "{table}" '
+                    "WHERE scored_at > '2026-11-01T00:00:00Z'"
+                )
+            ).scalar()
+        assert "Index" in str(plan), plan  # not a scan of 300,000 rows for 50 changed ones
+        with pytest.raises(sa.exc.IntegrityError):  # the key holds
+            with engine.begin() as conn:
+                conn.execute(sa.text(f'INSERT INTO "{table}" (lead_id) VALUES (0)'))
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP TABLE IF EXISTS "{table}"'))
+            conn.execute(sa.text(f'DROP TABLE IF EXISTS "{table}_h"'))
+        engine.dispose()
+
+
+def test_sqlite_tables_made_by_an_older_release_get_the_key_and_indexes(tmp_path):
+    db = tmp_path / "scores.db"
+    old = _scores(5)
+    with sqlite3.connect(db) as conn:  # as to_sql made them: no key, no index
+        old.to_sql("lead_scores", conn, index=False)
+        _history(old, "b0")[0].to_sql("lead_score_history", conn, index=False)
+    write_table(_scores(5), str(db), "lead_scores", history=_history(_scores(5), "b1"))
+    with sqlite3.connect(db) as conn:
+        key = [r[1] for r in conn.execute("PRAGMA table_info(lead_scores)") if r[5]]
+        indexes = {r[1] for r in conn.execute("PRAGMA index_list(lead_score_history)")}
+        batches = conn.execute("SELECT COUNT(DISTINCT batch_id) FROM lead_score_history")
+        assert key == ["lead_id"] and len(indexes) == 3 and batches.fetchone() == (2,)

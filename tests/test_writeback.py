@@ -212,9 +212,8 @@ def test_postgres_score_tables_have_keys_jsonb_and_a_sync_query_uses_the_index(p
                 )
             ).scalar()
         assert "Index" in str(plan), plan  # not a scan of 300,000 rows for 50 changed ones
-        with pytest.raises(sa.exc.IntegrityError):  # the key holds
-            with engine.begin() as conn:
-                conn.execute(sa.text(f'INSERT INTO "{table}" (lead_id) VALUES (0)'))
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:  # the key holds
+            conn.execute(sa.text(f'INSERT INTO "{table}" (lead_id) VALUES (0)'))
     finally:
         with engine.begin() as conn:
             conn.execute(sa.text(f'DROP TABLE IF EXISTS "{table}"'))

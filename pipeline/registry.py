@@ -72,12 +72,17 @@ def _lock_folder(uri: str) -> Path:
     return Path.cwd()
 
 
+def filter_value(text: str) -> str:
+    """`text` as a quoted literal of MLflow's search filter syntax, which has no escaping: a
+    value holding a quote or a backslash is refused (config names are checked at load too)."""
+    if "'" in text or "\\" in text:
+        raise InputError(f"{text!r} may not hold ' or \\ (it goes into an MLflow search filter)")
+    return "'" + text + "'"
+
+
 def versions_of(registered_model: str) -> list[ModelVersion]:
-    """Every version of a registered model. The name goes into MLflow's filter syntax, which
-    has no escaping; a name with a quote is refused (the config refuses it at load too)."""
-    if "'" in registered_model or "\\" in registered_model:
-        raise InputError(f"registered model name {registered_model!r} may not hold ' or \\")
-    return list(MlflowClient().search_model_versions(f"name='{registered_model}'"))
+    """Every version of a registered model."""
+    return list(MlflowClient().search_model_versions("name=" + filter_value(registered_model)))
 
 
 def _example_frame(X: pd.DataFrame) -> pd.DataFrame:

@@ -6,7 +6,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from pipeline.errors import InputError
-from pipeline.registry import champion_version, versions_of
+from pipeline.registry import champion_version, filter_value, versions_of
 
 SHOWN = ("roc_auc", "pr_auc", "ece", "lift_at_10", "capture_at_20")
 JOBS = ("train", "retrain")
@@ -25,7 +25,7 @@ def recent_runs(experiment: str, registered_model: str, limit: int = 10) -> pd.D
         for job in JOBS
         for run in client.search_runs(
             [found.experiment_id],
-            filter_string=f"tags.job = '{job}' AND attributes.status = 'FINISHED'",
+            filter_string=f"tags.job = {filter_value(job)} AND attributes.status = 'FINISHED'",
             order_by=["attributes.start_time DESC"],
             max_results=limit,
         )

@@ -146,5 +146,5 @@ def test_hostile_names_are_refused_at_config_load_with_exit_2(run_cli, assignmen
 
 
 def test_registry_filters_refuse_quotes():
-    with pytest.raises(InputError, match="may not hold"):
+    with pytest.raises(InputError, match="may not hold"):  # the config refuses it at load too
         versions_of("lead-scoring' OR name LIKE '%")

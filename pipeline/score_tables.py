@@ -46,16 +46,19 @@ def index_name(table: str, suffix: str) -> str:
 
 
 def _columns(frame: pd.DataFrame, dialect: str, key: str | None) -> list[sa.Column]:
-    return [
-        sa.Column(
-            str(name),
-            _column_type(frame[name], str(name), dialect),
-            primary_key=name == key,
-            nullable=name != key,
-            autoincrement=False,
+    columns = []
+    for name in frame.columns:
+        kind = _column_type(frame[name], str(name), dialect)
+        if name == key and dialect == "sqlite" and isinstance(kind, sa.BigInteger):
+            # SQLite's "INTEGER PRIMARY KEY" is the rowid itself (64-bit): no second index to
+            # maintain, a third faster to write than BIGINT with a separate key index
+            kind = sa.Integer()
+        columns.append(
+            sa.Column(
+                str(name), kind, primary_key=name == key, nullable=name != key, autoincrement=False
+            )
         )
-        for name in frame.columns
-    ]
+    return columns
 
 
 def current_table(

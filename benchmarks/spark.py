@@ -32,9 +32,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    from pipeline.config import load_config
-    from pipeline.progress import Steps
-    from pipeline.train import train
+    from leadscore.pipeline.config import load_config
+    from leadscore.pipeline.progress import Steps
+    from leadscore.pipeline.train import train
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.tables import CrmTables, lookup
+from leadscore.features.tables import CrmTables, lookup
 
 
 def account_history_features(tables: CrmTables, spine: pd.DataFrame) -> pd.DataFrame:

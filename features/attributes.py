@@ -7,8 +7,8 @@ from collections.abc import Collection
 import numpy as np
 import pandas as pd
 
-from features.screening import is_pii_name
-from features.tables import CrmTables, normalise_label, snake_case, utc_datetime64
+from leadscore.features.screening import is_pii_name
+from leadscore.features.tables import CrmTables, normalise_label, snake_case, utc_datetime64
 
 
 def _attribute_columns(frame: pd.DataFrame, skip: Collection[str]) -> list[str]:

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from features.account_history import account_history_features
-from features.attributes import attribute_features
-from features.engagement import ACTIVITY_TYPES, HIGH_VALUE_TYPES, engagement_features
-from features.opportunity import opportunity_features
-from features.tables import CrmTables
+from leadscore.features.account_history import account_history_features
+from leadscore.features.attributes import attribute_features
+from leadscore.features.engagement import ACTIVITY_TYPES, HIGH_VALUE_TYPES, engagement_features
+from leadscore.features.opportunity import opportunity_features
+from leadscore.features.tables import CrmTables
 
 
 @dataclass(frozen=True)

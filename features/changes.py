@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.tables import CrmTables
+from leadscore.features.tables import CrmTables
 
 UPDATED_AT = "updated_at"  # optional column of leads and accounts: when a row was last edited
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from features.tables import CrmTables, utc_datetime64
+from leadscore.features.tables import CrmTables, utc_datetime64
 
 ACTIVITY_TYPES = (
     "web_visit",

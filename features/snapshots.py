@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.tables import CrmTables, lookup, utc_datetime64
+from leadscore.features.tables import CrmTables, lookup, utc_datetime64
 
 DAY = pd.Timedelta(days=1)
 

@@ -14,7 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from models.scores import to_score
+from leadscore.models.scores import to_score
 
 WON, LOST = "#1b7f3b", "#b0b0b0"
 

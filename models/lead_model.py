@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from models import tree_shap
-from models.calibration import choose_calibrator
+from leadscore.models import tree_shap
+from leadscore.models.calibration import choose_calibrator
 
 
 def categorical_columns(X: pd.DataFrame) -> list[str]:

@@ -24,11 +24,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.tables import utc_datetime64
-from pipeline.config import SourceConfig
-from pipeline.errors import InputError, JobFailure
-from pipeline.locks import held_by_someone
-from pipeline.sources import (
+from leadscore.features.tables import utc_datetime64
+from leadscore.pipeline.config import SourceConfig
+from leadscore.pipeline.errors import InputError, JobFailure
+from leadscore.pipeline.locks import held_by_someone
+from leadscore.pipeline.sources import (
     SORT_KEYS,
     Warn,
     canonical_order,

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.evaluation import Evaluation
-from pipeline.config import GateConfig
+from leadscore.models.evaluation import Evaluation
+from leadscore.pipeline.config import GateConfig
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
-from pipeline.atomic_files import write_text_atomically
-from pipeline.errors import (
+from leadscore.pipeline.atomic_files import write_text_atomically
+from leadscore.pipeline.errors import (
     EXIT_BUSY,
     EXIT_FAILURE,
     EXIT_INPUT,
@@ -25,8 +25,8 @@ from pipeline.errors import (
     JobBusy,
     JobFailure,
 )
-from pipeline.progress import SafeConsole
-from pipeline.redaction import redact_text
+from leadscore.pipeline.progress import SafeConsole
+from leadscore.pipeline.redaction import redact_text
 
 DEFAULT_CONFIG = Path("configs/demo.yaml")
 out = SafeConsole(highlight=False, soft_wrap=True)
@@ -81,7 +81,7 @@ def parse_moment(text: str, option: str = "--as-of") -> pd.Timestamp:
 
 
 def _load(config_path: Path | None, overrides: tuple[str, ...]) -> Any:
-    from pipeline.config import load_config
+    from leadscore.pipeline.config import load_config
 
     if config_path is None:
         if DEFAULT_CONFIG.is_file():
@@ -175,8 +175,8 @@ def demo_data(out: Path, n_leads: int, seed: int, end: str, drift_days: int) -> 
     Writes accounts, leads, activities and deals, plus truth.parquet: each lead's hidden
     probability of being won, for evaluation only (the pipeline never reads it).
     """
-    from pipeline.progress import Steps
-    from pipeline.synthetic_crm import generate_crm
+    from leadscore.pipeline.progress import Steps
+    from leadscore.pipeline.synthetic_crm import generate_crm
 
     steps = Steps()
     if out.exists() and not out.is_dir():
@@ -220,9 +220,9 @@ def train(
     logs holdout metrics with 95% bootstrap intervals, a grade table, metrics per segment,
     plots and a one-file HTML report.
     """
-    from models.evaluation import METRICS
-    from pipeline.progress import Steps
-    from pipeline.train import train as run_training
+    from leadscore.models.evaluation import METRICS
+    from leadscore.pipeline.progress import Steps
+    from leadscore.pipeline.train import train as run_training
 
     config = _load(config_path, overrides)
     moment = parse_moment(as_of) if as_of else None
@@ -286,9 +286,9 @@ def audit(
     """
     import json
 
-    from pipeline.progress import Steps
-    from pipeline.train import audit as run_audit
-    from pipeline.train import prepare
+    from leadscore.pipeline.progress import Steps
+    from leadscore.pipeline.train import audit as run_audit
+    from leadscore.pipeline.train import prepare
 
     config = _load(config_path, overrides)
     moment = parse_moment(as_of) if as_of else None
@@ -354,8 +354,8 @@ def tune(
     stays untouched). Trial 0 is the config's own settings. Every trial is a nested MLflow run.
     Then: `leadscore train --config <written file>` (or `retrain`).
     """
-    from pipeline.progress import Steps
-    from pipeline.tune import tune as run_tune
+    from leadscore.pipeline.progress import Steps
+    from leadscore.pipeline.tune import tune as run_tune
 
     config = _load(config_path, overrides)
     source = config_path or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
@@ -395,8 +395,8 @@ def runs(config_path: Path | None, limit: int, as_json: bool) -> None:
     marked with *, the gate's verdict for retrains."""
     import json
 
-    from pipeline.registry import configure_tracking
-    from pipeline.run_comparison import SHOWN, recent_runs
+    from leadscore.pipeline.registry import configure_tracking
+    from leadscore.pipeline.run_comparison import SHOWN, recent_runs
 
     config = _load(config_path, ())
     configure_tracking()
@@ -451,9 +451,9 @@ def retrain(
     recorded on the MLflow run and the model version. Exit 0 whether it promoted or kept the
     champion; 3 with --require-promotion when it kept it; 2 bad input; 1 failure.
     """
-    from pipeline.errors import EXIT_NOT_PROMOTED
-    from pipeline.progress import Steps
-    from pipeline.retrain import retrain as run_retrain
+    from leadscore.pipeline.errors import EXIT_NOT_PROMOTED
+    from leadscore.pipeline.progress import Steps
+    from leadscore.pipeline.retrain import retrain as run_retrain
 
     config = _load(config_path, overrides)
     moment = parse_moment(as_of) if as_of else None
@@ -492,7 +492,12 @@ def promote(config_path: Path | None, version: str, reason: str) -> None:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from pipeline.registry import champion_version, configure_tracking, registry_lock, set_champion
+    from leadscore.pipeline.registry import (
+        champion_version,
+        configure_tracking,
+        registry_lock,
+        set_champion,
+    )
 
     config = _load(config_path, ())
     configure_tracking()
@@ -512,7 +517,12 @@ def promote(config_path: Path | None, version: str, reason: str) -> None:
 @_fail_on_input_errors
 def rollback(config_path: Path | None) -> None:
     """Move the champion back to the version that was champion before the current one."""
-    from pipeline.registry import configure_tracking, registry_lock, rollback_target, set_champion
+    from leadscore.pipeline.registry import (
+        configure_tracking,
+        registry_lock,
+        rollback_target,
+        set_champion,
+    )
 
     config = _load(config_path, ())
     configure_tracking()
@@ -531,7 +541,7 @@ def write_json_atomically(path: Path, value: object) -> None:
 
 
 def _tracking_uri() -> str:
-    from pipeline.registry import DEFAULT_TRACKING_URI
+    from leadscore.pipeline.registry import DEFAULT_TRACKING_URI
 
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
@@ -600,9 +610,9 @@ def monitor(
     psi_alert, or a realized AUC below backtest_min_auc. Exit 0 no alert, 4 alert, 2 bad
     input, 1 failure.
     """
-    from pipeline.errors import EXIT_ALERT
-    from pipeline.monitor import monitor as run_monitor
-    from pipeline.progress import Steps
+    from leadscore.pipeline.errors import EXIT_ALERT
+    from leadscore.pipeline.monitor import monitor as run_monitor
+    from leadscore.pipeline.progress import Steps
 
     config = _load(config_path, overrides)
     moment = parse_moment(as_of) if as_of else None
@@ -668,8 +678,8 @@ def score(
     sub-scores, reasons, model_version, as_of, scored_at; each run also appends its rows to the
     history table. The write is atomic: on failure the previous scores stay as they were.
     """
-    from pipeline.progress import Steps
-    from pipeline.score import score as run_scoring
+    from leadscore.pipeline.progress import Steps
+    from leadscore.pipeline.score import score as run_scoring
 
     config = _load(config_path, overrides)
     moment = parse_moment(as_of) if as_of else None

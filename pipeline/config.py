@@ -10,9 +10,9 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from models.scores import SCORE_COLUMNS
-from pipeline.errors import InputError
-from pipeline.redaction import redact_text, redacted
+from leadscore.models.scores import SCORE_COLUMNS
+from leadscore.pipeline.errors import InputError
+from leadscore.pipeline.redaction import redact_text, redacted
 
 
 class _Section(BaseModel):

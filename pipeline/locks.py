@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pipeline.errors import JobBusy
+from leadscore.pipeline.errors import JobBusy
 
 
 @contextmanager

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from models.evaluation import HIGHER_IS_BETTER, METRICS
+from leadscore.models.evaluation import HIGHER_IS_BETTER, METRICS
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }

@@ -12,18 +12,18 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from features.build import build_features
-from features.snapshots import lead_outcomes, open_leads
-from features.tables import CrmTables
-from models.drift import drift_table
-from pipeline.config import Config
-from pipeline.errors import InputError
-from pipeline.progress import Steps
-from pipeline.redaction import redact, redact_text
-from pipeline.registry import chosen_bundle
-from pipeline.score import open_spine
-from pipeline.sources import as_of_view, load_tables, resolve_as_of
-from pipeline.writeback import read_history
+from leadscore.features.build import build_features
+from leadscore.features.snapshots import lead_outcomes, open_leads
+from leadscore.features.tables import CrmTables
+from leadscore.models.drift import drift_table
+from leadscore.pipeline.config import Config
+from leadscore.pipeline.errors import InputError
+from leadscore.pipeline.progress import Steps
+from leadscore.pipeline.redaction import redact, redact_text
+from leadscore.pipeline.registry import chosen_bundle
+from leadscore.pipeline.score import open_spine
+from leadscore.pipeline.sources import as_of_view, load_tables, resolve_as_of
+from leadscore.pipeline.writeback import read_history
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from pipeline.redaction import redact_text
+from leadscore.pipeline.redaction import redact_text
 
 
 class SafeConsole(Console):

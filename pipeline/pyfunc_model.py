@@ -10,9 +10,9 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from features.build import FeatureSpec
-from models.drift import DriftReference
-from models.lead_model import LeadScoringModel
+from leadscore.features.build import FeatureSpec
+from leadscore.models.drift import DriftReference
+from leadscore.models.lead_model import LeadScoringModel
 
 
 @dataclass

@@ -19,11 +19,11 @@ from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
-from pipeline.errors import InputError
-from pipeline.locks import exclusive
-from pipeline.progress import Steps
-from pipeline.pyfunc_model import ScoringBundle
-from pipeline.redaction import redact
+from leadscore.pipeline.errors import InputError
+from leadscore.pipeline.locks import exclusive
+from leadscore.pipeline.progress import Steps
+from leadscore.pipeline.pyfunc_model import ScoringBundle
+from leadscore.pipeline.redaction import redact
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 CHAMPION = "champion"

@@ -12,15 +12,15 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from features.attributes import attribute_features
-from features.build import FeatureSpec, build_features
-from features.tables import CrmTables
-from models.evaluation import Evaluation, evaluate
-from models.scores import assign_grades
-from pipeline.champion_gate import GateDecision, decide
-from pipeline.config import Config
-from pipeline.progress import Steps
-from pipeline.registry import (
+from leadscore.features.attributes import attribute_features
+from leadscore.features.build import FeatureSpec, build_features
+from leadscore.features.tables import CrmTables
+from leadscore.models.evaluation import Evaluation, evaluate
+from leadscore.models.scores import assign_grades
+from leadscore.pipeline.champion_gate import GateDecision, decide
+from leadscore.pipeline.config import Config
+from leadscore.pipeline.progress import Steps
+from leadscore.pipeline.registry import (
     ModelUnavailable,
     champion_history,
     champion_version,
@@ -29,7 +29,7 @@ from pipeline.registry import (
     registry_lock,
     set_champion,
 )
-from pipeline.train import TrainResult, flat_params, segment_columns, train
+from leadscore.pipeline.train import TrainResult, flat_params, segment_columns, train
 
 SPLIT_KEYS = ("split.seed", "split.holdout_lead_fraction", "split.holdout_cutoffs")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from pipeline.errors import InputError
-from pipeline.registry import champion_version, filter_value, versions_of
+from leadscore.pipeline.errors import InputError
+from leadscore.pipeline.registry import champion_version, filter_value, versions_of
 
 SHOWN = ("roc_auc", "pr_auc", "ece", "lift_at_10", "capture_at_20")
 JOBS = ("train", "retrain")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.config import Config, config_as_dict
+from leadscore.pipeline.config import Config, config_as_dict
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,42 +10,42 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.build import build_features
-from features.changes import changed_lead_ids, new_activity_lead_ids
-from features.descriptions import describe
-from features.families import FAMILIES, feature_family
-from features.snapshots import open_leads
-from features.tables import CrmTables, activities_as_of, clean_activities
-from models.evaluation import grade_table
-from models.reasons import reason_columns
-from models.scores import SCORE_COLUMNS, assign_grades, mql_flags, to_score
-from models.subscores import family_logits, to_subscore
-from pipeline.activity_partitions import (
+from leadscore.features.build import build_features
+from leadscore.features.changes import changed_lead_ids, new_activity_lead_ids
+from leadscore.features.descriptions import describe
+from leadscore.features.families import FAMILIES, feature_family
+from leadscore.features.snapshots import open_leads
+from leadscore.features.tables import CrmTables, activities_as_of, clean_activities
+from leadscore.models.evaluation import grade_table
+from leadscore.models.reasons import reason_columns
+from leadscore.models.scores import SCORE_COLUMNS, assign_grades, mql_flags, to_score
+from leadscore.models.subscores import family_logits, to_subscore
+from leadscore.pipeline.activity_partitions import (
     ActivityPartitions,
     partition_activities,
     source_rows,
     spill_folder,
 )
-from pipeline.config import Config
-from pipeline.errors import InputError
-from pipeline.progress import Steps
-from pipeline.pyfunc_model import ScoringBundle
-from pipeline.redaction import redact
-from pipeline.registry import chosen_bundle
-from pipeline.sources import (
+from leadscore.pipeline.config import Config
+from leadscore.pipeline.errors import InputError
+from leadscore.pipeline.progress import Steps
+from leadscore.pipeline.pyfunc_model import ScoringBundle
+from leadscore.pipeline.redaction import redact
+from leadscore.pipeline.registry import chosen_bundle
+from leadscore.pipeline.sources import (
     as_of_view,
     describe_source,
     load_tables,
     resolve_as_of,
     source_spec,
 )
-from pipeline.spark_engine import (
+from leadscore.pipeline.spark_engine import (
     SCORE_PART_COLUMNS,
     SparkActivities,
     spark_activities,
     spark_scores,
 )
-from pipeline.writeback import read_current, write_table
+from leadscore.pipeline.writeback import read_current, write_table
 
 HISTORY_COLUMNS = [
     "lead_id",

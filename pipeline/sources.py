@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from features.tables import (
+from leadscore.features.tables import (
     OUTCOMES,
     REQUIRED_COLUMNS,
     TABLE_NAMES,
@@ -35,9 +35,9 @@ from features.tables import (
     normalise_label,
     utc_datetime64,
 )
-from pipeline.config import Config, LookupConfig, SourceConfig, TimestampSpec
-from pipeline.errors import InputError
-from pipeline.redaction import MissingVariable, expand_env, redact
+from leadscore.pipeline.config import Config, LookupConfig, SourceConfig, TimestampSpec
+from leadscore.pipeline.errors import InputError
+from leadscore.pipeline.redaction import MissingVariable, expand_env, redact
 
 Warn = Callable[[str], None]
 KEYS = {"accounts": "account_id", "leads": "lead_id", "deals": "deal_id"}

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from features.build import FeatureSpec, build_features
-from features.tables import CrmTables, activities_as_of, clean_activities, utc_datetime64
-from pipeline.config import Config, SourceConfig
-from pipeline.errors import InputError
-from pipeline.sources import (
+from leadscore.features.build import FeatureSpec, build_features
+from leadscore.features.tables import CrmTables, activities_as_of, clean_activities, utc_datetime64
+from leadscore.pipeline.config import Config, SourceConfig
+from leadscore.pipeline.errors import InputError
+from leadscore.pipeline.sources import (
     SORT_KEYS,
     canonical_order,
     check_table,

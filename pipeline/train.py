@@ -17,13 +17,13 @@ import pandas as pd
 import yaml
 from sklearn.model_selection import train_test_split
 
-from features.attributes import attribute_features
-from features.build import FeatureSpec, build_features
-from features.engagement import ACTIVITY_TYPES, unknown_activity_types
-from features.families import FAMILIES, feature_family
-from features.leakage import Finding, audit_columns, flagged_columns
-from features.screening import screen_columns
-from features.snapshots import (
+from leadscore.features.attributes import attribute_features
+from leadscore.features.build import FeatureSpec, build_features
+from leadscore.features.engagement import ACTIVITY_TYPES, unknown_activity_types
+from leadscore.features.families import FAMILIES, feature_family
+from leadscore.features.leakage import Finding, audit_columns, flagged_columns
+from leadscore.features.screening import screen_columns
+from leadscore.features.snapshots import (
     SPLITS,
     assign_splits,
     cutoff_schedule,
@@ -31,22 +31,22 @@ from features.snapshots import (
     lead_outcomes,
     open_leads,
 )
-from features.tables import CrmTables, lookup
-from models.drift import reference_from
-from models.evaluation import Evaluation, evaluate
-from models.evaluation_plots import save_all
-from models.lead_model import LeadScoringModel
-from models.scores import assign_grades
-from models.subscores import family_logits, reference_quantiles
-from pipeline.config import Config, config_as_dict
-from pipeline.errors import InputError
-from pipeline.model_report import ReportInputs, render
-from pipeline.progress import Steps
-from pipeline.pyfunc_model import ScoringBundle
-from pipeline.redaction import redact, redact_text
-from pipeline.registry import configure_tracking, log_and_register
-from pipeline.run_identity import config_fingerprint, git_commit, run_name
-from pipeline.sources import as_of_view, fingerprint, load_tables, resolve_as_of
+from leadscore.features.tables import CrmTables, lookup
+from leadscore.models.drift import reference_from
+from leadscore.models.evaluation import Evaluation, evaluate
+from leadscore.models.evaluation_plots import save_all
+from leadscore.models.lead_model import LeadScoringModel
+from leadscore.models.scores import assign_grades
+from leadscore.models.subscores import family_logits, reference_quantiles
+from leadscore.pipeline.config import Config, config_as_dict
+from leadscore.pipeline.errors import InputError
+from leadscore.pipeline.model_report import ReportInputs, render
+from leadscore.pipeline.progress import Steps
+from leadscore.pipeline.pyfunc_model import ScoringBundle
+from leadscore.pipeline.redaction import redact, redact_text
+from leadscore.pipeline.registry import configure_tracking, log_and_register
+from leadscore.pipeline.run_identity import config_fingerprint, git_commit, run_name
+from leadscore.pipeline.sources import as_of_view, fingerprint, load_tables, resolve_as_of
 
 NO_TIMESTAMPS = (
     "NO TIMESTAMPS: shape 'flat' cannot build point-in-time snapshots. The split is a stratified "
@@ -344,7 +344,7 @@ def prepare(
     if engine == "spark":  # the activity log stays on Spark: say the print does not cover it
         data_hash = f"{data_hash}-without-activities"
     if engine == "spark":
-        from pipeline.spark_engine import spark_activities, spark_features
+        from leadscore.pipeline.spark_engine import spark_activities, spark_features
 
         with steps.step("Starting Spark and reading the activity log"):
             on_spark = spark_activities(config, data_dir, raw)

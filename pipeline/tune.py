@@ -13,14 +13,14 @@ import pandas as pd
 import yaml
 from sklearn.metrics import roc_auc_score
 
-from models.lead_model import LeadScoringModel
-from pipeline.atomic_files import write_text_atomically
-from pipeline.config import Config, config_as_dict
-from pipeline.progress import Steps
-from pipeline.redaction import HIDDEN
-from pipeline.registry import configure_tracking
-from pipeline.run_identity import config_fingerprint, git_commit, run_name
-from pipeline.train import audited_features, prepare, split_masks
+from leadscore.models.lead_model import LeadScoringModel
+from leadscore.pipeline.atomic_files import write_text_atomically
+from leadscore.pipeline.config import Config, config_as_dict
+from leadscore.pipeline.progress import Steps
+from leadscore.pipeline.redaction import HIDDEN
+from leadscore.pipeline.registry import configure_tracking
+from leadscore.pipeline.run_identity import config_fingerprint, git_commit, run_name
+from leadscore.pipeline.train import audited_features, prepare, split_masks
 
 TUNED = (  # the model settings searched, and their ranges
     "learning_rate",

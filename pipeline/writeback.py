@@ -19,10 +19,10 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
-from pipeline import file_commit, score_tables
-from pipeline.bulk_insert import insert_rows
-from pipeline.errors import InputError, JobBusy, JobFailure
-from pipeline.redaction import MissingVariable, expand_env, redact
+from leadscore.pipeline import file_commit, score_tables
+from leadscore.pipeline.bulk_insert import insert_rows
+from leadscore.pipeline.errors import InputError, JobBusy, JobFailure
+from leadscore.pipeline.redaction import MissingVariable, expand_env, redact
 
 FILE_SUFFIXES = (".parquet", ".csv")
 DEFAULT_LOCK_TIMEOUT_S = 600.0

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 from hypothesis import settings
 
-from features.tables import CrmTables
-from pipeline.synthetic_crm import SyntheticCrm, generate_crm
+from leadscore.features.tables import CrmTables
+from leadscore.pipeline.synthetic_crm import SyntheticCrm, generate_crm
 
 REPO = Path(__file__).resolve().parents[1]
 

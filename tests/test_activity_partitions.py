@@ -9,15 +9,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.build import FeatureSpec, build_features
-from features.tables import as_of, clean
-from pipeline import activity_partitions
-from pipeline.activity_partitions import ActivityPartitions, partition_activities
-from pipeline.config import SourceConfig
-from pipeline.errors import InputError
-from pipeline.score import chunks, open_spine, partitioned_chunks
-from pipeline.sources import load_tables
-from pipeline.synthetic_crm import SyntheticCrm
+from leadscore.features.build import FeatureSpec, build_features
+from leadscore.features.tables import as_of, clean
+from leadscore.pipeline import activity_partitions
+from leadscore.pipeline.activity_partitions import ActivityPartitions, partition_activities
+from leadscore.pipeline.config import SourceConfig
+from leadscore.pipeline.errors import InputError
+from leadscore.pipeline.score import chunks, open_spine, partitioned_chunks
+from leadscore.pipeline.sources import load_tables
+from leadscore.pipeline.synthetic_crm import SyntheticCrm
 
 MOMENT = pd.Timestamp("2026-11-01", tz="UTC")
 

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from features.snapshots import open_leads
-from features.tables import CrmTables, as_of
+from leadscore.features.snapshots import open_leads
+from leadscore.features.tables import CrmTables, as_of
 
 pytestmark = pytest.mark.e2e
 T = "2026-11-01"

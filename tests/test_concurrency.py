@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from pipeline.errors import EXIT_BUSY
-from pipeline.writeback import read_history
+from leadscore.pipeline.errors import EXIT_BUSY
+from leadscore.pipeline.writeback import read_history
 
 pytestmark = pytest.mark.e2e
 AS_OF = "2026-10-01"

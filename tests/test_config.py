@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import Config, load_config
-from pipeline.errors import InputError
+from leadscore.pipeline.config import Config, load_config
+from leadscore.pipeline.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pipeline.cli import cli
+from leadscore.pipeline.cli import cli
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 

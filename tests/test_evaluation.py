@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
-from models.evaluation import (
+from leadscore.models.evaluation import (
     METRICS,
     Evaluation,
     bootstrap_intervals,

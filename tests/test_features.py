@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.account_history import account_history_features
-from features.attributes import attribute_features
-from features.engagement import ACTIVITY_TYPES, HIGH_VALUE_TYPES, engagement_features
-from features.opportunity import opportunity_features
-from features.snapshots import assign_splits, label_snapshots, open_leads
-from features.tables import CrmTables, as_of, clean, normalise_label
+from leadscore.features.account_history import account_history_features
+from leadscore.features.attributes import attribute_features
+from leadscore.features.engagement import ACTIVITY_TYPES, HIGH_VALUE_TYPES, engagement_features
+from leadscore.features.opportunity import opportunity_features
+from leadscore.features.snapshots import assign_splits, label_snapshots, open_leads
+from leadscore.features.tables import CrmTables, as_of, clean, normalise_label
 
 CUTOFF = pd.Timestamp("2025-03-01", tz="UTC")
 DAY = pd.Timedelta(days=1)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.changes import changed_lead_ids
-from features.tables import CrmTables, as_of, clean
-from models.scores import SCORE_COLUMNS
+from leadscore.features.changes import changed_lead_ids
+from leadscore.features.tables import CrmTables, as_of, clean
+from leadscore.models.scores import SCORE_COLUMNS
 
 pytestmark = pytest.mark.e2e
 EARLIER, LATER = "2026-10-01", "2026-11-01"

@@ -12,10 +12,10 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from features.tables import CrmTables
-from pipeline.config import Config, load_config
-from pipeline.errors import InputError
-from pipeline.sources import default_as_of, fingerprint, load_tables
+from leadscore.features.tables import CrmTables
+from leadscore.pipeline.config import Config, load_config
+from leadscore.pipeline.errors import InputError
+from leadscore.pipeline.sources import default_as_of, fingerprint, load_tables
 
 UTC = "UTC"
 

@@ -5,14 +5,14 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from features.snapshots import SPLITS
-from features.tables import CrmTables, as_of, clean
-from models.calibration import MarginCalibrator, choose_calibrator
-from models.evaluation import expected_calibration_error, holdout_metrics, lift_at
-from models.lead_model import LeadScoringModel
-from pipeline.config import load_config
-from pipeline.synthetic_crm import generate_crm
-from pipeline.train import build_training_set
+from leadscore.features.snapshots import SPLITS
+from leadscore.features.tables import CrmTables, as_of, clean
+from leadscore.models.calibration import MarginCalibrator, choose_calibrator
+from leadscore.models.evaluation import expected_calibration_error, holdout_metrics, lift_at
+from leadscore.models.lead_model import LeadScoringModel
+from leadscore.pipeline.config import load_config
+from leadscore.pipeline.synthetic_crm import generate_crm
+from leadscore.pipeline.train import build_training_set
 
 AS_OF = pd.Timestamp("2026-11-01", tz="UTC")
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from models.drift import fit_binning, psi
-from pipeline.errors import EXIT_ALERT
+from leadscore.models.drift import fit_binning, psi
+from leadscore.pipeline.errors import EXIT_ALERT
 
 AS_OF = "2026-10-01"
 

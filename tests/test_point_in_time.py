@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features.build import FeatureSpec, build_features
-from features.engagement import ACTIVITY_TYPES
-from features.snapshots import open_leads
-from features.tables import CrmTables, as_of, clean
+from leadscore.features.build import FeatureSpec, build_features
+from leadscore.features.engagement import ACTIVITY_TYPES
+from leadscore.features.snapshots import open_leads
+from leadscore.features.tables import CrmTables, as_of, clean
 
 T0 = pd.Timestamp("2025-01-01", tz="UTC")
 DAY_S = 86_400

@@ -3,10 +3,10 @@ text leadscore prints, logs or writes."""
 
 import pytest
 
-from pipeline.config import config_as_dict, load_config
-from pipeline.errors import InputError
-from pipeline.redaction import MissingVariable, expand_env, redact_text, redacted
-from pipeline.writeback import resolve_target
+from leadscore.pipeline.config import config_as_dict, load_config
+from leadscore.pipeline.errors import InputError
+from leadscore.pipeline.redaction import MissingVariable, expand_env, redact_text, redacted
+from leadscore.pipeline.writeback import resolve_target
 
 
 @pytest.mark.parametrize(

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.descriptions import describe
-from features.families import FAMILIES, feature_family
-from models.reasons import strongest_against, top_reasons
-from models.scores import mql_flags, to_grade, to_grade_by_percentile, to_score
-from models.subscores import family_logits, reference_quantiles, to_subscore
+from leadscore.features.descriptions import describe
+from leadscore.features.families import FAMILIES, feature_family
+from leadscore.models.reasons import strongest_against, top_reasons
+from leadscore.models.scores import mql_flags, to_grade, to_grade_by_percentile, to_score
+from leadscore.models.subscores import family_logits, reference_quantiles, to_subscore
 
 BANDS = {"A": 0.30, "B": 0.12, "C": 0.04}
 
@@ -161,10 +161,10 @@ def test_reason_columns_equal_the_per_lead_reasons(small_tables, max_reasons):
     of both signs."""
     import json
 
-    from features.build import FeatureSpec, build_features
-    from features.snapshots import open_leads
-    from features.tables import as_of, clean
-    from models.reasons import _plain, reason_columns
+    from leadscore.features.build import FeatureSpec, build_features
+    from leadscore.features.snapshots import open_leads
+    from leadscore.features.tables import as_of, clean
+    from leadscore.models.reasons import _plain, reason_columns
 
     moment = pd.Timestamp("2026-06-01", tz="UTC")
     tables = clean(as_of(small_tables, moment))

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.screening import is_pii_name, screen_columns
+from leadscore.features.screening import is_pii_name, screen_columns
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from pipeline.synthetic_crm import generate_crm
+from leadscore.pipeline.synthetic_crm import generate_crm
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 AS_OF = "2026-10-01"

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.errors import InputError
-from pipeline.sources import SORT_KEYS, canonical_order, fingerprint, load_tables
+from leadscore.pipeline.errors import InputError
+from leadscore.pipeline.sources import SORT_KEYS, canonical_order, fingerprint, load_tables
 
 
 @pytest.fixture

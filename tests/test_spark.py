@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from features.build import FeatureSpec, build_features
-from features.snapshots import open_leads
-from features.tables import as_of, clean
-from pipeline.config import load_config
-from pipeline.sources import load_tables
+from leadscore.features.build import FeatureSpec, build_features
+from leadscore.features.snapshots import open_leads
+from leadscore.features.tables import as_of, clean
+from leadscore.pipeline.config import load_config
+from leadscore.pipeline.sources import load_tables
 
 pytestmark = pytest.mark.spark
 MOMENT = pd.Timestamp("2026-11-01", tz="UTC")
@@ -41,7 +41,7 @@ def _need_spark() -> None:
 @pytest.fixture(scope="module")
 def spark():
     _need_spark()
-    from pipeline.spark_engine import spark_session
+    from leadscore.pipeline.spark_engine import spark_session
 
     session = spark_session("local[2]")
     yield session
@@ -55,7 +55,7 @@ def crm_folder(small_crm, write_crm, tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("source", ["parquet", "csv"])
 def test_spark_builds_the_training_features_of_the_default_engine(spark, crm_folder, source):
-    from pipeline.spark_engine import SparkActivities, spark_features
+    from leadscore.pipeline.spark_engine import SparkActivities, spark_features
 
     if source == "csv":  # text timestamps and ids: parsed by the same pandas code per bucket
         acts = pd.read_parquet(crm_folder / "activities.parquet")
@@ -99,7 +99,7 @@ def test_train_and_score_on_spark_equal_the_default_engine(run_cli, trained_copy
 
 
 def test_the_core_install_does_not_need_pyspark(tmp_path, write_crm):
-    from pipeline.synthetic_crm import generate_crm
+    from leadscore.pipeline.synthetic_crm import generate_crm
 
     write_crm(generate_crm(300, seed=1), tmp_path / "data")
     code = (
@@ -117,8 +117,8 @@ def test_the_core_install_does_not_need_pyspark(tmp_path, write_crm):
 
 
 def test_bad_activity_rows_are_input_errors_on_spark_too(spark, crm_folder):
-    from pipeline.errors import InputError
-    from pipeline.spark_engine import SparkActivities
+    from leadscore.pipeline.errors import InputError
+    from leadscore.pipeline.spark_engine import SparkActivities
 
     acts = pd.read_parquet(crm_folder / "activities.parquet")
     acts["occurred_at"] = acts["occurred_at"].astype(str)
@@ -132,8 +132,8 @@ def test_bad_activity_rows_are_input_errors_on_spark_too(spark, crm_folder):
 
 
 def test_activities_of_unknown_leads_are_warned_about_or_fatal_on_spark(spark, crm_folder):
-    from pipeline.errors import InputError
-    from pipeline.spark_engine import SparkActivities
+    from leadscore.pipeline.errors import InputError
+    from leadscore.pipeline.spark_engine import SparkActivities
 
     acts = pd.read_parquet(crm_folder / "activities.parquet")
     acts = acts.assign(lead_id=acts["lead_id"].astype(str))

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from pipeline.errors import InputError
-from pipeline.registry import versions_of
-from pipeline.writeback import read_current, read_history, write_table
+from leadscore.pipeline.errors import InputError
+from leadscore.pipeline.registry import versions_of
+from leadscore.pipeline.writeback import read_current, read_history, write_table
 
 # Each would end leadscore's statement and run one of its own: drop the victim, or leave a mark.
 HOSTILE_TABLES = [

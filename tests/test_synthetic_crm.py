@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pandas.testing as pdt
 
-from features.tables import normalise_label
-from pipeline.synthetic_crm import HISTORY_DAYS, generate_crm
+from leadscore.features.tables import normalise_label
+from leadscore.pipeline.synthetic_crm import HISTORY_DAYS, generate_crm
 
 
 def test_same_seed_same_data_other_seed_other_data():

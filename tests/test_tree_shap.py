@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models import tree_shap
-from models.lead_model import LeadScoringModel
-from models.reasons import top_reasons
+from leadscore.models import tree_shap
+from leadscore.models.lead_model import LeadScoringModel
+from leadscore.models.reasons import top_reasons
 
 
 def _frame(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from pipeline.config import load_config
+from leadscore.pipeline.config import load_config
 
 pytestmark = pytest.mark.e2e
 AS_OF = "2026-10-01"

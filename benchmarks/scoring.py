@@ -50,13 +50,13 @@ from leadscore.features.build import build_features
 from leadscore.features.tables import as_of, clean
 from leadscore.models.reasons import top_reasons
 from leadscore.pipeline.config import load_config
+from leadscore.pipeline.io.registry import load_bundle
+from leadscore.pipeline.io.sources import load_tables
+from leadscore.pipeline.io.writeback import write_table
+from leadscore.pipeline.jobs.score import HISTORY_COLUMNS, open_spine, score_leads
+from leadscore.pipeline.jobs.train import train
 from leadscore.pipeline.progress import Steps
-from leadscore.pipeline.registry import load_bundle
-from leadscore.pipeline.score import HISTORY_COLUMNS, open_spine, score_leads
-from leadscore.pipeline.sources import load_tables
 from leadscore.pipeline.synthetic_crm import generate_crm
-from leadscore.pipeline.train import train
-from leadscore.pipeline.writeback import write_table
 
 REPO = Path(__file__).resolve().parents[1]
 AS_OF = pd.Timestamp("2026-11-01", tz="UTC")

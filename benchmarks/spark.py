@@ -33,8 +33,8 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     from leadscore.pipeline.config import load_config
+    from leadscore.pipeline.jobs.train import train
     from leadscore.pipeline.progress import Steps
-    from leadscore.pipeline.train import train
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -16,7 +16,6 @@ import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
-from leadscore.pipeline.atomic_files import write_text_atomically
 from leadscore.pipeline.errors import (
     EXIT_BUSY,
     EXIT_FAILURE,
@@ -25,6 +24,7 @@ from leadscore.pipeline.errors import (
     JobBusy,
     JobFailure,
 )
+from leadscore.pipeline.io.atomic_files import write_text_atomically
 from leadscore.pipeline.progress import SafeConsole
 from leadscore.pipeline.redaction import redact_text
 
@@ -221,8 +221,8 @@ def train(
     plots and a one-file HTML report.
     """
     from leadscore.models.evaluation import METRICS
+    from leadscore.pipeline.jobs.train import train as run_training
     from leadscore.pipeline.progress import Steps
-    from leadscore.pipeline.train import train as run_training
 
     config = _load(config_path, overrides)
     moment = parse_moment(as_of) if as_of else None
@@ -286,9 +286,9 @@ def audit(
     """
     import json
 
+    from leadscore.pipeline.jobs.train import audit as run_audit
+    from leadscore.pipeline.jobs.train import prepare
     from leadscore.pipeline.progress import Steps
-    from leadscore.pipeline.train import audit as run_audit
-    from leadscore.pipeline.train import prepare
 
     config = _load(config_path, overrides)
     moment = parse_moment(as_of) if as_of else None
@@ -354,8 +354,8 @@ def tune(
     stays untouched). Trial 0 is the config's own settings. Every trial is a nested MLflow run.
     Then: `leadscore train --config <written file>` (or `retrain`).
     """
+    from leadscore.pipeline.jobs.tune import tune as run_tune
     from leadscore.pipeline.progress import Steps
-    from leadscore.pipeline.tune import tune as run_tune
 
     config = _load(config_path, overrides)
     source = config_path or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
@@ -395,8 +395,8 @@ def runs(config_path: Path | None, limit: int, as_json: bool) -> None:
     marked with *, the gate's verdict for retrains."""
     import json
 
-    from leadscore.pipeline.registry import configure_tracking
-    from leadscore.pipeline.run_comparison import SHOWN, recent_runs
+    from leadscore.pipeline.io.registry import configure_tracking
+    from leadscore.pipeline.io.run_comparison import SHOWN, recent_runs
 
     config = _load(config_path, ())
     configure_tracking()
@@ -452,8 +452,8 @@ def retrain(
     champion; 3 with --require-promotion when it kept it; 2 bad input; 1 failure.
     """
     from leadscore.pipeline.errors import EXIT_NOT_PROMOTED
+    from leadscore.pipeline.jobs.retrain import retrain as run_retrain
     from leadscore.pipeline.progress import Steps
-    from leadscore.pipeline.retrain import retrain as run_retrain
 
     config = _load(config_path, overrides)
     moment = parse_moment(as_of) if as_of else None
@@ -492,7 +492,7 @@ def promote(config_path: Path | None, version: str, reason: str) -> None:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from leadscore.pipeline.registry import (
+    from leadscore.pipeline.io.registry import (
         champion_version,
         configure_tracking,
         registry_lock,
@@ -517,7 +517,7 @@ def promote(config_path: Path | None, version: str, reason: str) -> None:
 @_fail_on_input_errors
 def rollback(config_path: Path | None) -> None:
     """Move the champion back to the version that was champion before the current one."""
-    from leadscore.pipeline.registry import (
+    from leadscore.pipeline.io.registry import (
         configure_tracking,
         registry_lock,
         rollback_target,
@@ -541,7 +541,7 @@ def write_json_atomically(path: Path, value: object) -> None:
 
 
 def _tracking_uri() -> str:
-    from leadscore.pipeline.registry import DEFAULT_TRACKING_URI
+    from leadscore.pipeline.io.registry import DEFAULT_TRACKING_URI
 
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
@@ -611,7 +611,7 @@ def monitor(
     input, 1 failure.
     """
     from leadscore.pipeline.errors import EXIT_ALERT
-    from leadscore.pipeline.monitor import monitor as run_monitor
+    from leadscore.pipeline.jobs.monitor import monitor as run_monitor
     from leadscore.pipeline.progress import Steps
 
     config = _load(config_path, overrides)
@@ -678,8 +678,8 @@ def score(
     sub-scores, reasons, model_version, as_of, scored_at; each run also appends its rows to the
     history table. The write is atomic: on failure the previous scores stay as they were.
     """
+    from leadscore.pipeline.jobs.score import score as run_scoring
     from leadscore.pipeline.progress import Steps
-    from leadscore.pipeline.score import score as run_scoring
 
     config = _load(config_path, overrides)
     moment = parse_moment(as_of) if as_of else None

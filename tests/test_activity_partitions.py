@@ -11,12 +11,12 @@ import pytest
 
 from leadscore.features.build import FeatureSpec, build_features
 from leadscore.features.tables import as_of, clean
-from leadscore.pipeline import activity_partitions
-from leadscore.pipeline.activity_partitions import ActivityPartitions, partition_activities
+from leadscore.pipeline.io import activities as activity_partitions
 from leadscore.pipeline.config import SourceConfig
 from leadscore.pipeline.errors import InputError
-from leadscore.pipeline.score import chunks, open_spine, partitioned_chunks
-from leadscore.pipeline.sources import load_tables
+from leadscore.pipeline.io.activities import ActivityPartitions, partition_activities
+from leadscore.pipeline.io.sources import load_tables
+from leadscore.pipeline.jobs.score import chunks, open_spine, partitioned_chunks
 from leadscore.pipeline.synthetic_crm import SyntheticCrm
 
 MOMENT = pd.Timestamp("2026-11-01", tz="UTC")

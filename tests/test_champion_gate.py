@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
+from leadscore.models.champion_gate import GateDecision, decide
 from leadscore.models.evaluation import Evaluation
-from leadscore.pipeline.champion_gate import GateDecision, decide
 from leadscore.pipeline.config import GateConfig
 
 GATE = GateConfig()  # tolerance 0.005, ECE at most 0.05, 300 examples and 20 wins, clean audit

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from leadscore.pipeline.errors import EXIT_BUSY
-from leadscore.pipeline.writeback import read_history
+from leadscore.pipeline.io.writeback import read_history
 
 pytestmark = pytest.mark.e2e
 AS_OF = "2026-10-01"

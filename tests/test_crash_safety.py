@@ -23,8 +23,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from leadscore.pipeline.file_commit import journal_path, recover
-from leadscore.pipeline.writeback import read_current, read_history
+from leadscore.pipeline.io.file_commit import journal_path, recover
+from leadscore.pipeline.io.writeback import read_current, read_history
 
 pytestmark = pytest.mark.e2e
 
@@ -36,7 +36,7 @@ CHILD = textwrap.dedent(
     import os, sys
     from pathlib import Path
     import pandas as pd
-    from leadscore.pipeline import file_commit
+    from leadscore.pipeline.io import file_commit
 
     crash_at = int(sys.argv[1])
     folder = Path(sys.argv[2])

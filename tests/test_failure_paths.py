@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from leadscore.pipeline.activity_partitions import OWNER_LOCK, SPILL_PREFIX
+from leadscore.pipeline.io.activities import OWNER_LOCK, SPILL_PREFIX
 
 pytestmark = pytest.mark.e2e
 AS_OF = "2026-10-01"

@@ -7,8 +7,8 @@ import pytest
 from leadscore.features.leakage import audit_columns, flagged_columns, single_feature_auc
 from leadscore.features.tables import CrmTables, as_of, clean
 from leadscore.pipeline.config import load_config
+from leadscore.pipeline.jobs.train import audit, build_training_set
 from leadscore.pipeline.synthetic_crm import generate_crm
-from leadscore.pipeline.train import audit, build_training_set
 
 AS_OF = pd.Timestamp("2026-11-01", tz="UTC")
 HONEST = {

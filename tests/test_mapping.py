@@ -15,7 +15,7 @@ import yaml
 from leadscore.features.tables import CrmTables
 from leadscore.pipeline.config import Config, load_config
 from leadscore.pipeline.errors import InputError
-from leadscore.pipeline.sources import default_as_of, fingerprint, load_tables
+from leadscore.pipeline.io.sources import default_as_of, fingerprint, load_tables
 
 UTC = "UTC"
 

@@ -11,8 +11,8 @@ from leadscore.models.calibration import MarginCalibrator, choose_calibrator
 from leadscore.models.evaluation import expected_calibration_error, holdout_metrics, lift_at
 from leadscore.models.lead_model import LeadScoringModel
 from leadscore.pipeline.config import load_config
+from leadscore.pipeline.jobs.train import build_training_set
 from leadscore.pipeline.synthetic_crm import generate_crm
-from leadscore.pipeline.train import build_training_set
 
 AS_OF = pd.Timestamp("2026-11-01", tz="UTC")
 

@@ -5,8 +5,8 @@ import pytest
 
 from leadscore.pipeline.config import config_as_dict, load_config
 from leadscore.pipeline.errors import InputError
+from leadscore.pipeline.io.writeback import resolve_target
 from leadscore.pipeline.redaction import MissingVariable, expand_env, redact_text, redacted
-from leadscore.pipeline.writeback import resolve_target
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from leadscore.pipeline.registry import CHAMPION, HISTORY_TAG, load_bundle
+from leadscore.pipeline.io.registry import CHAMPION, HISTORY_TAG, load_bundle
 
 pytestmark = pytest.mark.e2e
 AS_OF = "2026-10-01"

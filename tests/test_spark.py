@@ -18,7 +18,7 @@ from leadscore.features.build import FeatureSpec, build_features
 from leadscore.features.snapshots import open_leads
 from leadscore.features.tables import as_of, clean
 from leadscore.pipeline.config import load_config
-from leadscore.pipeline.sources import load_tables
+from leadscore.pipeline.io.sources import load_tables
 
 pytestmark = pytest.mark.spark
 MOMENT = pd.Timestamp("2026-11-01", tz="UTC")
@@ -41,7 +41,7 @@ def _need_spark() -> None:
 @pytest.fixture(scope="module")
 def spark():
     _need_spark()
-    from leadscore.pipeline.spark_engine import spark_session
+    from leadscore.pipeline.io.spark import spark_session
 
     session = spark_session("local[2]")
     yield session
@@ -55,7 +55,7 @@ def crm_folder(small_crm, write_crm, tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("source", ["parquet", "csv"])
 def test_spark_builds_the_training_features_of_the_default_engine(spark, crm_folder, source):
-    from leadscore.pipeline.spark_engine import SparkActivities, spark_features
+    from leadscore.pipeline.io.spark import SparkActivities, spark_features
 
     if source == "csv":  # text timestamps and ids: parsed by the same pandas code per bucket
         acts = pd.read_parquet(crm_folder / "activities.parquet")
@@ -104,8 +104,9 @@ def test_the_core_install_does_not_need_pyspark(tmp_path, write_crm):
     write_crm(generate_crm(300, seed=1), tmp_path / "data")
     code = (
         "import sys; sys.modules['pyspark'] = None\n"  # as if it were not installed
-        "import pipeline.cli, pipeline.score, pipeline.train, pipeline.spark_engine\n"
-        "from pipeline.cli import main\n"
+        "import leadscore.pipeline.cli, leadscore.pipeline.jobs.score\n"
+        "import leadscore.pipeline.jobs.train, leadscore.pipeline.io.spark\n"
+        "from leadscore.pipeline.cli import main\n"
         "sys.argv = ['leadscore', 'score', '--engine', 'spark', '--data', 'data']\n"
         "main()\n"
     )
@@ -118,7 +119,7 @@ def test_the_core_install_does_not_need_pyspark(tmp_path, write_crm):
 
 def test_bad_activity_rows_are_input_errors_on_spark_too(spark, crm_folder):
     from leadscore.pipeline.errors import InputError
-    from leadscore.pipeline.spark_engine import SparkActivities
+    from leadscore.pipeline.io.spark import SparkActivities
 
     acts = pd.read_parquet(crm_folder / "activities.parquet")
     acts["occurred_at"] = acts["occurred_at"].astype(str)
@@ -133,7 +134,7 @@ def test_bad_activity_rows_are_input_errors_on_spark_too(spark, crm_folder):
 
 def test_activities_of_unknown_leads_are_warned_about_or_fatal_on_spark(spark, crm_folder):
     from leadscore.pipeline.errors import InputError
-    from leadscore.pipeline.spark_engine import SparkActivities
+    from leadscore.pipeline.io.spark import SparkActivities
 
     acts = pd.read_parquet(crm_folder / "activities.parquet")
     acts = acts.assign(lead_id=acts["lead_id"].astype(str))

@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from leadscore.pipeline.errors import InputError
-from leadscore.pipeline.registry import versions_of
-from leadscore.pipeline.writeback import read_current, read_history, write_table
+from leadscore.pipeline.io.registry import versions_of
+from leadscore.pipeline.io.writeback import read_current, read_history, write_table
 
 # Each would end leadscore's statement and run one of its own: drop the victim, or leave a mark.
 HOSTILE_TABLES = [

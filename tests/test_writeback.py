@@ -8,7 +8,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from leadscore.pipeline.writeback import redact, resolve_target, write_table
+from leadscore.pipeline.io.writeback import redact, resolve_target, write_table
 
 
 def _scores(n: int, version: str = "1") -> pd.DataFrame:

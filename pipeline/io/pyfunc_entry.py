@@ -6,6 +6,6 @@ arbitrary code from the artifact store; only the scoring bundle is read, with jo
 
 import mlflow.models
 
-from leadscore.pipeline.pyfunc_model import LeadScoringPyfunc
+from leadscore.pipeline.io.model_package import LeadScoringPyfunc
 
 mlflow.models.set_model(LeadScoringPyfunc())

@@ -20,32 +20,32 @@ from leadscore.models.evaluation import grade_table
 from leadscore.models.reasons import reason_columns
 from leadscore.models.scores import SCORE_COLUMNS, assign_grades, mql_flags, to_score
 from leadscore.models.subscores import family_logits, to_subscore
-from leadscore.pipeline.activity_partitions import (
+from leadscore.pipeline.config import Config
+from leadscore.pipeline.errors import InputError
+from leadscore.pipeline.io.activities import (
     ActivityPartitions,
     partition_activities,
     source_rows,
     spill_folder,
 )
-from leadscore.pipeline.config import Config
-from leadscore.pipeline.errors import InputError
-from leadscore.pipeline.progress import Steps
-from leadscore.pipeline.pyfunc_model import ScoringBundle
-from leadscore.pipeline.redaction import redact
-from leadscore.pipeline.registry import chosen_bundle
-from leadscore.pipeline.sources import (
+from leadscore.pipeline.io.model_package import ScoringBundle
+from leadscore.pipeline.io.registry import chosen_bundle
+from leadscore.pipeline.io.sources import (
     as_of_view,
     describe_source,
     load_tables,
     resolve_as_of,
     source_spec,
 )
-from leadscore.pipeline.spark_engine import (
+from leadscore.pipeline.io.spark import (
     SCORE_PART_COLUMNS,
     SparkActivities,
     spark_activities,
     spark_scores,
 )
-from leadscore.pipeline.writeback import read_current, write_table
+from leadscore.pipeline.io.writeback import read_current, write_table
+from leadscore.pipeline.progress import Steps
+from leadscore.pipeline.redaction import redact
 
 HISTORY_COLUMNS = [
     "lead_id",

@@ -40,13 +40,13 @@ from leadscore.models.scores import assign_grades
 from leadscore.models.subscores import family_logits, reference_quantiles
 from leadscore.pipeline.config import Config, config_as_dict
 from leadscore.pipeline.errors import InputError
-from leadscore.pipeline.model_report import ReportInputs, render
+from leadscore.pipeline.io.model_package import ScoringBundle
+from leadscore.pipeline.io.registry import configure_tracking, log_and_register
+from leadscore.pipeline.io.run_identity import config_fingerprint, git_commit, run_name
+from leadscore.pipeline.io.sources import as_of_view, fingerprint, load_tables, resolve_as_of
 from leadscore.pipeline.progress import Steps
-from leadscore.pipeline.pyfunc_model import ScoringBundle
 from leadscore.pipeline.redaction import redact, redact_text
-from leadscore.pipeline.registry import configure_tracking, log_and_register
-from leadscore.pipeline.run_identity import config_fingerprint, git_commit, run_name
-from leadscore.pipeline.sources import as_of_view, fingerprint, load_tables, resolve_as_of
+from leadscore.pipeline.reports.model_report import ReportInputs, render
 
 NO_TIMESTAMPS = (
     "NO TIMESTAMPS: shape 'flat' cannot build point-in-time snapshots. The split is a stratified "
@@ -344,7 +344,7 @@ def prepare(
     if engine == "spark":  # the activity log stays on Spark: say the print does not cover it
         data_hash = f"{data_hash}-without-activities"
     if engine == "spark":
-        from leadscore.pipeline.spark_engine import spark_activities, spark_features
+        from leadscore.pipeline.io.spark import spark_activities, spark_features
 
         with steps.step("Starting Spark and reading the activity log"):
             on_spark = spark_activities(config, data_dir, raw)

@@ -20,9 +20,9 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
 from leadscore.pipeline.errors import InputError
-from leadscore.pipeline.locks import exclusive
+from leadscore.pipeline.io.locks import exclusive
+from leadscore.pipeline.io.model_package import ScoringBundle
 from leadscore.pipeline.progress import Steps
-from leadscore.pipeline.pyfunc_model import ScoringBundle
 from leadscore.pipeline.redaction import redact
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"

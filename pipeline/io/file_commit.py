@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from leadscore.pipeline.locks import exclusive
+from leadscore.pipeline.io.locks import exclusive
 
 
 def journal_path(primary: Path) -> Path:

@@ -14,13 +14,13 @@ import yaml
 from sklearn.metrics import roc_auc_score
 
 from leadscore.models.lead_model import LeadScoringModel
-from leadscore.pipeline.atomic_files import write_text_atomically
 from leadscore.pipeline.config import Config, config_as_dict
+from leadscore.pipeline.io.atomic_files import write_text_atomically
+from leadscore.pipeline.io.registry import configure_tracking
+from leadscore.pipeline.io.run_identity import config_fingerprint, git_commit, run_name
+from leadscore.pipeline.jobs.train import audited_features, prepare, split_masks
 from leadscore.pipeline.progress import Steps
 from leadscore.pipeline.redaction import HIDDEN
-from leadscore.pipeline.registry import configure_tracking
-from leadscore.pipeline.run_identity import config_fingerprint, git_commit, run_name
-from leadscore.pipeline.train import audited_features, prepare, split_masks
 
 TUNED = (  # the model settings searched, and their ranges
     "learning_rate",

@@ -6,7 +6,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from leadscore.pipeline.errors import InputError
-from leadscore.pipeline.registry import champion_version, filter_value, versions_of
+from leadscore.pipeline.io.registry import champion_version, filter_value, versions_of
 
 SHOWN = ("roc_auc", "pr_auc", "ece", "lift_at_10", "capture_at_20")
 JOBS = ("train", "retrain")

@@ -15,12 +15,11 @@ from mlflow.tracking import MlflowClient
 from leadscore.features.attributes import attribute_features
 from leadscore.features.build import FeatureSpec, build_features
 from leadscore.features.tables import CrmTables
+from leadscore.models.champion_gate import GateDecision, decide
 from leadscore.models.evaluation import Evaluation, evaluate
 from leadscore.models.scores import assign_grades
-from leadscore.pipeline.champion_gate import GateDecision, decide
 from leadscore.pipeline.config import Config
-from leadscore.pipeline.progress import Steps
-from leadscore.pipeline.registry import (
+from leadscore.pipeline.io.registry import (
     ModelUnavailable,
     champion_history,
     champion_version,
@@ -29,7 +28,8 @@ from leadscore.pipeline.registry import (
     registry_lock,
     set_champion,
 )
-from leadscore.pipeline.train import TrainResult, flat_params, segment_columns, train
+from leadscore.pipeline.jobs.train import TrainResult, flat_params, segment_columns, train
+from leadscore.pipeline.progress import Steps
 
 SPLIT_KEYS = ("split.seed", "split.holdout_lead_fraction", "split.holdout_cutoffs")
 

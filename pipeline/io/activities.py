@@ -27,8 +27,8 @@ import pyarrow.parquet as pq
 from leadscore.features.tables import utc_datetime64
 from leadscore.pipeline.config import SourceConfig
 from leadscore.pipeline.errors import InputError, JobFailure
-from leadscore.pipeline.locks import held_by_someone
-from leadscore.pipeline.sources import (
+from leadscore.pipeline.io.locks import held_by_someone
+from leadscore.pipeline.io.sources import (
     SORT_KEYS,
     Warn,
     canonical_order,

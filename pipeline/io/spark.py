@@ -26,7 +26,7 @@ from leadscore.features.build import FeatureSpec, build_features
 from leadscore.features.tables import CrmTables, activities_as_of, clean_activities, utc_datetime64
 from leadscore.pipeline.config import Config, SourceConfig
 from leadscore.pipeline.errors import InputError
-from leadscore.pipeline.sources import (
+from leadscore.pipeline.io.sources import (
     SORT_KEYS,
     canonical_order,
     check_table,

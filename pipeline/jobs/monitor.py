@@ -18,12 +18,12 @@ from leadscore.features.tables import CrmTables
 from leadscore.models.drift import drift_table
 from leadscore.pipeline.config import Config
 from leadscore.pipeline.errors import InputError
+from leadscore.pipeline.io.registry import chosen_bundle
+from leadscore.pipeline.io.sources import as_of_view, load_tables, resolve_as_of
+from leadscore.pipeline.io.writeback import read_history
+from leadscore.pipeline.jobs.score import open_spine
 from leadscore.pipeline.progress import Steps
 from leadscore.pipeline.redaction import redact, redact_text
-from leadscore.pipeline.registry import chosen_bundle
-from leadscore.pipeline.score import open_spine
-from leadscore.pipeline.sources import as_of_view, load_tables, resolve_as_of
-from leadscore.pipeline.writeback import read_history
 
 
 @dataclass(frozen=True)

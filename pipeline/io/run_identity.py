@@ -11,7 +11,7 @@ import pandas as pd
 
 from leadscore.pipeline.config import Config, config_as_dict
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def config_fingerprint(config: Config) -> str:

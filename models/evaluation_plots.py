@@ -1,16 +1,13 @@
-"""The evaluation plots of a run, drawn with matplotlib (no screen needed) and saved as PNG."""
+"""The evaluation plots of a run, drawn as matplotlib Figures (no pyplot, no screen, no global
+backend): whoever saves them picks the file."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never a window
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, roc_curve
 
@@ -19,8 +16,13 @@ from leadscore.models.scores import to_score
 WON, LOST = "#1b7f3b", "#b0b0b0"
 
 
-def _figure(title: str) -> tuple[Figure, plt.Axes]:
-    fig, ax = plt.subplots(figsize=(6, 4.2), dpi=100)
+def _subplots(width: float, height: float) -> tuple[Figure, Axes]:
+    fig = Figure(figsize=(width, height), dpi=100)
+    return fig, fig.subplots()
+
+
+def _figure(title: str) -> tuple[Figure, Axes]:
+    fig, ax = _subplots(6, 4.2)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     return fig, ax
@@ -90,7 +92,7 @@ def score_distribution(y: np.ndarray, p: np.ndarray) -> Figure:
 
 def importance(gain: pd.Series, top: int = 20) -> Figure:
     shown = gain.sort_values(ascending=False).head(top)[::-1]
-    fig, ax = plt.subplots(figsize=(6, 0.28 * len(shown) + 1), dpi=100)
+    fig, ax = _subplots(6, 0.28 * len(shown) + 1)
     ax.barh(shown.index.astype(str), shown.to_numpy(), color=WON)
     ax.set(title="Feature importance (total gain)", xlabel="gain")
     fig.tight_layout()
@@ -103,7 +105,7 @@ def shap_summary(contributions: pd.DataFrame, X: pd.DataFrame, top: int = 15) ->
     features_only = contributions[[c for c in contributions.columns if c in X.columns]]
     strength = features_only.abs().mean().sort_values(ascending=False).head(top)
     features = list(strength.index[::-1])
-    fig, ax = plt.subplots(figsize=(7, 0.32 * len(features) + 1.2), dpi=100)
+    fig, ax = _subplots(7, 0.32 * len(features) + 1.2)
     rng = np.random.default_rng(0)
     for row, name in enumerate(features):
         values = contributions[name].to_numpy()
@@ -124,19 +126,19 @@ def shap_summary(contributions: pd.DataFrame, X: pd.DataFrame, top: int = 15) ->
     return fig
 
 
-def save_all(
-    folder: Path,
+def plots(
     y: np.ndarray,
     p: np.ndarray,
     metrics: dict[str, float],
     gain: pd.Series,
     contributions: pd.DataFrame,
     X: pd.DataFrame,
-) -> list[Path]:
-    """Every plot of a run as a PNG in `folder`; the files written, in report order."""
+) -> dict[str, Callable[[], Figure]]:
+    """Every plot of a run, by name in report order, each drawn when called (so a writer can
+    save and close one before drawing the next)."""
     y = np.asarray(y).astype(int)
     p = np.asarray(p, dtype=float)
-    plots: dict[str, Callable[[], Figure]] = {
+    return {
         "roc": lambda: roc(y, p, metrics["roc_auc"]),
         "precision_recall": lambda: precision_recall(y, p, metrics["pr_auc"]),
         "reliability": lambda: reliability(y, p),
@@ -145,11 +147,3 @@ def save_all(
         "feature_importance": lambda: importance(gain),
         "shap_summary": lambda: shap_summary(contributions, X),
     }
-    written = []
-    for name, draw in plots.items():
-        fig = draw()
-        path = folder / f"{name}.png"
-        fig.savefig(path, bbox_inches="tight")
-        plt.close(fig)
-        written.append(path)
-    return written

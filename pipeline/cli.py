@@ -94,8 +94,8 @@ def _load(config_path: Path | None, overrides: tuple[str, ...]) -> Any:
     return load_config(config_path, overrides)
 
 
-def _data_dir(config: Any, data: Path | None) -> Path:
-    return data if data is not None else Path(config.data.dir)
+def _as_of(text: str | None) -> pd.Timestamp | None:
+    return parse_moment(text) if text else None
 
 
 config_option = click.option(
@@ -221,12 +221,15 @@ def train(
     plots and a one-file HTML report.
     """
     from leadscore.models.evaluation import METRICS
+    from leadscore.pipeline.catalog import Catalog
+    from leadscore.pipeline.io.tracking import configure_tracking
     from leadscore.pipeline.jobs.train import train as run_training
-    from leadscore.pipeline.progress import Steps
 
     config = _load(config_path, overrides)
-    moment = parse_moment(as_of) if as_of else None
-    result = run_training(config, _data_dir(config, data), moment, Steps(), engine=engine)
+    configure_tracking()  # the store exists before any work starts
+    with Catalog.open(config, data, engine) as catalog:
+        result = run_training(catalog, _as_of(as_of))
+    evaluation = result.evaluation
     if report is not None:
         write_text_atomically(report, redact_text(result.report_html))
     holdout = (
@@ -238,11 +241,11 @@ def train(
     for column in ("metric", "holdout", "95% interval"):
         metrics.add_column(column, justify="right" if column != "metric" else "left")
     for name in METRICS:
-        low, high = result.intervals[name]
-        metrics.add_row(name, f"{result.metrics[name]:.4f}", f"{low:.4f} to {high:.4f}")
-    metrics.add_row("positive_rate", f"{result.metrics['positive_rate']:.4f}", "")
+        low, high = evaluation.intervals[name]
+        metrics.add_row(name, f"{evaluation.metrics[name]:.4f}", f"{low:.4f} to {high:.4f}")
+    metrics.add_row("positive_rate", f"{evaluation.metrics['positive_rate']:.4f}", "")
     out.print(metrics)
-    out.print(_grade_table(result.grades))
+    out.print(_grade_table(evaluation.grades))
     top = ", ".join(result.importance.head(5).index)
     status = "now the champion" if result.made_champion else "champion unchanged"
     out.print(
@@ -286,22 +289,22 @@ def audit(
     """
     import json
 
-    from leadscore.pipeline.jobs.train import audit as run_audit
-    from leadscore.pipeline.jobs.train import prepare
+    from leadscore.pipeline.catalog import Catalog
+    from leadscore.pipeline.jobs.audit import audit as run_audit
     from leadscore.pipeline.progress import Steps
 
     config = _load(config_path, overrides)
-    moment = parse_moment(as_of) if as_of else None
-    steps = Steps(quiet=as_json)
-    tables, ts, _, _ = prepare(config, _data_dir(config, data), moment, steps, [])
-    with steps.step("Auditing attributes for leakage"):
-        result = run_audit(ts, tables, config)
+    with Catalog.open(config, data, steps=Steps(quiet=as_json)) as catalog:
+        report = run_audit(catalog, _as_of(as_of))
+    result = report.result
     records = result.records()
     write_json_atomically(out, records)
     if as_json:
         click.echo(json.dumps(records, indent=2))
         return
-    table = Table(title=f"Leakage audit ({len(ts.attributes)} attributes, policy {result.policy})")
+    table = Table(
+        title=f"Leakage audit ({len(report.attributes)} attributes, policy {result.policy})"
+    )
     for column in ("column", "check", "evidence", "verdict"):
         table.add_column(column, overflow="fold")
     for record in records:
@@ -314,7 +317,8 @@ def audit(
     out_console.print(
         "Single-feature AUC, for comparison: "
         + ", ".join(
-            f"{c} {v:.3f}" + (" (attribute)" if c in ts.attributes else "") for c, v in top.items()
+            f"{c} {v:.3f}" + (" (attribute)" if c in report.attributes else "")
+            for c, v in top.items()
         )
     )
     out_console.print(f"Wrote {out}")
@@ -354,8 +358,8 @@ def tune(
     stays untouched). Trial 0 is the config's own settings. Every trial is a nested MLflow run.
     Then: `leadscore train --config <written file>` (or `retrain`).
     """
+    from leadscore.pipeline.catalog import Catalog
     from leadscore.pipeline.jobs.tune import tune as run_tune
-    from leadscore.pipeline.progress import Steps
 
     config = _load(config_path, overrides)
     source = config_path or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
@@ -365,8 +369,8 @@ def tune(
             if source is not None
             else Path("configs/tuned.yaml")
         )
-    moment = parse_moment(as_of) if as_of else None
-    result = run_tune(config, _data_dir(config, data), moment, Steps(), trials, out, timeout_s)
+    with Catalog.open(config, data) as catalog:
+        result = run_tune(catalog, _as_of(as_of), trials, out, timeout_s)
     table = Table(title="Best trials (ROC AUC on the calibration slice)")
     for column in ("trial", "AUC", *result.best_params, "trees"):
         table.add_column(column, justify="right")
@@ -395,8 +399,8 @@ def runs(config_path: Path | None, limit: int, as_json: bool) -> None:
     marked with *, the gate's verdict for retrains."""
     import json
 
-    from leadscore.pipeline.io.registry import configure_tracking
     from leadscore.pipeline.io.run_comparison import SHOWN, recent_runs
+    from leadscore.pipeline.io.tracking import configure_tracking
 
     config = _load(config_path, ())
     configure_tracking()
@@ -451,13 +455,13 @@ def retrain(
     recorded on the MLflow run and the model version. Exit 0 whether it promoted or kept the
     champion; 3 with --require-promotion when it kept it; 2 bad input; 1 failure.
     """
+    from leadscore.pipeline.catalog import Catalog
     from leadscore.pipeline.errors import EXIT_NOT_PROMOTED
     from leadscore.pipeline.jobs.retrain import retrain as run_retrain
-    from leadscore.pipeline.progress import Steps
 
     config = _load(config_path, overrides)
-    moment = parse_moment(as_of) if as_of else None
-    result = run_retrain(config, _data_dir(config, data), moment, Steps())
+    with Catalog.open(config, data) as catalog:
+        result = run_retrain(catalog, _as_of(as_of))
     name = config.mlflow.registered_model
     table = Table(title="Champion/challenger on the same holdout")
     for column in ("metric", f"challenger (v{result.challenger.version})", "champion"):
@@ -466,7 +470,7 @@ def retrain(
         theirs = result.champion.metrics[metric] if result.champion is not None else None
         table.add_row(
             metric,
-            f"{result.challenger.metrics[metric]:.4f}",
+            f"{result.challenger.evaluation.metrics[metric]:.4f}",
             "-" if theirs is None else f"{theirs:.4f}",
         )
     out.print(table)
@@ -489,26 +493,13 @@ def retrain(
 @_fail_on_input_errors
 def promote(config_path: Path | None, version: str, reason: str) -> None:
     """Make a registered version the champion (recorded in the champion history)."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    from leadscore.pipeline.io.registry import (
-        champion_version,
-        configure_tracking,
-        registry_lock,
-        set_champion,
-    )
+    from leadscore.pipeline.io.registry import promote_by_hand
+    from leadscore.pipeline.io.tracking import configure_tracking
 
     config = _load(config_path, ())
     configure_tracking()
     name = config.mlflow.registered_model
-    with registry_lock():
-        try:  # MLflow accepts "02" for version 2: record the version it returns
-            version = str(MlflowClient().get_model_version(name, version.strip()).version)
-        except MlflowException:
-            raise InputError(f"no version {version} of '{name}' in the registry") from None
-        before = champion_version(name)
-        set_champion(name, version, reason, action="promote (by hand)")
+    before, version = promote_by_hand(name, version, reason)
     out.print(f"{name}: champion moved from version {before or 'none'} to {version}.")
 
 
@@ -517,19 +508,13 @@ def promote(config_path: Path | None, version: str, reason: str) -> None:
 @_fail_on_input_errors
 def rollback(config_path: Path | None) -> None:
     """Move the champion back to the version that was champion before the current one."""
-    from leadscore.pipeline.io.registry import (
-        configure_tracking,
-        registry_lock,
-        rollback_target,
-        set_champion,
-    )
+    from leadscore.pipeline.io.registry import roll_back
+    from leadscore.pipeline.io.tracking import configure_tracking
 
     config = _load(config_path, ())
     configure_tracking()
     name = config.mlflow.registered_model
-    with registry_lock():
-        target, current = rollback_target(name)
-        set_champion(name, target, f"rollback from version {current}", action="rollback")
+    current, target = roll_back(name)
     out.print(f"{name}: champion rolled back from version {current} to {target}.")
 
 
@@ -541,7 +526,7 @@ def write_json_atomically(path: Path, value: object) -> None:
 
 
 def _tracking_uri() -> str:
-    from leadscore.pipeline.io.registry import DEFAULT_TRACKING_URI
+    from leadscore.pipeline.io.tracking import DEFAULT_TRACKING_URI
 
     return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
@@ -610,15 +595,13 @@ def monitor(
     psi_alert, or a realized AUC below backtest_min_auc. Exit 0 no alert, 4 alert, 2 bad
     input, 1 failure.
     """
+    from leadscore.pipeline.catalog import Catalog
     from leadscore.pipeline.errors import EXIT_ALERT
     from leadscore.pipeline.jobs.monitor import monitor as run_monitor
-    from leadscore.pipeline.progress import Steps
 
     config = _load(config_path, overrides)
-    moment = parse_moment(as_of) if as_of else None
-    steps = Steps()
-    target = output or config.scoring.output
-    result = run_monitor(config, _data_dir(config, data), moment, target, steps, model_version)
+    with Catalog.open(config, data, output=output) as catalog:
+        result = run_monitor(catalog, _as_of(as_of), model_version)
     write_json_atomically(report, result.as_dict())
     drift = Table(title=f"Drift: {result.sampled:,} open leads vs the training population")
     for column in ("feature", "PSI", "share of gain"):
@@ -678,25 +661,17 @@ def score(
     sub-scores, reasons, model_version, as_of, scored_at; each run also appends its rows to the
     history table. The write is atomic: on failure the previous scores stay as they were.
     """
+    from leadscore.pipeline.catalog import Catalog
     from leadscore.pipeline.jobs.score import score as run_scoring
-    from leadscore.pipeline.progress import Steps
 
     config = _load(config_path, overrides)
-    moment = parse_moment(as_of) if as_of else None
-    result = run_scoring(
-        config,
-        _data_dir(config, data),
-        moment,
-        output or config.scoring.output,
-        Steps(),
-        model_version,
-        None
-        if changed_since is None
-        else "last"
-        if changed_since == "last"
-        else parse_moment(changed_since, "--changed-since"),
-        engine=engine,
-    )
+    since = None
+    if changed_since is not None:
+        since = (
+            "last" if changed_since == "last" else parse_moment(changed_since, "--changed-since")
+        )
+    with Catalog.open(config, data, engine, output) as catalog:
+        result = run_scoring(catalog, _as_of(as_of), model_version, since)
     counts = result.scores["grade"].value_counts()
     table = Table(
         title=f"Scores as of {result.as_of:%Y-%m-%d %H:%M} UTC (model version {result.version})"

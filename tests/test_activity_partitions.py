@@ -10,13 +10,18 @@ import pandas as pd
 import pytest
 
 from leadscore.features.build import FeatureSpec, build_features
+from leadscore.features.shapes import shape_for
 from leadscore.features.tables import as_of, clean
-from leadscore.pipeline.io import activities as activity_partitions
 from leadscore.pipeline.config import SourceConfig
 from leadscore.pipeline.errors import InputError
-from leadscore.pipeline.io.activities import ActivityPartitions, partition_activities
+from leadscore.pipeline.io import activities as activity_partitions
+from leadscore.pipeline.io.activities import (
+    ActivityPartitions,
+    SpilledActivities,
+    lead_chunks,
+    partition_activities,
+)
 from leadscore.pipeline.io.sources import load_tables
-from leadscore.pipeline.jobs.score import chunks, open_spine, partitioned_chunks
 from leadscore.pipeline.synthetic_crm import SyntheticCrm
 
 MOMENT = pd.Timestamp("2026-11-01", tz="UTC")
@@ -26,14 +31,14 @@ def _partition(
     folder: Path,
     spec: SourceConfig,
     leads: pd.Series,
-    chunk_size: int,
+    bucket_size: int,
     warnings: list[str] | None = None,
 ) -> ActivityPartitions:
     out = folder / "parts"
     out.mkdir()
     where = str(folder / (spec.path or "sql"))
     warn = warnings.append if warnings is not None else None
-    return partition_activities(spec, where, folder, leads, chunk_size, out, warn)
+    return partition_activities(spec, where, folder, leads, out, warn, bucket_size=bucket_size)
 
 
 @pytest.fixture
@@ -41,24 +46,24 @@ def crm_folder(small_crm: SyntheticCrm, write_crm, tmp_path: Path) -> Path:
     return write_crm(small_crm, tmp_path / "crm")
 
 
-@pytest.mark.parametrize("chunk_size, max_buckets", [(300, 256), (300, 4), (100_000, 256)])
+@pytest.mark.parametrize("chunk_size, bucket_size", [(300, 300), (300, 1000), (100_000, 10_000)])
 def test_partitioned_chunks_build_the_features_of_the_whole_log(
-    crm_folder, monkeypatch, chunk_size, max_buckets
+    crm_folder, monkeypatch, chunk_size, bucket_size
 ):
     monkeypatch.setattr(activity_partitions, "BATCH_ROWS", 7_000)  # many batches per source
-    monkeypatch.setattr(activity_partitions, "MAX_BUCKETS", max_buckets)
     whole = load_tables(None, crm_folder)
     in_memory = clean(as_of(whole, MOMENT))
-    spine = open_spine(in_memory, MOMENT, "events")
+    spine = shape_for("events").open_spine(in_memory, MOMENT)
     lite = clean(as_of(load_tables(None, crm_folder, activities=False), MOMENT))
     assert lite.activities.empty
     parts = _partition(
-        crm_folder, SourceConfig(path="activities.parquet"), whole.leads["lead_id"], chunk_size
+        crm_folder, SourceConfig(path="activities.parquet"), whole.leads["lead_id"], bucket_size
     )
     assert parts.rows == len(whole.activities)
 
     expected = build_features(in_memory, spine, FeatureSpec())
-    pieces = list(partitioned_chunks(lite, spine, chunk_size, parts, MOMENT))
+    spilled = SpilledActivities(parts).at(MOMENT)
+    pieces = list(spilled.chunks(lite, spine, chunk_size))
     assert all(len(chunk) <= chunk_size for _, chunk in pieces)
     if chunk_size < len(spine):
         assert len(pieces) > 1
@@ -67,11 +72,21 @@ def test_partitioned_chunks_build_the_features_of_the_whole_log(
     got = pd.concat([build_features(part, chunk, FeatureSpec()) for part, chunk in pieces])
     pd.testing.assert_frame_equal(got, expected)
     # and the same chunks as the in-memory path's, activity for activity
-    memory_rows = pd.concat([p.activities for p, _ in chunks(in_memory, spine, chunk_size)])
+    memory_rows = pd.concat([p.activities for p, _ in lead_chunks(in_memory, spine, chunk_size)])
     memory_rows["occurred_at"] = memory_rows["occurred_at"].dt.as_unit("ns")  # the unit only
     disk_rows = pd.concat([p.activities for p, _ in pieces])
     pd.testing.assert_frame_equal(
         disk_rows.reset_index(drop=True), memory_rows.reset_index(drop=True)
+    )
+    # the spilled log builds any spine's features as the whole log does: leads at several
+    # cutoffs, in any order (training and monitor use it this way)
+    cutoffs = pd.DatetimeIndex(["2026-05-01", "2026-08-01", "2026-10-15"], tz="UTC")
+    from leadscore.features.snapshots import open_leads
+
+    many = open_leads(in_memory, cutoffs, 365).sample(frac=1.0, random_state=1)
+    pd.testing.assert_frame_equal(
+        spilled.features(lite, many, FeatureSpec()),
+        build_features(in_memory, many, FeatureSpec()),
     )
 
 

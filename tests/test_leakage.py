@@ -4,10 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from leadscore.features.build import build_features
 from leadscore.features.leakage import audit_columns, flagged_columns, single_feature_auc
 from leadscore.features.tables import CrmTables, as_of, clean
+from leadscore.features.training_set import timed_training_set
 from leadscore.pipeline.config import load_config
-from leadscore.pipeline.jobs.train import audit, build_training_set
+from leadscore.pipeline.steps.examples import feature_spec
+from leadscore.pipeline.steps.leakage import run_audit as audit
 from leadscore.pipeline.synthetic_crm import generate_crm
 
 AS_OF = pd.Timestamp("2026-11-01", tz="UTC")
@@ -32,7 +35,9 @@ def synthetic_audit():
     leads["fit_hint"] = leads["lead_id"].map(crm.truth.set_index("lead_id")["p_won"])
     tables = clean(as_of(CrmTables(crm.accounts, leads, crm.activities, crm.deals), AS_OF))
     config = load_config(None, ("features.identifiers=[lead_id, account_id, deal_id, name]",))
-    ts = build_training_set(tables, config, AS_OF)
+    ts = timed_training_set(
+        tables, config.snapshots, config.split, feature_spec(config), AS_OF, build_features
+    )
     return audit(ts, tables, config), ts
 
 

@@ -5,13 +5,15 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from leadscore.features.build import build_features
 from leadscore.features.snapshots import SPLITS
 from leadscore.features.tables import CrmTables, as_of, clean
+from leadscore.features.training_set import timed_training_set
 from leadscore.models.calibration import MarginCalibrator, choose_calibrator
 from leadscore.models.evaluation import expected_calibration_error, holdout_metrics, lift_at
 from leadscore.models.lead_model import LeadScoringModel
 from leadscore.pipeline.config import load_config
-from leadscore.pipeline.jobs.train import build_training_set
+from leadscore.pipeline.steps.examples import feature_spec
 from leadscore.pipeline.synthetic_crm import generate_crm
 
 AS_OF = pd.Timestamp("2026-11-01", tz="UTC")
@@ -28,7 +30,9 @@ def trained():
             "features.identifiers=[lead_id, account_id, deal_id, name]",
         ),
     )
-    ts = build_training_set(tables, config, AS_OF)
+    ts = timed_training_set(
+        tables, config.snapshots, config.split, feature_spec(config), AS_OF, build_features
+    )
     part = {k: (ts.rows["split"] == k).to_numpy() for k in SPLITS}
     model = LeadScoringModel(random_state=0).fit(
         ts.X[part["train"]],

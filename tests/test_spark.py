@@ -70,7 +70,7 @@ def test_spark_builds_the_training_features_of_the_default_engine(spark, crm_fol
     on_spark = SparkActivities(
         spark, load_config(None), crm_folder, light.leads["lead_id"], bucket_size=700
     )
-    assert on_spark.newest() == whole.activities["occurred_at"].max()
+    assert on_spark.check() == whole.activities["occurred_at"].max()
     got = spark_features(on_spark, small, spine, FeatureSpec(), MOMENT)
     pd.testing.assert_frame_equal(got, build_features(whole, spine, FeatureSpec()))
 
@@ -129,7 +129,7 @@ def test_bad_activity_rows_are_input_errors_on_spark_too(spark, crm_folder):
     light = load_tables(None, crm_folder, activities=False)
     on_spark = SparkActivities(spark, load_config(None), crm_folder, light.leads["lead_id"])
     with pytest.raises(InputError, match=r"activities\.csv: column 'occurred_at' has 1 value"):
-        on_spark.newest()
+        on_spark.check()
 
 
 def test_activities_of_unknown_leads_are_warned_about_or_fatal_on_spark(spark, crm_folder):
@@ -143,10 +143,10 @@ def test_activities_of_unknown_leads_are_warned_about_or_fatal_on_spark(spark, c
     light = load_tables(None, crm_folder, activities=False)
     warnings: list[str] = []
     on_spark = SparkActivities(spark, load_config(None), crm_folder, light.leads["lead_id"])
-    assert on_spark.newest(warnings.append) is not None
+    assert on_spark.check(warnings.append) is not None
     assert len(warnings) == 1 and f"10 of {len(acts):,} rows have a lead_id not in" in warnings[0]
 
     acts.assign(lead_id="L-unknown").to_parquet(crm_folder / "activities.parquet", index=False)
     on_spark = SparkActivities(spark, load_config(None), crm_folder, light.leads["lead_id"])
     with pytest.raises(InputError, match=r"no value of column 'lead_id' matches leads\.lead_id"):
-        on_spark.newest()
+        on_spark.check()

@@ -1,10 +1,15 @@
-"""The activity log read once and split on disk by lead, so scoring holds one part at a time.
+"""The activity log, the one big table, and the one way jobs use it: per chunk of leads.
 
-The activity log is the big table (about 20 rows per lead, a hundred million rows at a few
-million leads). `partition_activities` streams its source in batches, runs each batch through
-the same mapping and checks as `load_tables`, and appends its rows to one Arrow file per bucket
-of consecutive leads (in the leads table's order). Scoring then reads the buckets of one chunk
-of leads at a time: memory for activities is bounded by the chunk, not by the log.
+Every job maps a per-lead function (features, or features + scores + reasons) over a spine of
+leads, each call seeing the tables with only its chunk's activities. Where those activities
+come from is decided once, by the catalog:
+
+- `InMemoryActivities`: the whole log loaded (`load_tables`), split by chunk in memory;
+- `SpilledActivities`: the log streamed once from its source in batches, each batch mapped and
+  checked as a loaded table is, and appended to one Arrow file per bucket of consecutive
+  leads; each chunk reads only its buckets, so memory is bounded by the chunk, not the log;
+- `SparkActivities` (`pipeline.io.spark`): the log read by Spark and cogrouped with the spine
+  by bucket of leads, each bucket running the same function on an executor.
 """
 
 from __future__ import annotations
@@ -16,15 +21,22 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from leadscore.features.tables import utc_datetime64
+from leadscore.features.build import FeatureSpec, build_features
+from leadscore.features.tables import (
+    CrmTables,
+    activities_as_of,
+    clean_activities,
+    utc_datetime64,
+)
 from leadscore.pipeline.config import SourceConfig
 from leadscore.pipeline.errors import InputError, JobFailure
 from leadscore.pipeline.io.locks import held_by_someone
@@ -43,6 +55,103 @@ OWNER_LOCK = ".owner.lock"  # held by the run that owns the folder, released whe
 UNOWNED_GRACE_S = 600  # a folder without its lock file yet: just made, or from an old release
 BATCH_ROWS = 1_000_000  # rows of the source read at a time
 MAX_BUCKETS = 256  # open files while partitioning
+MIN_BUCKET_LEADS = 10_000  # leads per bucket file, at least
+
+Work = Callable[[CrmTables, pd.DataFrame], pd.DataFrame]
+Advance = Callable[[int], None]
+
+
+class ActivityLog(Protocol):
+    """Activities as a job sees them: per chunk of leads, never all at once."""
+
+    newest: pd.Timestamp | None  # the newest occurred_at (for the default as-of time)
+
+    def at(self, as_of: pd.Timestamp) -> ActivityLog:
+        """The log as of the run's time (rows at or after it are never read)."""
+        ...
+
+    def features(self, tables: CrmTables, spine: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+        """`build_features` of every spine row, indexed by (lead_id, cutoff) in spine order."""
+        ...
+
+    def map_leads(
+        self,
+        tables: CrmTables,
+        spine: pd.DataFrame,
+        work: Work,
+        kinds: dict[str, str],
+        chunk_size: int,
+        advance: Advance | None = None,
+    ) -> pd.DataFrame:
+        """`work(tables with a chunk's activities, the chunk's spine rows)` over the spine, at
+        most `chunk_size` leads at a time; the results concatenated in spine order. `kinds`
+        names each output column's kind (double, long, string) for engines that need it
+        first; `advance` is told how many leads each chunk covered."""
+        ...
+
+
+def lead_chunks(
+    tables: CrmTables, spine: pd.DataFrame, size: int
+) -> Iterator[tuple[CrmTables, pd.DataFrame]]:
+    """The spine `size` leads at a time, each with only its own leads' activities.
+
+    Activities are split once, by a stable sort on the chunk number, so each chunk's work
+    reads its own rows instead of the whole log. Leads, accounts and deals stay whole: account
+    features count the account's other leads and deals."""
+    acts = tables.activities
+    position = pd.Index(spine["lead_id"].to_numpy()).get_indexer(acts["lead_id"].to_numpy())
+    chunk_of = np.where(position >= 0, position // size, -1)
+    order = np.argsort(chunk_of, kind="stable")
+    n_chunks = -(-len(spine) // size)
+    bounds = np.searchsorted(chunk_of[order], np.arange(n_chunks + 1), side="left")
+    for k in range(n_chunks):
+        rows = order[bounds[k] : bounds[k + 1]]
+        part = replace(tables, activities=acts.iloc[rows])
+        yield part, spine.iloc[k * size : (k + 1) * size]
+
+
+def _mapped(
+    pieces: Iterator[tuple[CrmTables, pd.DataFrame]],
+    work: Work,
+    kinds: dict[str, str],
+    advance: Advance | None,
+) -> pd.DataFrame:
+    parts = []
+    for part, lead_chunk in pieces:
+        out = work(part, lead_chunk)
+        if len(out):
+            parts.append(out)
+        if advance is not None:
+            advance(len(lead_chunk))
+    if not parts:
+        return pd.DataFrame({c: [] for c in ["lead_id", *kinds]})
+    return pd.concat(parts, ignore_index=True)
+
+
+@dataclass(frozen=True)
+class InMemoryActivities:
+    """The whole log in `tables.activities` (already as of the run's time, and cleaned)."""
+
+    newest: pd.Timestamp | None = None
+
+    def at(self, as_of: pd.Timestamp) -> InMemoryActivities:
+        return self  # the loaded tables are viewed as of the run's time with the others
+
+    def features(self, tables: CrmTables, spine: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+        return build_features(tables, spine, spec)
+
+    def map_leads(
+        self,
+        tables: CrmTables,
+        spine: pd.DataFrame,
+        work: Work,
+        kinds: dict[str, str],
+        chunk_size: int,
+        advance: Advance | None = None,
+    ) -> pd.DataFrame:
+        return _mapped(lead_chunks(tables, spine, chunk_size), work, kinds, advance)
+
+
 OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")  # about half the bytes, cheap to undo
 SCHEMA = pa.schema(
     [("lead", pa.int64()), ("occurred_at", pa.int64()), ("activity_type", pa.string())]
@@ -118,25 +227,30 @@ class ActivityPartitions:
         return canonical_order(frame, SORT_KEYS["activities"])
 
 
+def bucket_leads(n_leads: int) -> int:
+    """Leads per bucket file: at least MIN_BUCKET_LEADS, and no more than MAX_BUCKETS files."""
+    return max(MIN_BUCKET_LEADS, -(-n_leads // MAX_BUCKETS), 1)
+
+
 def partition_activities(
     spec: SourceConfig,
     where: str,
     data_dir: Path,
     lead_ids: pd.Series,
-    chunk_size: int,
     folder: Path,
     warn: Warn | None = None,
     advance: Callable[[int], None] | None = None,
+    bucket_size: int | None = None,
 ) -> ActivityPartitions:
     """Stream the activity source into `folder`, one file per bucket of consecutive leads.
 
-    Buckets hold `chunk_size` leads (more when that would mean over MAX_BUCKETS files). Each
-    batch is mapped and checked like a loaded table; activities of leads not in the leads
-    table are counted, warned about and left out (a loaded table ignores them too); none
-    matching at all is an input error. `advance` is told how many source rows each batch had.
+    Buckets hold `bucket_size` leads (default `bucket_leads`). Each batch is mapped and checked
+    like a loaded table; activities of leads not in the leads table are counted, warned about
+    and left out (a loaded table ignores them too); none matching at all is an input error.
+    `advance` is told how many source rows each batch had.
     """
     index = pd.Index(lead_ids.to_numpy())
-    bucket_size = max(chunk_size, -(-len(index) // MAX_BUCKETS), 1)
+    bucket_size = bucket_size or bucket_leads(len(index))
     writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
     dropped: Counter[str] = Counter()
     seen = unknown = kept = 0
@@ -241,6 +355,77 @@ def _append(
         if k not in writers:
             writers[k] = pa.ipc.new_stream(str(folder / f"{k}.arrow"), SCHEMA, options=OPTIONS)
         writers[k].write_batch(batch.slice(start, end - start))
+
+
+@dataclass(frozen=True)
+class SpilledActivities:
+    """The log on disk by bucket of leads; each chunk reads its buckets, as of `as_of`."""
+
+    partitions: ActivityPartitions
+    as_of: pd.Timestamp | None = None  # set once the run's time is known
+
+    @property
+    def newest(self) -> pd.Timestamp | None:
+        return self.partitions.newest
+
+    def at(self, as_of: pd.Timestamp) -> SpilledActivities:
+        return replace(self, as_of=as_of)
+
+    def chunks(
+        self, tables: CrmTables, spine: pd.DataFrame, size: int
+    ) -> Iterator[tuple[CrmTables, pd.DataFrame]]:
+        """As `lead_chunks`, with activities read from disk: consecutive buckets grouped up to
+        `size` open leads, and only their activities (as of the run, cleaned) in memory at
+        once. `spine` must be in the leads table's order (as the open spine gives it)."""
+        if self.as_of is None:
+            raise ValueError("the run's as-of time is not set")
+        bucket = self.partitions.buckets(spine["lead_id"])
+        if (np.diff(bucket) < 0).any() or (bucket < 0).any():
+            raise ValueError("the spine must hold leads of the partitioned table, in its order")
+        ids, starts, counts = np.unique(bucket, return_index=True, return_counts=True)
+        group_start = 0
+        while group_start < len(ids):
+            group_end, total = group_start + 1, counts[group_start]
+            while group_end < len(ids) and total + counts[group_end] <= size:
+                total += counts[group_end]
+                group_end += 1
+            first = starts[group_start]
+            lead_chunk = spine.iloc[first : first + total]
+            read = self.partitions.read(ids[group_start:group_end].tolist())
+            acts = clean_activities(activities_as_of(read, self.as_of))
+            # a bucket can hold more than `size` open leads
+            yield from lead_chunks(replace(tables, activities=acts), lead_chunk, size)
+            group_start = group_end
+
+    def features(self, tables: CrmTables, spine: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+        """Bucket by bucket (a lead may have rows at several cutoffs), back in spine order."""
+        if self.as_of is None:
+            raise ValueError("the run's as-of time is not set")
+        bucket = self.partitions.buckets(spine["lead_id"])
+        order = np.argsort(bucket, kind="stable")
+        ids = np.unique(bucket)
+        bounds = np.searchsorted(bucket[order], [*ids, ids.max(initial=-1) + 1])
+        parts = []
+        for k, start, end in zip(ids, bounds[:-1], bounds[1:], strict=True):
+            read = self.partitions.read([int(k)]) if k >= 0 else pd.DataFrame()
+            acts = clean_activities(activities_as_of(read, self.as_of)) if k >= 0 else read
+            part = replace(tables, activities=acts) if k >= 0 else tables
+            parts.append(build_features(part, spine.iloc[order[start:end]], spec))
+        if not parts:
+            return build_features(tables, spine, spec)
+        X = pd.concat(parts)
+        return X.iloc[np.argsort(order, kind="stable")]
+
+    def map_leads(
+        self,
+        tables: CrmTables,
+        spine: pd.DataFrame,
+        work: Work,
+        kinds: dict[str, str],
+        chunk_size: int,
+        advance: Advance | None = None,
+    ) -> pd.DataFrame:
+        return _mapped(self.chunks(tables, spine, chunk_size), work, kinds, advance)
 
 
 def source_rows(spec: SourceConfig, data_dir: Path) -> int | None:

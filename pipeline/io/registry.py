@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
-import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,57 +17,17 @@ from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
+from leadscore.models.scoring import ScoringBundle
 from leadscore.pipeline.errors import InputError
 from leadscore.pipeline.io.locks import exclusive
-from leadscore.pipeline.io.model_package import ScoringBundle
+from leadscore.pipeline.io.tracking import configure_tracking, lock_folder
 from leadscore.pipeline.progress import Steps
 from leadscore.pipeline.redaction import redact
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 CHAMPION = "champion"
 HISTORY_TAG = "champion_history"  # a registered-model tag: JSON list of alias moves
 HISTORY_KEPT = 40  # moves kept in the tag (MLflow caps tag values)
 REQUIREMENTS = ["lightgbm", "scikit-learn", "pandas", "numpy", "joblib", "mlflow"]
-
-
-def configure_tracking() -> str:
-    """Use $MLFLOW_TRACKING_URI if set, else a SQLite store `mlflow.db` in the working folder,
-    and make sure the store exists before any work starts.
-
-    A new store is created (or an old one upgraded by MLflow) once, under a lock: two first runs
-    in one folder would otherwise both create its tables, and one would die at its end."""
-    for name in ("mlflow", "alembic"):  # they narrate migrations and registrations; we print ours
-        logging.getLogger(name).setLevel(logging.ERROR)
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-    mlflow.set_tracking_uri(uri)
-    with exclusive(_lock_folder(uri) / ".leadscore-mlflow-store.lock", 600, "the MLflow store"):
-        try:
-            client = MlflowClient()
-            client.search_experiments(max_results=1)
-            client.search_registered_models(max_results=1)
-        except Exception as exc:  # the store's own errors come in many types
-            raise InputError(_store_problem(uri, exc)) from None
-    return uri
-
-
-def _store_problem(uri: str, exc: Exception) -> str:
-    text = str(exc)
-    where = redact(uri)
-    if "not a database" in text or "file is encrypted" in text:
-        return (
-            f"the MLflow store {where} is not a SQLite database: move the file away (a new store "
-            "is created) or point MLFLOW_TRACKING_URI at your store"
-        )
-    if "out-of-date database schema" in text.lower():
-        return f"the MLflow store {where} needs an upgrade: run `mlflow db upgrade {where}`"
-    return f"cannot open the MLflow store {where}: {type(exc).__name__}: {redact(text)[:500]}"
-
-
-def _lock_folder(uri: str) -> Path:
-    """Where locks about the store live: beside a SQLite store, else the working folder."""
-    if uri.startswith("sqlite:///"):
-        return Path(uri.removeprefix("sqlite:///")).resolve().parent
-    return Path.cwd()
 
 
 def filter_value(text: str) -> str:
@@ -231,6 +189,33 @@ def _exists(client: MlflowClient, registered_model: str, version: str) -> bool:
         return False
 
 
+def promote_by_hand(registered_model: str, version: str, reason: str) -> tuple[str | None, str]:
+    """Make `version` the champion; the champion before, and the version as MLflow names it
+    (it accepts "02" for version 2: the history records "2")."""
+    with registry_lock():
+        try:
+            version = str(
+                MlflowClient().get_model_version(registered_model, version.strip()).version
+            )
+        except MlflowException:
+            raise InputError(
+                f"no version {version} of '{registered_model}' in the registry"
+            ) from None
+        before = champion_version(registered_model)
+        set_champion(registered_model, version, reason, action="promote (by hand)")
+    return before, version
+
+
+def roll_back(registered_model: str) -> tuple[str, str]:
+    """Move the champion back to the one before it; the version it left and the one it took."""
+    with registry_lock():
+        target, current = rollback_target(registered_model)
+        set_champion(
+            registered_model, target, f"rollback from version {current}", action="rollback"
+        )
+    return current, target
+
+
 @contextmanager
 def registry_lock(timeout_s: float = 3600.0) -> Iterator[None]:
     """An exclusive lock for jobs that read and move the champion (retrain, promote, rollback),
@@ -239,7 +224,7 @@ def registry_lock(timeout_s: float = 3600.0) -> Iterator[None]:
     The lock is a file beside the SQLite tracking store (or in the working folder for other
     stores): it serialises jobs on one machine, not across machines sharing a remote server.
     Held longer than `timeout_s` by another job: JobBusy (exit 5)."""
-    path = _lock_folder(mlflow.get_tracking_uri()) / ".leadscore-registry.lock"
+    path = lock_folder(mlflow.get_tracking_uri()) / ".leadscore-registry.lock"
     with exclusive(path, timeout_s, "the model registry"):
         yield
 

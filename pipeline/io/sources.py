@@ -30,8 +30,6 @@ from leadscore.features.tables import (
     TABLE_NAMES,
     TIMESTAMP_COLUMNS,
     CrmTables,
-    as_of,
-    clean,
     normalise_label,
     utc_datetime64,
 )
@@ -647,30 +645,6 @@ def resolve_as_of(
         "the data; --as-of sets it)"
     )
     return moment
-
-
-def as_of_view(raw: CrmTables, moment: pd.Timestamp, shape: str, warn: Warn) -> CrmTables:
-    """The cleaned tables as they were just before `moment` (shape flat has no time: all of
-    them). Leads created at or after `moment` are left out, and said so: a lead dated in the
-    future (year 9999) is more often a typo than a lead."""
-    if shape == "flat":
-        return clean(raw)
-    created = raw.leads["created_at"]
-    later = created >= moment
-    if later.any():
-        message = (
-            f"{int(later.sum()):,} leads created at or after the as-of time "
-            f"{moment:%Y-%m-%d %H:%M} are ignored"
-        )
-        future = created > pd.Timestamp.now(tz="UTC")
-        if future.any():
-            newest = raw.leads.loc[created[future].idxmax()]
-            message += (
-                f"; {int(future.sum()):,} of them are dated after today, e.g. lead "
-                f"{str(newest['lead_id'])!r} on {newest['created_at']:%Y-%m-%d}: check created_at"
-            )
-        warn(message)
-    return clean(as_of(raw, moment))
 
 
 def _canonical_text(values: pd.Series) -> pd.Series:

@@ -147,8 +147,10 @@ class SparkActivities:
         # a left join: rows of unknown leads get no bucket; `newest` counts them, and no
         # spine bucket ever meets them
         self.frame = raw.join(mapping, on="lead_id", how="left")
+        self.newest: pd.Timestamp | None = None  # set by `check`
+        self.as_of: pd.Timestamp | None = None  # set once the run's time is known
 
-    def newest(self, warn: Callable[[str], None] | None = None) -> pd.Timestamp | None:
+    def check(self, warn: Callable[[str], None] | None = None) -> pd.Timestamp | None:
         """The newest occurred_at, for the default as-of time. Every row goes through the same
         mapping and checks as in the buckets (a text timestamp is parsed with its format, not
         compared as text), so bad rows fail here, before any work; rows of leads the leads
@@ -198,7 +200,42 @@ class SparkActivities:
                 f"{where}: {unknown:,} of {rows:,} rows have a lead_id not in the leads table, "
                 f"e.g. {example!r}; they are ignored"
             )
-        return None if value is None else pd.Timestamp(int(value), unit="ns", tz="UTC")
+        self.newest = None if value is None else pd.Timestamp(int(value), unit="ns", tz="UTC")
+        return self.newest
+
+    def at(self, as_of: pd.Timestamp) -> SparkActivities:
+        self.as_of = as_of
+        return self
+
+    def features(self, tables: CrmTables, spine: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+        """`build_features` per bucket on the executors (see `spark_features`)."""
+        return spark_features(self, tables, spine, spec, self._moment())
+
+    def map_leads(
+        self,
+        tables: CrmTables,
+        spine: pd.DataFrame,
+        work: Callable[[CrmTables, pd.DataFrame], pd.DataFrame],
+        kinds: dict[str, str],
+        chunk_size: int,
+        advance: Callable[[int], None] | None = None,
+    ) -> pd.DataFrame:
+        """`work` per bucket of `spark.bucket_size` leads on the executors (the chunk size is
+        the default engine's); rows in spine order (only those `work` returned)."""
+        key = "long" if pd.api.types.is_integer_dtype(spine["lead_id"]) else "string"
+        schema = ", ".join(
+            f"`{str(c).replace('`', '``')}` {t}" for c, t in {"lead_id": key, **kinds}.items()
+        )
+        names = ["lead_id", *kinds]
+        out = self.map_buckets(spine, self._moment(), tables, work, schema, names)
+        if advance is not None:
+            advance(len(spine))
+        return out.astype({"lead_id": spine["lead_id"].dtype})
+
+    def _moment(self) -> pd.Timestamp:
+        if self.as_of is None:
+            raise ValueError("the run's as-of time is not set")
+        return self.as_of
 
     def map_buckets(
         self,
@@ -327,37 +364,14 @@ def spark_features(
     return out
 
 
-# What `_score_chunk` gives per lead, with its Spark types (lead_id: the leads table's type).
-SCORE_PART = {
-    "probability": "double",
-    "fit_score": "long",
-    "engagement_score": "long",
-    "reasons": "string",
-    "reason_against": "string",
-    "reasons_json": "string",
-}
-SCORE_PART_COLUMNS = ["lead_id", *SCORE_PART]
-
-
-def spark_scores(
-    activities: SparkActivities,
-    small: CrmTables,
-    spine: pd.DataFrame,
-    moment: pd.Timestamp,
-    score_part: Callable[[CrmTables, pd.DataFrame], pd.DataFrame],
-) -> pd.DataFrame:
-    """The per-lead scoring of the default engine (`score_part`: features, probability,
-    sub-scores and reasons of some leads) run per bucket on Spark; rows in spine order (only
-    the leads `score_part` chose to score)."""
-    key = "long" if pd.api.types.is_integer_dtype(spine["lead_id"]) else "string"
-    schema = ", ".join(f"{c} {t}" for c, t in {"lead_id": key, **SCORE_PART}.items())
-    out = activities.map_buckets(spine, moment, small, score_part, schema, SCORE_PART_COLUMNS)
-    return out.astype({"lead_id": spine["lead_id"].dtype})
-
-
-def spark_activities(config: Config, data_dir: Path, raw: CrmTables) -> SparkActivities:
-    """A Spark session per `config.spark` and the activity source on it, bucketed by lead."""
+def spark_activities(
+    config: Config, data_dir: Path, raw: CrmTables, warn: Callable[[str], None] | None = None
+) -> SparkActivities:
+    """A Spark session per `config.spark` and the activity source on it, bucketed by lead and
+    checked (`SparkActivities.check`)."""
     if config.data.shape == "flat":
         raise InputError("--engine spark is for event data; shape flat has no activity log")
     spark = spark_session(config.spark.master, config.spark.driver_memory)
-    return SparkActivities(spark, config, data_dir, raw.leads["lead_id"], config.spark.bucket_size)
+    log = SparkActivities(spark, config, data_dir, raw.leads["lead_id"], config.spark.bucket_size)
+    log.check(warn)
+    return log

@@ -19,8 +19,8 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
-from leadscore.pipeline.io import file_commit, score_tables
 from leadscore.pipeline.errors import InputError, JobBusy, JobFailure
+from leadscore.pipeline.io import file_commit, score_tables
 from leadscore.pipeline.io.bulk_insert import insert_rows
 from leadscore.pipeline.redaction import MissingVariable, expand_env, redact
 

@@ -1,29 +1,23 @@
-"""`leadscore monitor`: is the population scored now still the one the model learned from, and
-did past scores match what happened since?"""
+"""`leadscore monitor`: load -> as-of -> features of a sample of open leads -> drift against
+the training population; score history -> backtest against what happened since -> alerts."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from leadscore.features.build import build_features
 from leadscore.features.snapshots import lead_outcomes, open_leads
 from leadscore.features.tables import CrmTables
 from leadscore.models.drift import drift_table
-from leadscore.pipeline.config import Config
+from leadscore.models.scoring import ScoringBundle
+from leadscore.pipeline.catalog import Catalog, LoadedData
 from leadscore.pipeline.errors import InputError
 from leadscore.pipeline.io.registry import chosen_bundle
-from leadscore.pipeline.io.sources import as_of_view, load_tables, resolve_as_of
-from leadscore.pipeline.io.writeback import read_history
-from leadscore.pipeline.jobs.score import open_spine
-from leadscore.pipeline.progress import Steps
-from leadscore.pipeline.redaction import redact, redact_text
+from leadscore.pipeline.io.tracking import MonitorRecord, log_monitor
+from leadscore.pipeline.redaction import redact
 
 
 @dataclass(frozen=True)
@@ -52,48 +46,69 @@ class MonitorResult:
         }
 
 
+def monitor(
+    catalog: Catalog, as_of: pd.Timestamp | None, model_version: str | None = None
+) -> MonitorResult:
+    """Drift of the open leads against the training population, and a backtest of the score
+    history; alerts per `config.monitor`. The report is logged to MLflow (job monitor)."""
+    config, steps = catalog.config, catalog.steps
+    data = catalog.load_as_of(as_of, activities="streamed")
+    version, bundle = chosen_bundle(
+        config.mlflow.registered_model, data.as_of, model_version, steps
+    )
+    with steps.step("Measuring drift against the training population"):
+        drift, sampled, outside = _drift(catalog, data, bundle)
+    with steps.step("Backtesting past scores against outcomes since"):
+        backtest, bands, notes = _backtest(catalog, data.tables, data.as_of)
+    alerts, warnings = _verdicts(catalog, drift, backtest, outside)
+    result = MonitorResult(
+        data.as_of, version, drift, sampled, outside, backtest, bands, alerts, [*notes, *warnings]
+    )
+    log_monitor(_record(result), config.mlflow.experiment)
+    return result
+
+
 def _drift(
-    tables: CrmTables, moment: pd.Timestamp, bundle: object, config: Config
+    catalog: Catalog, data: LoadedData, bundle: ScoringBundle
 ) -> tuple[pd.DataFrame, int, float]:
     """PSI of a sample of the open leads against the training population."""
-    reference = getattr(bundle, "drift_reference", None)
+    reference = bundle.drift_reference
     if reference is None:
         raise InputError(
             "the model version has no training reference for drift (it was trained before "
             "`leadscore monitor` existed): train a new version"
         )
-    spine = open_spine(tables, moment, config.data.shape)
-    outside = 0.0
-    max_age = config.snapshots.max_lead_age_days
-    if config.data.shape != "flat" and max_age is not None and len(spine):
-        created = tables.leads.set_index("lead_id")["created_at"].reindex(spine["lead_id"])
-        young = (created >= moment - pd.Timedelta(days=max_age)).to_numpy()  # as training
-        outside = float(1 - young.mean())
-        spine = spine[young]  # like with like: training only had leads this young
+    shape = catalog.shape
+    spine = shape.open_spine(data.tables, data.as_of)
+    max_age = catalog.config.snapshots.max_lead_age_days
+    spine, outside = shape.like_training(data.tables, spine, data.as_of, max_age)
     if spine.empty:
-        raise InputError(f"no open leads at {moment:%Y-%m-%d} to compare with the training data")
-    spine = spine.sample(min(len(spine), config.monitor.sample), random_state=0)
+        raise InputError(
+            f"no open leads at {data.as_of:%Y-%m-%d} to compare with the training data"
+        )
+    spine = spine.sample(min(len(spine), catalog.config.monitor.sample), random_state=0)
     spine = spine.sort_index().reset_index(drop=True)
-    X = build_features(tables, spine, bundle.feature_spec).reset_index(drop=True)
+    X = data.activities.features(data.tables, spine, bundle.feature_spec).reset_index(drop=True)
     p = bundle.estimator.predict_proba(X)[:, 1]
     table = drift_table(reference, X, p, bundle.estimator.feature_importance())
     return table, len(spine), outside
 
 
 def _backtest(
-    output: str, tables: CrmTables, moment: pd.Timestamp, config: Config
+    catalog: Catalog, tables: CrmTables, moment: pd.Timestamp
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Past batches in the score history whose conversion window has passed: realized AUC and
     the win rate per grade against the probability predicted then."""
-    s = config.scoring
+    config = catalog.config
     notes: list[str] = []
-    history = read_history(output, s.history_table, dict(s.columns))
+    history = catalog.score_history()
     empty = pd.DataFrame(
         columns=["as_of", "leads", "wins", "realized_auc", "predicted", "actual", "verdict"]
     )
     bands = pd.DataFrame(columns=["as_of", "grade", "leads", "predicted", "actual"])
     if history is None or history.empty:
-        notes.append(f"no score history at {redact(output)} ({s.history_table}): no backtest")
+        where = f"{redact(catalog.target)} ({config.scoring.history_table})"
+        notes.append(f"no score history at {where}: no backtest")
         return empty, bands, notes
     window = pd.Timedelta(days=config.snapshots.conversion_window_days)
     history = history.assign(as_of=pd.to_datetime(history["as_of"], utc=True))
@@ -153,27 +168,12 @@ def _in_force(history: pd.DataFrame, tables: CrmTables, t: pd.Timestamp) -> pd.D
     return latest[latest["lead_id"].isin(still_open.astype(str))]
 
 
-def monitor(
-    config: Config,
-    data_dir: Path,
-    moment: pd.Timestamp | None,
-    output: str,
-    steps: Steps,
-    model_version: str | None = None,
-) -> MonitorResult:
-    """Drift of the open leads against the training population, and a backtest of the score
-    history; alerts per `config.monitor`. The report is logged to MLflow (job monitor)."""
-    with steps.step(f"Loading {data_dir}"):
-        raw = load_tables(config, data_dir, steps.warn)
-    moment = resolve_as_of(raw, moment, steps.note)
-    tables = as_of_view(raw, moment, config.data.shape, steps.warn)
-    version, bundle = chosen_bundle(config.mlflow.registered_model, moment, model_version, steps)
-    with steps.step("Measuring drift against the training population"):
-        drift, sampled, outside = _drift(tables, moment, bundle, config)
-    with steps.step("Backtesting past scores against outcomes since"):
-        backtest, bands, notes = _backtest(output, tables, moment, config)
-    m = config.monitor
-    alerts, warnings = [], list(notes)
+def _verdicts(
+    catalog: Catalog, drift: pd.DataFrame, backtest: pd.DataFrame, outside: float
+) -> tuple[list[str], list[str]]:
+    """Alerts and warnings, per `config.monitor`."""
+    m = catalog.config.monitor
+    alerts, warnings = [], []
     for row in drift.itertuples():
         what = "the score" if row.feature == "score" else f"feature {row.feature}"
         if row.psi >= m.psi_alert and (row.feature == "score" or row.gain >= m.min_gain_share):
@@ -183,8 +183,8 @@ def monitor(
     if outside > 0:
         warnings.append(
             f"{outside:.1%} of open leads are older than max_lead_age_days "
-            f"({config.snapshots.max_lead_age_days}), which training never saw; drift is "
-            "measured on the younger ones"
+            f"({catalog.config.snapshots.max_lead_age_days}), which training never saw; drift "
+            "is measured on the younger ones"
         )
     for row in backtest.itertuples():
         if np.isfinite(row.realized_auc) and row.realized_auc < m.backtest_min_auc:
@@ -192,35 +192,21 @@ def monitor(
                 f"scores of {row.as_of:%Y-%m-%d} reached a realized AUC of {row.realized_auc:.3f} "
                 f"(alert below {m.backtest_min_auc})"
             )
-    result = MonitorResult(
-        moment, version, drift, sampled, outside, backtest, bands, alerts, warnings
-    )
-    _log(result, config)
-    return result
+    return alerts, warnings
 
 
-def _log(result: MonitorResult, config: Config) -> None:
-    mlflow.set_experiment(config.mlflow.experiment)
+def _record(result: MonitorResult) -> MonitorRecord:
     score_psi = result.drift.loc[result.drift["feature"] == "score", "psi"]
     features = result.drift[result.drift["feature"] != "score"]
-    with mlflow.start_run(run_name=f"monitor-{result.as_of:%Y%m%d}"):
-        mlflow.set_tags(
-            {
-                "job": "monitor",
-                "as_of": result.as_of.isoformat(),
-                "model_version": result.version,
-                "alert": str(bool(result.alerts)).lower(),
-            }
-        )
-        metrics = {
-            "psi_score": float(score_psi.iloc[0]) if len(score_psi) else float("nan"),
-            "psi_max_feature": float(features["psi"].max()) if len(features) else float("nan"),
-            "alerts": float(len(result.alerts)),
-            "sampled_open_leads": float(result.sampled),
-        }
-        aucs = result.backtest["realized_auc"].dropna()
-        if len(aucs):
-            metrics["backtest_realized_auc"] = float(aucs.iloc[-1])
-        mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
-        report = json.dumps(result.as_dict(), indent=2, default=str)
-        mlflow.log_text(redact_text(report), "monitor_report.json")
+    metrics = {
+        "psi_score": float(score_psi.iloc[0]) if len(score_psi) else float("nan"),
+        "psi_max_feature": float(features["psi"].max()) if len(features) else float("nan"),
+        "alerts": float(len(result.alerts)),
+        "sampled_open_leads": float(result.sampled),
+    }
+    aucs = result.backtest["realized_auc"].dropna()
+    if len(aucs):
+        metrics["backtest_realized_auc"] = float(aucs.iloc[-1])
+    return MonitorRecord(
+        result.as_of, result.version, bool(result.alerts), metrics, result.as_dict()
+    )

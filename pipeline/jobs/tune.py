@@ -14,13 +14,14 @@ import yaml
 from sklearn.metrics import roc_auc_score
 
 from leadscore.models.lead_model import LeadScoringModel
-from leadscore.pipeline.config import Config, config_as_dict
+from leadscore.pipeline.catalog import Catalog
+from leadscore.pipeline.config import config_as_dict
 from leadscore.pipeline.io.atomic_files import write_text_atomically
-from leadscore.pipeline.io.registry import configure_tracking
 from leadscore.pipeline.io.run_identity import config_fingerprint, git_commit, run_name
-from leadscore.pipeline.jobs.train import audited_features, prepare, split_masks
-from leadscore.pipeline.progress import Steps
+from leadscore.pipeline.io.tracking import configure_tracking
 from leadscore.pipeline.redaction import HIDDEN
+from leadscore.pipeline.steps.examples import labelled_examples
+from leadscore.pipeline.steps.leakage import audited_features
 
 TUNED = (  # the model settings searched, and their ranges
     "learning_rate",
@@ -54,10 +55,8 @@ def _suggest(trial: optuna.Trial) -> dict[str, float | int]:
 
 
 def tune(
-    config: Config,
-    data_dir: Path,
-    moment: pd.Timestamp | None,
-    steps: Steps,
+    catalog: Catalog,
+    as_of: pd.Timestamp | None,
     trials: int,
     out: Path,
     timeout_s: float | None = None,
@@ -69,9 +68,12 @@ def tune(
     holdout, leads the trees never saw). The holdout is not touched: `train` with the written
     config reports it. The config's own settings are trial 0, so the search can only
     recommend something it measured to be at least as good."""
-    tables, ts, data_hash, moment = prepare(config, data_dir, moment, steps, [])
-    X, _, _, _ = audited_features(ts, tables, config, steps)
-    parts = split_masks(ts)
+    config, steps = catalog.config, catalog.steps
+    data = catalog.load_as_of(as_of, activities="whole", with_fingerprint=True)
+    ts = labelled_examples(data, catalog)
+    X = audited_features(ts, data.tables, config, steps).X
+    parts = ts.masks()
+    moment, data_hash = data.as_of, data.fingerprint
     y = ts.rows["label"].to_numpy()
     base = config.model.model_dump()
     configure_tracking()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import html
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 
@@ -35,7 +34,7 @@ class ReportInputs:
     summary: dict[str, object]  # data and split facts
     notes: list[str]  # warnings from loading and training
     config_yaml: str
-    plots: list[Path]
+    plots: dict[str, bytes]  # PNG images by name, in report order
 
 
 def _table(frame: pd.DataFrame, floats: str = "{:.3f}") -> str:
@@ -55,9 +54,9 @@ def _metrics_table(metrics: dict[str, float], intervals: dict[str, tuple[float, 
     return _table(pd.DataFrame(rows), "{:.4f}")
 
 
-def _image(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    name = html.escape(path.stem.replace("_", " "))
+def _image(stem: str, png: bytes) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    name = html.escape(stem.replace("_", " "))
     return (
         f'<figure><img alt="{name}" src="data:image/png;base64,{data}">'
         f"<figcaption>{name}</figcaption></figure>"
@@ -72,7 +71,7 @@ def render(inputs: ReportInputs) -> str:
     )
     audit = pd.DataFrame(inputs.audit) if inputs.audit else pd.DataFrame({"finding": ["none"]})
     notes = "".join(f'<li class="warn">{e(n)}</li>' for n in inputs.notes) or "<li>none</li>"
-    plots = "".join(_image(p) for p in inputs.plots)
+    plots = "".join(_image(stem, png) for stem, png in inputs.plots.items())
     grades = inputs.grades.reset_index()
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{e(inputs.title)}</title>

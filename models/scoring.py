@@ -1,0 +1,146 @@
+"""Scoring leads with a trained bundle: per lead a probability, sub-scores and reasons; over the
+whole batch the score, grades and MQL flags."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from leadscore.features.build import FeatureSpec, build_features
+from leadscore.features.descriptions import describe
+from leadscore.features.families import FAMILIES, feature_family
+from leadscore.features.tables import CrmTables
+from leadscore.models.drift import DriftReference
+from leadscore.models.lead_model import LeadScoringModel
+from leadscore.models.reasons import reason_columns
+from leadscore.models.scores import SCORE_COLUMNS, assign_grades, mql_flags, to_score
+from leadscore.models.subscores import family_logits, to_subscore
+
+HISTORY_COLUMNS = [
+    "lead_id",
+    "score",
+    "probability",
+    "grade",
+    "fit_score",
+    "engagement_score",
+    "mql",
+    "model_version",
+    "as_of",
+    "scored_at",
+]
+NO_REASON = "No signal raised this lead's score above the typical lead"
+# What `score_chunk` gives per lead besides lead_id, and the kind of each (for engines that
+# need a schema before they run it)
+PART_KINDS = {
+    "probability": "double",
+    "fit_score": "long",
+    "engagement_score": "long",
+    "reasons": "string",
+    "reason_against": "string",
+    "reasons_json": "string",
+}
+
+
+@dataclass
+class ScoringBundle:
+    """What scoring needs besides the estimator: how its features were built, and its evidence."""
+
+    estimator: LeadScoringModel
+    feature_spec: FeatureSpec
+    as_of: pd.Timestamp
+    holdout: pd.DataFrame  # label, probability: the holdout predictions, for grade win rates
+    subscore_reference: dict[str, np.ndarray]  # holdout quantiles of each family's log-odds
+    # the training population binned, for `leadscore monitor` (None in bundles made before it)
+    drift_reference: DriftReference | None = None
+
+
+class ScoringRules(Protocol):
+    """The scoring settings these functions read (the config's `scoring` section)."""
+
+    grade_by: str
+    grades: dict[str, float]
+    mql_grades: tuple[str, ...]
+    mql_min_score: int | None
+    mql_capacity: int | None
+    max_reasons: int
+    min_reason_impact: float
+
+
+Select = Callable[[CrmTables, pd.DataFrame], pd.DataFrame]
+
+
+def missing_features(tables: CrmTables, bundle: ScoringBundle) -> list[str]:
+    """Features the model was trained with that these tables cannot build (a column gone)."""
+    sample = tables.leads[["lead_id"]].head(1).assign(cutoff=bundle.as_of)
+    built = build_features(tables, sample, bundle.feature_spec).columns
+    return [c for c in bundle.estimator.feature_names_in_ if c not in built]
+
+
+def score_chunk(
+    tables: CrmTables, bundle: ScoringBundle, spine: pd.DataFrame, rules: ScoringRules
+) -> pd.DataFrame:
+    """Everything per lead that does not depend on the other leads: features, probability,
+    sub-scores and reasons. Grades and MQL flags (which rank leads) come after (`finish`)."""
+    X = build_features(tables, spine, bundle.feature_spec).reset_index(drop=True)
+    model = bundle.estimator
+    contributions = model.contributions(X)
+    proba = model.proba_from_margin(contributions.sum(axis=1).to_numpy())
+    logits = family_logits(contributions, feature_family, FAMILIES)
+    words = reason_columns(X, contributions, describe, rules.max_reasons, rules.min_reason_impact)
+    reference = bundle.subscore_reference
+    return pd.DataFrame(
+        {
+            "lead_id": spine["lead_id"].to_numpy(),
+            "probability": proba.round(6),
+            "fit_score": to_subscore(logits["fit"], reference["fit"]),
+            "engagement_score": to_subscore(logits["engagement"], reference["engagement"]),
+            "reasons": np.where(words.reasons == "", NO_REASON, words.reasons),
+            "reason_against": words.against,
+            "reasons_json": words.structured,
+        }
+    )
+
+
+def chunk_scorer(
+    bundle: ScoringBundle, rules: ScoringRules, select: Select | None = None
+) -> Callable[[CrmTables, pd.DataFrame], pd.DataFrame]:
+    """`score_chunk` for a chunk of leads with its tables, scoring only the leads `select`
+    keeps (all by default)."""
+
+    def work(tables: CrmTables, spine: pd.DataFrame) -> pd.DataFrame:
+        chosen = spine if select is None else select(tables, spine)
+        if chosen.empty:
+            return pd.DataFrame({c: [] for c in ["lead_id", *PART_KINDS]})
+        return score_chunk(tables, bundle, chosen, rules)
+
+    return work
+
+
+def regrade(scores: pd.DataFrame, rules: ScoringRules) -> pd.DataFrame:
+    """Grades and MQL flags drawn over the whole table (percentile bands and the MQL capacity
+    rank leads against each other)."""
+    proba = scores["probability"].to_numpy(dtype=float)
+    grades = assign_grades(proba, rules.grades, rules.grade_by)
+    flags = mql_flags(proba, grades, rules.mql_grades, rules.mql_min_score, rules.mql_capacity)
+    return scores.assign(grade=grades.to_numpy(), mql=flags)
+
+
+def finish(
+    scored: pd.DataFrame,
+    version: str,
+    as_of: pd.Timestamp,
+    scored_at: pd.Timestamp,
+    rules: ScoringRules,
+) -> pd.DataFrame:
+    """Per-lead results with scores, grades and MQL flags drawn over all of them, and the
+    batch's model version and times, in the columns a scoring run writes."""
+    if scored.empty:
+        return pd.DataFrame(columns=list(SCORE_COLUMNS))
+    scored = regrade(scored.assign(score=to_score(scored["probability"].to_numpy())), rules)
+    return scored.assign(model_version=version, as_of=as_of, scored_at=scored_at)[
+        list(SCORE_COLUMNS)
+    ]

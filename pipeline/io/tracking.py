@@ -1,0 +1,176 @@
+"""MLflow tracking: the store, and what each job's run records.
+
+A run is the record a data scientist compares: `train` and `retrain` log the config (every value
+a param, passwords hidden), the holdout metrics with their intervals, tags that make runs
+comparable (as-of, data fingerprint, config hash, git commit, shape, engine), the training table
+as a dataset, and artifacts (config, leakage audit, validation report, grades, importance,
+segments, plots, the HTML report). `monitor` logs its drift and backtest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import yaml
+from matplotlib.figure import Figure
+from mlflow.tracking import MlflowClient
+
+from leadscore.pipeline.config import Config, config_as_dict
+from leadscore.pipeline.errors import InputError
+from leadscore.pipeline.io.locks import exclusive
+from leadscore.pipeline.redaction import redact, redact_text
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+def configure_tracking() -> str:
+    """Use $MLFLOW_TRACKING_URI if set, else a SQLite store `mlflow.db` in the working folder,
+    and make sure the store exists before any work starts.
+
+    A new store is created (or an old one upgraded by MLflow) once, under a lock: two first runs
+    in one folder would otherwise both create its tables, and one would die at its end."""
+    for name in ("mlflow", "alembic"):  # they narrate migrations and registrations; we print ours
+        logging.getLogger(name).setLevel(logging.ERROR)
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    mlflow.set_tracking_uri(uri)
+    with exclusive(lock_folder(uri) / ".leadscore-mlflow-store.lock", 600, "the MLflow store"):
+        try:
+            client = MlflowClient()
+            client.search_experiments(max_results=1)
+            client.search_registered_models(max_results=1)
+        except Exception as exc:  # the store's own errors come in many types
+            raise InputError(_store_problem(uri, exc)) from None
+    return uri
+
+
+def _store_problem(uri: str, exc: Exception) -> str:
+    text = str(exc)
+    where = redact(uri)
+    if "not a database" in text or "file is encrypted" in text:
+        return (
+            f"the MLflow store {where} is not a SQLite database: move the file away (a new store "
+            "is created) or point MLFLOW_TRACKING_URI at your store"
+        )
+    if "out-of-date database schema" in text.lower():
+        return f"the MLflow store {where} needs an upgrade: run `mlflow db upgrade {where}`"
+    return f"cannot open the MLflow store {where}: {type(exc).__name__}: {redact(text)[:500]}"
+
+
+def lock_folder(uri: str) -> Path:
+    """Where locks about the store live: beside a SQLite store, else the working folder."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///")).resolve().parent
+    return Path.cwd()
+
+
+def flat_params(config: Config) -> dict[str, str]:
+    """Every config value as one MLflow param per leaf, URLs with their passwords hidden."""
+    params: dict[str, str] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and value:
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), inner)
+        else:  # MLflow allows only some characters in param names ('*' is a config key here)
+            params[re.sub(r"[^A-Za-z0-9_\-. :/]", "_", prefix)] = redact(str(value))[:500]
+
+    walk("", config_as_dict(config))
+    return params
+
+
+def save_figures(folder: Path, figures: dict[str, Callable[[], Figure]]) -> list[Path]:
+    """Draw and save each figure as `<name>.png` in `folder`; the files, in order."""
+    written = []
+    for name, draw in figures.items():
+        path = folder / f"{name}.png"
+        draw().savefig(path, bbox_inches="tight")
+        written.append(path)
+    return written
+
+
+def log_text(text: str, artifact: str) -> None:
+    """A text artifact of the active run, secrets hidden."""
+    mlflow.log_text(redact_text(text), artifact)
+
+
+def log_config(config: Config) -> None:
+    """Every config value as a param, and the whole config as `config.yaml` (passwords hidden)."""
+    mlflow.log_params(flat_params(config))
+    log_text(yaml.safe_dump(config_as_dict(config), sort_keys=False), "config.yaml")
+
+
+def log_training_table(table: pd.DataFrame, name: str) -> None:
+    """The training table as the run's dataset input (MLflow keeps its schema and digest)."""
+    with warnings.catch_warnings():  # MLflow's hint about int columns: not for a dataset
+        warnings.simplefilter("ignore", UserWarning)
+        dataset = mlflow.data.from_pandas(table, name=name, targets="label")
+        mlflow.log_input(dataset, context="training")  # its schema is inferred here
+
+
+def log_frames(frames: dict[str, pd.DataFrame]) -> None:
+    """Tables as JSON artifacts of the active run."""
+    for artifact, frame in frames.items():
+        mlflow.log_table(frame, artifact)
+
+
+def log_plots(figures: dict[str, Callable[[], Figure]]) -> dict[str, bytes]:
+    """The figures as `plots/*.png` artifacts of the active run; each PNG's bytes by name."""
+    with tempfile.TemporaryDirectory(prefix="leadscore-plots-") as folder:
+        written = save_figures(Path(folder), figures)
+        mlflow.log_artifacts(folder, "plots")
+        return {path.stem: path.read_bytes() for path in written}
+
+
+def finite(metrics: dict[str, float]) -> dict[str, float]:
+    """The metrics MLflow can store (NaN and infinity are left out)."""
+    return {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
+
+
+@dataclass(frozen=True)
+class MonitorRecord:
+    """What `leadscore monitor` logs."""
+
+    as_of: pd.Timestamp
+    version: str
+    alert: bool
+    metrics: dict[str, float]
+    report: dict[str, Any]
+
+
+def log_monitor(record: MonitorRecord, experiment: str) -> None:
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(run_name=f"monitor-{record.as_of:%Y%m%d}"):
+        mlflow.set_tags(
+            {
+                "job": "monitor",
+                "as_of": record.as_of.isoformat(),
+                "model_version": record.version,
+                "alert": str(record.alert).lower(),
+            }
+        )
+        mlflow.log_metrics(finite(record.metrics))
+        log_text(json.dumps(record.report, indent=2, default=str), "monitor_report.json")
+
+
+def log_decision(
+    run_id: str, tags: dict[str, str], metrics: dict[str, float], record: dict
+) -> None:
+    """A gate's decision on a finished run: its tags, the champion's metrics, the JSON record."""
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+    for key, value in finite(metrics).items():
+        client.log_metric(run_id, key, value)
+    client.log_text(run_id, redact_text(json.dumps(record, indent=2)), "gate_decision.json")

@@ -1,0 +1,179 @@
+"""The record of a training run in MLflow, and its registered model."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import mlflow
+import pandas as pd
+import yaml
+
+from leadscore.features.training_set import TrainingSet
+from leadscore.models.evaluation_plots import plots
+from leadscore.models.lead_model import LeadScoringModel
+from leadscore.models.scoring import ScoringBundle
+from leadscore.pipeline.catalog import Catalog, LoadedData
+from leadscore.pipeline.config import config_as_dict
+from leadscore.pipeline.io import tracking
+from leadscore.pipeline.io.registry import log_and_register
+from leadscore.pipeline.io.run_identity import config_fingerprint, git_commit, run_name
+from leadscore.pipeline.redaction import redact_text
+from leadscore.pipeline.reports.model_report import ReportInputs, render
+from leadscore.pipeline.steps.leakage import AuditedFeatures
+from leadscore.pipeline.steps.modelling import Holdout
+
+
+@dataclass(frozen=True)
+class RecordedRun:
+    run_id: str
+    run_name: str
+    report_html: str
+    version: str
+    made_champion: bool
+
+
+def slice_counts(ts: TrainingSet) -> dict[str, int]:
+    """Examples and wins per slice: n_train, wins_train, ..."""
+    parts = ts.masks()
+    counts = {f"n_{k}": int(v.sum()) for k, v in parts.items()}
+    return counts | {f"wins_{k}": int(ts.rows.loc[v, "label"].sum()) for k, v in parts.items()}
+
+
+def record_training(
+    catalog: Catalog,
+    job: str,
+    data: LoadedData,
+    ts: TrainingSet,
+    audited: AuditedFeatures,
+    model: LeadScoringModel,
+    holdout: Holdout,
+    bundle: ScoringBundle,
+    make_champion: bool | None,
+) -> RecordedRun:
+    """One MLflow run: tags, every config value, the training table, the holdout metrics with
+    intervals, the artifacts and the HTML report; then the model logged and registered."""
+    config = catalog.config
+    counts = slice_counts(ts)
+    config_hash = config_fingerprint(config)
+    tracking.configure_tracking()
+    mlflow.set_experiment(config.mlflow.experiment)
+    with (
+        catalog.steps.step("Logging the run and registering the model in MLflow"),
+        mlflow.start_run(run_name=run_name(job, data.as_of, config_hash)) as run,
+    ):
+        mlflow.set_tags(_tags(catalog, job, data, ts, audited, model, config_hash))
+        tracking.log_config(config)
+        table = pd.concat([ts.rows[["lead_id", "cutoff", "label", "split"]], ts.X], axis=1)
+        tracking.log_training_table(table, f"training-table-{data.fingerprint}")
+        mlflow.log_metrics(holdout.evaluation.logged())
+        mlflow.log_metrics({**counts, "best_iteration": model.best_iteration_})
+        mlflow.log_metrics(
+            {f"calibration_logloss_{k}": v for k, v in model.calibration_losses_.items()}
+        )
+        tracking.log_text(json.dumps(audited.audit.records(), indent=2), "leakage_audit.json")
+        tracking.log_text(json.dumps(catalog.warnings, indent=2), "validation_report.json")
+        importance = model.feature_importance()
+        tracking.log_frames(
+            {
+                "holdout_grades.json": holdout.evaluation.grades.reset_index(),
+                "feature_importance.json": importance.rename("gain")
+                .rename_axis("feature")
+                .reset_index(),
+            }
+        )
+        figures = plots(
+            holdout.y,
+            holdout.p,
+            holdout.evaluation.metrics,
+            importance,
+            holdout.contributions,
+            holdout.X,
+        )
+        report_html = _report(
+            catalog, data, ts, audited, model, holdout, tracking.log_plots(figures), counts, run
+        )
+        tracking.log_text(report_html, "report.html")
+        tracking.log_frames({"holdout_segments.json": holdout.evaluation.segments})
+        version, champion = log_and_register(
+            bundle, holdout.X, config.mlflow.registered_model, make_champion
+        )
+    return RecordedRun(run.info.run_id, run.info.run_name, report_html, version, champion)
+
+
+def _tags(
+    catalog: Catalog,
+    job: str,
+    data: LoadedData,
+    ts: TrainingSet,
+    audited: AuditedFeatures,
+    model: LeadScoringModel,
+    config_hash: str,
+) -> dict[str, str]:
+    activities = "not counted (on Spark)" if data.activity_rows is None else data.activity_rows
+    return {
+        "as_of": data.as_of.isoformat(),
+        "data_fingerprint": str(data.fingerprint),
+        "data_shape": catalog.config.data.shape,
+        "split_method": ts.split_method,
+        "point_in_time": str(catalog.shape.point_in_time).lower(),
+        "calibration": model.calibration_method_,
+        "job": job,
+        "engine": catalog.engine,
+        "screened_columns": ", ".join(ts.screened) or "none",
+        "leakage_flagged": ", ".join(audited.flagged) or "none",
+        "leakage_dropped": ", ".join(audited.audit.dropped) or "none",
+        "config_hash": config_hash,
+        "git_commit": git_commit(),
+        "data_leads": str(len(data.tables.leads)),
+        "data_activities": str(activities),
+        "data_deals": str(len(data.tables.deals)),
+        "n_features": str(audited.X.shape[1]),
+        "n_examples": str(len(audited.X)),
+    }
+
+
+def _report(
+    catalog: Catalog,
+    data: LoadedData,
+    ts: TrainingSet,
+    audited: AuditedFeatures,
+    model: LeadScoringModel,
+    holdout: Holdout,
+    figures: dict[str, bytes],
+    counts: dict[str, int],
+    run: mlflow.ActiveRun,
+) -> str:
+    """The one-file HTML report of the run (passwords hidden)."""
+    config = catalog.config
+    activities = "on Spark" if data.activity_rows is None else f"{data.activity_rows:,}"
+    evaluation = holdout.evaluation
+    return redact_text(
+        render(
+            ReportInputs(
+                title=f"leadscore model report: {run.info.run_name}",
+                run_id=run.info.run_id,
+                metrics=evaluation.metrics,
+                intervals=evaluation.intervals,
+                grades=evaluation.grades,
+                segments=evaluation.segments,
+                audit=audited.audit.records(),
+                summary={
+                    "as of": f"{data.as_of:%Y-%m-%d %H:%M} UTC",
+                    "split": ts.split_method,
+                    "data fingerprint": data.fingerprint,
+                    "config hash": config_fingerprint(config),
+                    "leads / activities / deals": f"{len(data.tables.leads):,} / {activities}"
+                    f" / {len(data.tables.deals):,}",
+                    **{k.replace("_", " "): f"{v:,}" for k, v in counts.items()},
+                    "cutoffs": ts.rows["cutoff"].nunique(),
+                    "features": audited.X.shape[1],
+                    "calibration": model.calibration_method_,
+                    "best iteration": model.best_iteration_,
+                },
+                notes=catalog.warnings,
+                config_yaml=yaml.safe_dump(config_as_dict(config), sort_keys=False),
+                plots=figures,
+            )
+        )
+    )

@@ -47,13 +47,16 @@ import pandas as pd
 import sqlalchemy as sa
 
 from leadscore.features.build import build_features
-from leadscore.features.tables import as_of, clean
+from leadscore.features.shapes import shape_for
+from leadscore.features.tables import clean, crm_as_of
 from leadscore.models.reasons import top_reasons
+from leadscore.models.scoring import HISTORY_COLUMNS, PART_KINDS, chunk_scorer, finish
+from leadscore.pipeline.catalog import Catalog
 from leadscore.pipeline.config import load_config
+from leadscore.pipeline.io.activities import InMemoryActivities
 from leadscore.pipeline.io.registry import load_bundle
 from leadscore.pipeline.io.sources import load_tables
 from leadscore.pipeline.io.writeback import write_table
-from leadscore.pipeline.jobs.score import HISTORY_COLUMNS, open_spine, score_leads
 from leadscore.pipeline.jobs.train import train
 from leadscore.pipeline.progress import Steps
 from leadscore.pipeline.synthetic_crm import generate_crm
@@ -92,8 +95,8 @@ def bench(work: Path, open_target: int, bundle, version: str, config) -> dict:  
     write_crm(data, int(open_target / OPEN_SHARE), seed=99)
     record: dict = {"open_leads_target": open_target}
     raw = timed(record, "load", open_target, lambda: load_tables(None, data))
-    tables = clean(as_of(raw, AS_OF))
-    spine = open_spine(tables, AS_OF, "events")
+    tables = clean(crm_as_of(raw, AS_OF))
+    spine = shape_for("events").open_spine(tables, AS_OF)
     n = len(spine)
     record["open_leads"] = n
     record["activities"] = len(raw.activities)
@@ -106,7 +109,7 @@ def bench(work: Path, open_target: int, bundle, version: str, config) -> dict:  
     model = bundle.estimator
     timed(record, "predict", n, lambda: model.predict_proba(X))
     start = time.perf_counter()
-    scores = score_leads(tables, bundle, version, AS_OF, config, pd.Timestamp.now(tz="UTC"))
+    scores = score_all(tables, spine, bundle, version, config)
     full = time.perf_counter() - start
     record["reasons"] = {
         "seconds": round(
@@ -178,6 +181,15 @@ def bench(work: Path, open_target: int, bundle, version: str, config) -> dict:  
     record["job"] = {**job, "rows_per_s": round(n / job["seconds"])}
     record["ratio_job"] = round(record["job"]["seconds"] / floor_s, 2)
     return record
+
+
+def score_all(tables, spine, bundle, version: str, config) -> pd.DataFrame:  # noqa: ANN001
+    """What the score job does with tables in memory: per chunk features, probability,
+    sub-scores and reasons, then scores and grades over the batch."""
+    rules = config.scoring
+    work = chunk_scorer(bundle, rules)
+    scored = InMemoryActivities().map_leads(tables, spine, work, PART_KINDS, rules.chunk_size)
+    return finish(scored, version, AS_OF, pd.Timestamp.now(tz="UTC"), rules)
 
 
 def score_job(work: Path, data: Path, output: str, *extra: str) -> dict:
@@ -279,7 +291,8 @@ def main() -> None:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
         config = load_config(REPO / "configs" / "demo.yaml")
         write_crm(work / "history", 20_000, seed=0)
-        result = train(config, work / "history", AS_OF, Steps(quiet=True))
+        with Catalog.open(config, work / "history", steps=Steps(quiet=True)) as catalog:
+            result = train(catalog, AS_OF)
         bundle = load_bundle(config.mlflow.registered_model, result.version)
         results = []
         for size in sorted(args.open_leads):  # results are written as soon as each size ends

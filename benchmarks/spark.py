@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    from leadscore.pipeline.catalog import Catalog
     from leadscore.pipeline.config import load_config
     from leadscore.pipeline.jobs.train import train
     from leadscore.pipeline.progress import Steps
@@ -40,7 +41,9 @@ def main() -> None:
         work = Path(tmp)
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
         write_crm(work / "history", 20_000, seed=0)
-        train(load_config(REPO / "configs" / "demo.yaml"), work / "history", AS_OF, Steps(True))
+        config = load_config(REPO / "configs" / "demo.yaml")
+        with Catalog.open(config, work / "history", steps=Steps(quiet=True)) as catalog:
+            train(catalog, AS_OF)
         data = work / "crm"
         write_crm(data, int(args.open_leads / OPEN_SHARE), seed=99)
         activities = pd.read_parquet(data / "activities.parquet", columns=["lead_id"])

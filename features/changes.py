@@ -1,4 +1,4 @@
-"""Which leads' features may have changed since a moment: the leads an incremental run rescores."""
+"""Which leads' features may have changed since a time: the leads an incremental run rescores."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def changed_lead_ids(tables: CrmTables, since: pd.Timestamp) -> np.ndarray:
     - the lead's or its account's row was edited, where the table has an `updated_at` column.
       Without one, an edited attribute is not seen here; a full run picks it up.
 
-    `tables` are the tables as of the scoring moment (nothing at or after it).
+    `tables` are the tables as of the scoring time (nothing at or after it).
     """
     leads, deals = tables.leads, tables.deals
     new_lead = leads["created_at"] >= since

@@ -1,8 +1,8 @@
 """What the shape of an export means for the steps: the one place that knows time-stamped data
 from data without timestamps.
 
-- timed (shapes events and unit): the CRM as of a moment, point-in-time snapshots, open leads
-  are those created before the moment and not yet closed;
+- timed (shapes events and unit): the CRM as of a time, point-in-time snapshots, open leads are
+  those created before it and not yet closed;
 - flat: one row per lead with an outcome and no timestamps: no as-of view, a stratified random
   split, attributes only, and the leads to score are those without an outcome.
 """
@@ -15,7 +15,7 @@ import pandas as pd
 
 from leadscore.features.build import FeatureSpec
 from leadscore.features.snapshots import open_leads
-from leadscore.features.tables import CrmTables, as_of, clean
+from leadscore.features.tables import CrmTables, clean, crm_as_of
 from leadscore.features.training_set import (
     FeatureBuilder,
     SnapshotRules,
@@ -43,11 +43,11 @@ class Timed:
     split_method = "time-forward"
     caveat = None
 
-    def as_of_view(self, raw: CrmTables, moment: pd.Timestamp) -> CrmTables:
-        return clean(as_of(raw, moment))
+    def as_of_view(self, raw: CrmTables, as_of: pd.Timestamp) -> CrmTables:
+        return clean(crm_as_of(raw, as_of))
 
-    def open_spine(self, tables: CrmTables, moment: pd.Timestamp) -> pd.DataFrame:
-        return open_leads(tables, pd.DatetimeIndex([moment], name="cutoff"), None)
+    def open_spine(self, tables: CrmTables, as_of: pd.Timestamp) -> pd.DataFrame:
+        return open_leads(tables, pd.DatetimeIndex([as_of], name="cutoff"), None)
 
     def training_set(
         self,
@@ -55,27 +55,27 @@ class Timed:
         snapshots: SnapshotRules,
         split: SplitRules,
         spec: FeatureSpec,
-        moment: pd.Timestamp,
+        as_of: pd.Timestamp,
         features: FeatureBuilder,
     ) -> TrainingSet:
-        return timed_training_set(tables, snapshots, split, spec, moment, features)
+        return timed_training_set(tables, snapshots, split, spec, as_of, features)
 
     def features(
         self, tables: CrmTables, spine: pd.DataFrame, spec: FeatureSpec, build: FeatureBuilder
     ) -> pd.DataFrame:
         return build(tables, spine, spec).reset_index(drop=True)
 
-    def nothing_open(self, moment: pd.Timestamp) -> str:
-        return f"no open leads at {moment:%Y-%m-%d %H:%M}"
+    def nothing_open(self, as_of: pd.Timestamp) -> str:
+        return f"no open leads at {as_of:%Y-%m-%d %H:%M}"
 
     def like_training(
-        self, tables: CrmTables, spine: pd.DataFrame, moment: pd.Timestamp, max_age: int | None
+        self, tables: CrmTables, spine: pd.DataFrame, as_of: pd.Timestamp, max_age: int | None
     ) -> tuple[pd.DataFrame, float]:
         """The open leads no older than training ever saw, and the share that were older."""
         if max_age is None or spine.empty:
             return spine, 0.0
         created = tables.leads.set_index("lead_id")["created_at"].reindex(spine["lead_id"])
-        young = (created >= moment - pd.Timedelta(days=max_age)).to_numpy()
+        young = (created >= as_of - pd.Timedelta(days=max_age)).to_numpy()
         return spine[young], float(1 - young.mean())
 
 
@@ -88,12 +88,12 @@ class Flat:
     split_method = "stratified random"
     caveat = NO_TIMESTAMPS
 
-    def as_of_view(self, raw: CrmTables, moment: pd.Timestamp) -> CrmTables:
+    def as_of_view(self, raw: CrmTables, as_of: pd.Timestamp) -> CrmTables:
         return clean(raw)
 
-    def open_spine(self, tables: CrmTables, moment: pd.Timestamp) -> pd.DataFrame:
+    def open_spine(self, tables: CrmTables, as_of: pd.Timestamp) -> pd.DataFrame:
         open_ids = tables.leads.loc[tables.leads["outcome"].isna(), "lead_id"]
-        return pd.DataFrame({"lead_id": open_ids.to_numpy(), "cutoff": moment})
+        return pd.DataFrame({"lead_id": open_ids.to_numpy(), "cutoff": as_of})
 
     def training_set(
         self,
@@ -101,21 +101,21 @@ class Flat:
         snapshots: SnapshotRules,
         split: SplitRules,
         spec: FeatureSpec,
-        moment: pd.Timestamp,
+        as_of: pd.Timestamp,
         features: FeatureBuilder,
     ) -> TrainingSet:
-        return flat_training_set(tables, split, spec, moment)
+        return flat_training_set(tables, split, spec, as_of)
 
     def features(
         self, tables: CrmTables, spine: pd.DataFrame, spec: FeatureSpec, build: FeatureBuilder
     ) -> pd.DataFrame:
         return flat_features(tables, spine, spec)
 
-    def nothing_open(self, moment: pd.Timestamp) -> str:
+    def nothing_open(self, as_of: pd.Timestamp) -> str:
         return "no lead without an outcome (shape flat scores the leads whose outcome is empty)"
 
     def like_training(
-        self, tables: CrmTables, spine: pd.DataFrame, moment: pd.Timestamp, max_age: int | None
+        self, tables: CrmTables, spine: pd.DataFrame, as_of: pd.Timestamp, max_age: int | None
     ) -> tuple[pd.DataFrame, float]:
         return spine, 0.0
 

@@ -1,4 +1,4 @@
-"""The canonical CRM tables, the view of them at a moment in time, and their cleaning."""
+"""The canonical CRM tables, the view of them as of a time, and their cleaning."""
 
 from __future__ import annotations
 
@@ -34,20 +34,20 @@ class CrmTables:
     deals: pd.DataFrame
 
 
-def as_of(tables: CrmTables, moment: pd.Timestamp) -> CrmTables:
-    """What the CRM looked like just before `moment`: later rows, closes and outcomes are hidden."""
-    leads = tables.leads[tables.leads["created_at"] < moment]
-    activities = activities_as_of(tables.activities, moment)
-    deals = tables.deals[tables.deals["created_at"] < moment].copy()
-    not_yet = ~(deals["closed_at"] < moment)
+def crm_as_of(tables: CrmTables, as_of: pd.Timestamp) -> CrmTables:
+    """What the CRM looked like just before `as_of`: later rows, closes and outcomes are hidden."""
+    leads = tables.leads[tables.leads["created_at"] < as_of]
+    activities = activities_as_of(tables.activities, as_of)
+    deals = tables.deals[tables.deals["created_at"] < as_of].copy()
+    not_yet = ~(deals["closed_at"] < as_of)
     deals.loc[not_yet, "closed_at"] = pd.NaT
     deals.loc[not_yet, "outcome"] = None
     return replace(tables, leads=leads, activities=activities, deals=deals)
 
 
-def activities_as_of(activities: pd.DataFrame, moment: pd.Timestamp) -> pd.DataFrame:
-    """The activities that happened strictly before `moment`."""
-    return activities[activities["occurred_at"] < moment]
+def activities_as_of(activities: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    """The activities that happened strictly before `as_of`."""
+    return activities[activities["occurred_at"] < as_of]
 
 
 def normalise_label(values: pd.Series) -> pd.Series:

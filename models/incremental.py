@@ -13,7 +13,7 @@ from leadscore.models.scores import SCORE_COLUMNS
 
 @dataclass(frozen=True)
 class IncrementalRun:
-    """What an incremental run compares against: the current table and the moment since which
+    """What an incremental run compares against: the current table and the time since which
     changes are looked for."""
 
     current: pd.DataFrame

@@ -127,14 +127,14 @@ class Catalog:
         if printed is not None and on_spark:  # the activity log stays on Spark: say so
             printed = f"{printed}-without-activities"
         log = self._activity_log(raw, whole)
-        moment = resolve_as_of(raw, as_of, self.steps.note, log.newest)
-        self._warn_future_leads(raw, moment)
-        tables = self.shape.as_of_view(raw, moment)
-        log = log.at(moment)
+        as_of = resolve_as_of(raw, as_of, self.steps.note, log.newest)
+        self._warn_future_leads(raw, as_of)
+        tables = self.shape.as_of_view(raw, as_of)
+        log = log.at(as_of)
         if whole:
             self._warn_unknown_activity_types(tables)
         rows = len(tables.activities) if whole else None
-        return LoadedData(tables, log, moment, printed, rows)
+        return LoadedData(tables, log, as_of, printed, rows)
 
     def _activity_log(self, raw: CrmTables, whole: bool) -> ActivityLog:
         """The one place that decides where activities come from."""
@@ -156,16 +156,16 @@ class Catalog:
             )
         return SpilledActivities(partitions)
 
-    def _warn_future_leads(self, raw: CrmTables, moment: pd.Timestamp) -> None:
+    def _warn_future_leads(self, raw: CrmTables, as_of: pd.Timestamp) -> None:
         """Leads created at or after the run's time are left out, and said so: a lead dated in
         the future (year 9999) is more often a typo than a lead."""
         created = raw.leads["created_at"]
-        later = created >= moment
+        later = created >= as_of
         if not later.any():
             return
         message = (
             f"{int(later.sum()):,} leads created at or after the as-of time "
-            f"{moment:%Y-%m-%d %H:%M} are ignored"
+            f"{as_of:%Y-%m-%d %H:%M} are ignored"
         )
         future = created > pd.Timestamp.now(tz="UTC")
         if future.any():

@@ -68,16 +68,16 @@ def _fail_on_input_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def parse_moment(text: str, option: str = "--as-of") -> pd.Timestamp:
+def parse_time(text: str, option: str = "--as-of") -> pd.Timestamp:
     """An ISO date or time, naive taken as UTC."""
     problem = f"{option} {text!r}: not a date or time (expected e.g. 2026-06-01)"
     try:
-        moment = pd.Timestamp(text)
+        as_of = pd.Timestamp(text)
     except ValueError as exc:
         raise InputError(problem) from exc
-    if moment is pd.NaT:
+    if as_of is pd.NaT:
         raise InputError(problem)
-    return moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")
+    return as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
 
 
 def _load(config_path: Path | None, overrides: tuple[str, ...]) -> Any:
@@ -95,7 +95,7 @@ def _load(config_path: Path | None, overrides: tuple[str, ...]) -> Any:
 
 
 def _as_of(text: str | None) -> pd.Timestamp | None:
-    return parse_moment(text) if text else None
+    return parse_time(text) if text else None
 
 
 config_option = click.option(
@@ -182,7 +182,7 @@ def demo_data(out: Path, n_leads: int, seed: int, end: str, drift_days: int) -> 
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
     with steps.step(f"Generating {n_leads:,} leads (seed {seed})"):
-        crm = generate_crm(n_leads, seed, parse_moment(end), drift_days)
+        crm = generate_crm(n_leads, seed, parse_time(end), drift_days)
     out.mkdir(parents=True, exist_ok=True)
     with steps.step(f"Writing Parquet files to {out}"), tempfile.TemporaryDirectory(dir=out) as tmp:
         for name, frame in crm.tables().items():  # all files written before any is replaced
@@ -667,9 +667,7 @@ def score(
     config = _load(config_path, overrides)
     since = None
     if changed_since is not None:
-        since = (
-            "last" if changed_since == "last" else parse_moment(changed_since, "--changed-since")
-        )
+        since = "last" if changed_since == "last" else parse_time(changed_since, "--changed-since")
     with Catalog.open(config, data, engine, output) as catalog:
         result = run_scoring(catalog, _as_of(as_of), model_version, since)
     counts = result.scores["grade"].value_counts()

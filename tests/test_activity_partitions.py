@@ -11,7 +11,7 @@ import pytest
 
 from leadscore.features.build import FeatureSpec, build_features
 from leadscore.features.shapes import shape_for
-from leadscore.features.tables import as_of, clean
+from leadscore.features.tables import clean, crm_as_of
 from leadscore.pipeline.config import SourceConfig
 from leadscore.pipeline.errors import InputError
 from leadscore.pipeline.io import activities as activity_partitions
@@ -52,9 +52,9 @@ def test_partitioned_chunks_build_the_features_of_the_whole_log(
 ):
     monkeypatch.setattr(activity_partitions, "BATCH_ROWS", 7_000)  # many batches per source
     whole = load_tables(None, crm_folder)
-    in_memory = clean(as_of(whole, MOMENT))
+    in_memory = clean(crm_as_of(whole, MOMENT))
     spine = shape_for("events").open_spine(in_memory, MOMENT)
-    lite = clean(as_of(load_tables(None, crm_folder, activities=False), MOMENT))
+    lite = clean(crm_as_of(load_tables(None, crm_folder, activities=False), MOMENT))
     assert lite.activities.empty
     parts = _partition(
         crm_folder, SourceConfig(path="activities.parquet"), whole.leads["lead_id"], bucket_size

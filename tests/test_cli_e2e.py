@@ -11,7 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from leadscore.features.snapshots import open_leads
-from leadscore.features.tables import CrmTables, as_of
+from leadscore.features.tables import CrmTables, crm_as_of
 
 pytestmark = pytest.mark.e2e
 T = "2026-11-01"
@@ -53,7 +53,7 @@ def test_demo_data_train_score(trained, run_cli):
         )
     )
     moment = pd.Timestamp(T, tz="UTC")
-    expected = open_leads(as_of(crm, moment), pd.DatetimeIndex([moment]), None)
+    expected = open_leads(crm_as_of(crm, moment), pd.DatetimeIndex([moment]), None)
     assert sorted(scores["lead_id"]) == sorted(expected["lead_id"])
     assert scores["lead_id"].is_unique
     assert scores["score"].between(1, 99).all()

@@ -13,7 +13,7 @@ from leadscore.features.attributes import attribute_features
 from leadscore.features.engagement import ACTIVITY_TYPES, HIGH_VALUE_TYPES, engagement_features
 from leadscore.features.opportunity import opportunity_features
 from leadscore.features.snapshots import assign_splits, label_snapshots, open_leads
-from leadscore.features.tables import CrmTables, as_of, clean, normalise_label
+from leadscore.features.tables import CrmTables, clean, crm_as_of, normalise_label
 
 CUTOFF = pd.Timestamp("2025-03-01", tz="UTC")
 DAY = pd.Timedelta(days=1)
@@ -779,7 +779,7 @@ def test_as_of_hides_rows_and_closes_at_or_after_the_moment():
     tables = history_tables()
     before = {name: getattr(tables, name).copy() for name in ("leads", "activities", "deals")}
 
-    view = as_of(tables, CUTOFF)
+    view = crm_as_of(tables, CUTOFF)
 
     assert view.leads["lead_id"].tolist() == [1, 2]
     assert view.activities["occurred_at"].tolist() == [CUTOFF - SECOND]

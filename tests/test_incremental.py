@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from leadscore.features.changes import changed_lead_ids
-from leadscore.features.tables import CrmTables, as_of, clean
+from leadscore.features.tables import CrmTables, clean, crm_as_of
 from leadscore.models.scores import SCORE_COLUMNS
 
 pytestmark = pytest.mark.e2e
@@ -53,7 +53,7 @@ def test_incremental_run_equals_full_run_for_changed_leads(run_cli, workdir):
     assert incremental.index.equals(full.index)
     changed = set(
         changed_lead_ids(
-            clean(as_of(_crm(tmp_path / "demo_data"), pd.Timestamp(LATER, tz="UTC"))),
+            clean(crm_as_of(_crm(tmp_path / "demo_data"), pd.Timestamp(LATER, tz="UTC"))),
             pd.Timestamp(EARLIER, tz="UTC"),
         )
     )

@@ -6,7 +6,7 @@ import pytest
 
 from leadscore.features.build import build_features
 from leadscore.features.leakage import audit_columns, flagged_columns, single_feature_auc
-from leadscore.features.tables import CrmTables, as_of, clean
+from leadscore.features.tables import CrmTables, clean, crm_as_of
 from leadscore.features.training_set import timed_training_set
 from leadscore.pipeline.config import load_config
 from leadscore.pipeline.steps.examples import feature_spec
@@ -33,7 +33,7 @@ def synthetic_audit():
     leads = crm.leads.copy()
     # An honest but strong attribute: the hidden propensity itself, known at creation.
     leads["fit_hint"] = leads["lead_id"].map(crm.truth.set_index("lead_id")["p_won"])
-    tables = clean(as_of(CrmTables(crm.accounts, leads, crm.activities, crm.deals), AS_OF))
+    tables = clean(crm_as_of(CrmTables(crm.accounts, leads, crm.activities, crm.deals), AS_OF))
     config = load_config(None, ("features.identifiers=[lead_id, account_id, deal_id, name]",))
     ts = timed_training_set(
         tables, config.snapshots, config.split, feature_spec(config), AS_OF, build_features

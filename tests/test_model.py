@@ -7,7 +7,7 @@ from sklearn.metrics import roc_auc_score
 
 from leadscore.features.build import build_features
 from leadscore.features.snapshots import SPLITS
-from leadscore.features.tables import CrmTables, as_of, clean
+from leadscore.features.tables import CrmTables, clean, crm_as_of
 from leadscore.features.training_set import timed_training_set
 from leadscore.models.calibration import MarginCalibrator, choose_calibrator
 from leadscore.models.evaluation import expected_calibration_error, holdout_metrics, lift_at
@@ -22,7 +22,7 @@ AS_OF = pd.Timestamp("2026-11-01", tz="UTC")
 @pytest.fixture(scope="module")
 def trained():
     crm = generate_crm(12_000, seed=7)
-    tables = clean(as_of(CrmTables(crm.accounts, crm.leads, crm.activities, crm.deals), AS_OF))
+    tables = clean(crm_as_of(CrmTables(crm.accounts, crm.leads, crm.activities, crm.deals), AS_OF))
     config = load_config(
         None,
         (

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from leadscore.features.build import FeatureSpec, build_features
 from leadscore.features.engagement import ACTIVITY_TYPES
 from leadscore.features.snapshots import open_leads
-from leadscore.features.tables import CrmTables, as_of, clean
+from leadscore.features.tables import CrmTables, clean, crm_as_of
 
 T0 = pd.Timestamp("2025-01-01", tz="UTC")
 DAY_S = 86_400
@@ -302,7 +302,7 @@ def test_features_from_the_as_of_view_equal_features_from_everything(case):
     tables, _, cutoffs, spec, max_age_days, moment = case
     earlier = cutoffs[cutoffs <= moment]
 
-    assert_same_at_cutoffs(tables, as_of(tables, moment), earlier, spec, max_age_days)
+    assert_same_at_cutoffs(tables, crm_as_of(tables, moment), earlier, spec, max_age_days)
 
 
 # The comparison above must be able to fail: the same edits a moment before the cutoff do show.

@@ -163,11 +163,11 @@ def test_reason_columns_equal_the_per_lead_reasons(small_tables, max_reasons):
 
     from leadscore.features.build import FeatureSpec, build_features
     from leadscore.features.snapshots import open_leads
-    from leadscore.features.tables import as_of, clean
+    from leadscore.features.tables import clean, crm_as_of
     from leadscore.models.reasons import _plain, reason_columns
 
     moment = pd.Timestamp("2026-06-01", tz="UTC")
-    tables = clean(as_of(small_tables, moment))
+    tables = clean(crm_as_of(small_tables, moment))
     spine = open_leads(tables, pd.DatetimeIndex([moment], name="cutoff"), None).head(600)
     X = build_features(tables, spine, FeatureSpec()).reset_index(drop=True)
     rng = np.random.default_rng(4)

@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from leadscore.features.build import FeatureSpec, build_features
 from leadscore.features.snapshots import open_leads
-from leadscore.features.tables import as_of, clean
+from leadscore.features.tables import clean, crm_as_of
 from leadscore.pipeline.config import load_config
 from leadscore.pipeline.io.sources import load_tables
 
@@ -61,9 +61,9 @@ def test_spark_builds_the_training_features_of_the_default_engine(spark, crm_fol
         acts = pd.read_parquet(crm_folder / "activities.parquet")
         (crm_folder / "activities.parquet").unlink()
         acts.to_csv(crm_folder / "activities.csv", index=False)
-    whole = clean(as_of(load_tables(None, crm_folder), MOMENT))
+    whole = clean(crm_as_of(load_tables(None, crm_folder), MOMENT))
     light = load_tables(None, crm_folder, activities=False)
-    small = clean(as_of(light, MOMENT))
+    small = clean(crm_as_of(light, MOMENT))
     cutoffs = pd.date_range("2026-03-01", "2026-10-01", freq="MS", tz="UTC", name="cutoff")
     spine = open_leads(whole, pd.DatetimeIndex(cutoffs), 365)  # a lead at several cutoffs
     assert spine["lead_id"].duplicated().any()

@@ -235,13 +235,13 @@ def _version_as_of(version: ModelVersion) -> pd.Timestamp | None:
 
 
 def choose_version(
-    registered_model: str, moment: pd.Timestamp, version: str | None = None
+    registered_model: str, as_of: pd.Timestamp, version: str | None = None
 ) -> tuple[str, str]:
-    """The model version to score at `moment`, and a note on why it was chosen.
+    """The model version to score at `as_of`, and a note on why it was chosen.
 
     An explicit `version` is used as given. Otherwise the champion, unless it was trained as of
-    a time after `moment` (it has seen outcomes a model at `moment` could not know); then the
-    newest version trained as of `moment` or earlier.
+    a time after `as_of` (it has seen outcomes a model at `as_of` could not know); then the
+    newest version trained as of `as_of` or earlier.
     """
     client = MlflowClient()
     if version is not None:
@@ -252,9 +252,9 @@ def choose_version(
                 f"no version {version} of '{registered_model}' in the registry"
             ) from exc
         trained = _version_as_of(chosen)
-        if trained is not None and trained > moment:
+        if trained is not None and trained > as_of:
             return version, (
-                f"version {version} was trained as of {trained:%Y-%m-%d}, after {moment:%Y-%m-%d}: "
+                f"version {version} was trained as of {trained:%Y-%m-%d}, after {as_of:%Y-%m-%d}: "
                 "its scores are not what could have been known then"
             )
         return version, f"version {version}, as asked"
@@ -266,32 +266,32 @@ def choose_version(
             f"{mlflow.get_tracking_uri()}; run `leadscore train` first"
         ) from exc
     trained = _version_as_of(champion)
-    if trained is None or trained <= moment:
+    if trained is None or trained <= as_of:
         return str(champion.version), f"the champion, version {champion.version}"
     candidates = [
-        (as_of, int(v.version))
+        (trained_at, int(v.version))
         for v in versions_of(registered_model)
-        if (as_of := _version_as_of(v)) is not None and as_of <= moment
+        if (trained_at := _version_as_of(v)) is not None and trained_at <= as_of
     ]
     if not candidates:
         raise InputError(
             f"the champion (version {champion.version}) was trained as of {trained:%Y-%m-%d}, "
-            f"after --as-of {moment:%Y-%m-%d}, and no version was trained as of that time or "
-            f"earlier: run `leadscore train --as-of {moment:%Y-%m-%d}` first"
+            f"after --as-of {as_of:%Y-%m-%d}, and no version was trained as of that time or "
+            f"earlier: run `leadscore train --as-of {as_of:%Y-%m-%d}` first"
         )
-    as_of, number = max(candidates)
+    trained_at, number = max(candidates)
     return str(number), (
-        f"version {number} (trained as of {as_of:%Y-%m-%d}): the champion, version "
-        f"{champion.version}, was trained as of {trained:%Y-%m-%d}, after {moment:%Y-%m-%d}"
+        f"version {number} (trained as of {trained_at:%Y-%m-%d}): the champion, version "
+        f"{champion.version}, was trained as of {trained:%Y-%m-%d}, after {as_of:%Y-%m-%d}"
     )
 
 
 def chosen_bundle(
-    registered_model: str, moment: pd.Timestamp, model_version: str | None, steps: Steps
+    registered_model: str, as_of: pd.Timestamp, model_version: str | None, steps: Steps
 ) -> tuple[str, ScoringBundle]:
-    """The version to score at `moment` (`choose_version`) and its bundle, said out loud."""
+    """The version to score at `as_of` (`choose_version`) and its bundle, said out loud."""
     configure_tracking()
-    version, why = choose_version(registered_model, moment, model_version)
+    version, why = choose_version(registered_model, as_of, model_version)
     with steps.step(f"Loading {registered_model}: {why}"):
         return version, load_bundle(registered_model, version)
 

@@ -632,19 +632,19 @@ def default_as_of(
 
 def resolve_as_of(
     tables: CrmTables,
-    moment: pd.Timestamp | None,
+    as_of: pd.Timestamp | None,
     note: Warn,
     newest_activity: pd.Timestamp | None = None,
 ) -> pd.Timestamp:
     """The explicit --as-of, or `default_as_of` of the data, said out loud."""
-    if moment is not None:
-        return moment
-    moment = default_as_of(tables, newest_activity=newest_activity)
+    if as_of is not None:
+        return as_of
+    as_of = default_as_of(tables, newest_activity=newest_activity)
     note(
-        f"as of {moment:%Y-%m-%d %H:%M} UTC (now, or the day after the newest timestamp in "
+        f"as of {as_of:%Y-%m-%d %H:%M} UTC (now, or the day after the newest timestamp in "
         "the data; --as-of sets it)"
     )
-    return moment
+    return as_of
 
 
 def _canonical_text(values: pd.Series) -> pd.Series:

@@ -240,14 +240,14 @@ class SparkActivities:
     def map_buckets(
         self,
         spine: pd.DataFrame,
-        moment: pd.Timestamp,
+        as_of: pd.Timestamp,
         small: CrmTables,
         work: Callable[[CrmTables, pd.DataFrame], pd.DataFrame],
         schema: str,
         names: list[str],
     ) -> pd.DataFrame:
         """`work(tables, spine_part)` on every bucket of `spine` on the executors, each with its
-        leads' activities (mapped, checked, as of `moment` and cleaned as the default engine
+        leads' activities (mapped, checked, as of `as_of` and cleaned as the default engine
         does) and the broadcast small tables; the results in spine order."""
         position = pd.Index(self.lead_ids.to_numpy()).get_indexer(spine["lead_id"].to_numpy())
         if (position < 0).any():
@@ -270,7 +270,7 @@ class SparkActivities:
                 return pd.DataFrame({c: [] for c in [*names, ROW]})
             tables = shared.value
             acts = _activities(raw.drop(columns=[BUCKET]), spec, where, stamps, lead_dtype)
-            acts = clean_activities(activities_as_of(acts, moment))
+            acts = clean_activities(activities_as_of(acts, as_of))
             rows = part.sort_values(ROW)
             lead_part = pd.DataFrame(
                 {
@@ -337,7 +337,7 @@ def spark_features(
     small: CrmTables,
     spine: pd.DataFrame,
     spec: FeatureSpec,
-    moment: pd.Timestamp,
+    as_of: pd.Timestamp,
 ) -> pd.DataFrame:
     """build_features on Spark: the same frame, indexed by (lead_id, cutoff) in spine order.
 
@@ -354,7 +354,7 @@ def spark_features(
         X = build_features(tables, part, spec).reset_index(drop=True)
         return X[names].astype(dict.fromkeys(numeric, "float64"))
 
-    out = activities.map_buckets(spine, moment, small, work, schema, names)
+    out = activities.map_buckets(spine, as_of, small, work, schema, names)
     for c in names:  # back to the dtypes the default engine gives (text stays object)
         if c in numeric:
             out[c] = out[c].astype(sample[c].dtype)

@@ -95,7 +95,7 @@ def _drift(
 
 
 def _backtest(
-    catalog: Catalog, tables: CrmTables, moment: pd.Timestamp
+    catalog: Catalog, tables: CrmTables, as_of: pd.Timestamp
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Past batches in the score history whose conversion window has passed: realized AUC and
     the win rate per grade against the probability predicted then."""
@@ -112,7 +112,7 @@ def _backtest(
         return empty, bands, notes
     window = pd.Timedelta(days=config.snapshots.conversion_window_days)
     history = history.assign(as_of=pd.to_datetime(history["as_of"], utc=True))
-    matured = sorted(t for t in history["as_of"].unique() if t + window <= moment)
+    matured = sorted(t for t in history["as_of"].unique() if t + window <= as_of)
     if not matured:
         notes.append(
             f"no scored batch is {window.days} days old yet (the conversion window): no backtest"

@@ -73,7 +73,7 @@ def tune(
     ts = labelled_examples(data, catalog)
     X = audited_features(ts, data.tables, config, steps).X
     parts = ts.masks()
-    moment, data_hash = data.as_of, data.fingerprint
+    as_of, data_hash = data.as_of, data.fingerprint
     y = ts.rows["label"].to_numpy()
     base = config.model.model_dump()
     configure_tracking()
@@ -108,11 +108,11 @@ def tune(
         rows.append({"trial": trial.number, "auc": auc, **params, "best_iteration": trees})
         return auc
 
-    with mlflow.start_run(run_name=run_name("tune", moment, config_hash)) as parent:
+    with mlflow.start_run(run_name=run_name("tune", as_of, config_hash)) as parent:
         mlflow.set_tags(
             {
                 "job": "tune",
-                "as_of": moment.isoformat(),
+                "as_of": as_of.isoformat(),
                 "data_fingerprint": data_hash,
                 "config_hash": config_hash,
                 "git_commit": git_commit(),

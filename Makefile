@@ -10,7 +10,7 @@ DEMO_AS_OF := 2026-11-01
 BENCH_SIZES ?= 100000 1000000
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint bench bench-spark clean
+.PHONY: help install demo test test-fast lint docs bench bench-spark clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-9s %s\n", $$1, $$2}'
@@ -35,12 +35,18 @@ $(SPARK_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,spark]'
 	touch $(SPARK_STAMP)
 
-test: install $(SPARK_STAMP) ## Run the test suite, Spark tests included (two workers: one per core)
+test: install $(SPARK_STAMP) ## Run the whole test suite, Spark tests included (two workers: one per core)
 	$(BIN)/pytest -n 2
+
+test-fast: install ## Unit and property tests only (no CLI runs, PostgreSQL, Spark or shared data): under a minute
+	$(BIN)/pytest -n 2 -m "not e2e and not spark and not postgres and not shared_data and not slow"
 
 lint: install ## Check the code with ruff
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+docs: install ## Regenerate docs/configuration.md from the config model
+	$(BIN)/python -m leadscore.pipeline.config_reference > docs/configuration.md
 
 bench: install ## Benchmark scoring at 100k and 1M open leads (writes benchmarks/results/)
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/scoring.py --open-leads $(BENCH_SIZES)

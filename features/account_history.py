@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from leadscore.features.descriptions import FeatureInfo
 from leadscore.features.tables import CrmTables, lookup
+
+ACCOUNT_HISTORY_INFO = {
+    "account_won_deals": FeatureInfo("account_won"),
+    "account_lost_deals": FeatureInfo("account_lost"),
+    "account_win_rate": FeatureInfo("account_win_rate"),
+    "account_other_leads": FeatureInfo("account_leads"),
+}
 
 
 def account_history_features(tables: CrmTables, spine: pd.DataFrame) -> pd.DataFrame:

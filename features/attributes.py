@@ -7,6 +7,7 @@ from collections.abc import Collection
 import numpy as np
 import pandas as pd
 
+from leadscore.features.descriptions import FeatureInfo, column_label, company_label, unit_of
 from leadscore.features.screening import is_pii_name
 from leadscore.features.tables import CrmTables, normalise_label, snake_case, utc_datetime64
 
@@ -75,3 +76,50 @@ def attribute_features(
     return pd.DataFrame(
         {c: pd.Series(v, index=index, dtype=v.dtype) for c, v in out.items()}, index=index
     )
+
+
+def _is_flag(column: pd.Series) -> bool:
+    if pd.api.types.is_bool_dtype(column):
+        return True
+    return column.dtype == object and pd.api.types.infer_dtype(column, skipna=True) == "boolean"
+
+
+def spellings(values: pd.Series) -> dict[str, str]:
+    """Each normalised label of a text column and its commonest spelling in the data, so a
+    reason quotes a value as the export has it ('Olark Chat', 'a7982125'), not normalised."""
+    text = values.dropna()
+    if text.empty:
+        return {}
+    frame = pd.DataFrame(
+        {"label": normalise_label(text).to_numpy(), "raw": text.astype(str).str.strip().to_numpy()}
+    ).dropna()
+    common = frame.value_counts(["label", "raw"]).reset_index().drop_duplicates("label")
+    return dict(zip(common["label"], common["raw"], strict=True))
+
+
+def _info(values: pd.Series, label: str) -> FeatureInfo:
+    if _is_flag(values):
+        return FeatureInfo("flag", label)
+    if _is_number(values):
+        return FeatureInfo("number", label, unit=unit_of(str(values.name))[1])
+    return FeatureInfo("category", label, spellings=spellings(values))
+
+
+def attribute_info(
+    tables: CrmTables, skip: Collection[str], names: Collection[str] | None = None
+) -> dict[str, FeatureInfo]:
+    """How each attribute feature reads: its column as a person names it, its kind, and its
+    values as the data spell them. `names` limits the work to these features."""
+    leads = tables.leads.drop(columns=["lead_id", "account_id"])
+    accounts = tables.accounts.drop(columns=["account_id"])
+    wanted = (lambda name: True) if names is None else set(names).__contains__
+    infos = {
+        c: _info(leads[c], column_label(str(c)))
+        for c in _attribute_columns(leads, skip)
+        if wanted(c)
+    }
+    for c in _attribute_columns(accounts, skip):
+        if wanted(f"account_{c}"):
+            infos[f"account_{c}"] = _info(accounts[c], company_label(str(c)))
+    infos["lead_age_days"] = FeatureInfo("lead_age")
+    return infos

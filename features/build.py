@@ -7,10 +7,16 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from leadscore.features.account_history import account_history_features
-from leadscore.features.attributes import attribute_features
-from leadscore.features.engagement import ACTIVITY_TYPES, HIGH_VALUE_TYPES, engagement_features
-from leadscore.features.opportunity import opportunity_features
+from leadscore.features.account_history import ACCOUNT_HISTORY_INFO, account_history_features
+from leadscore.features.attributes import attribute_features, attribute_info
+from leadscore.features.descriptions import FeatureInfo
+from leadscore.features.engagement import (
+    ACTIVITY_TYPES,
+    HIGH_VALUE_TYPES,
+    engagement_features,
+    engagement_info,
+)
+from leadscore.features.opportunity import OPPORTUNITY_INFO, opportunity_features
 from leadscore.features.tables import CrmTables
 
 
@@ -47,3 +53,19 @@ def build_features(tables: CrmTables, spine: pd.DataFrame, spec: FeatureSpec) ->
     ]
     index = pd.MultiIndex.from_frame(spine[["lead_id", "cutoff"]])
     return pd.concat([p.reindex(index) for p in parts], axis=1)
+
+
+def feature_info(
+    tables: CrmTables, spec: FeatureSpec, names: Collection[str] | None = None
+) -> dict[str, FeatureInfo]:
+    """What each feature `build_features` makes from these tables is, for people (how to word
+    its values), limited to `names` when given."""
+    infos = {
+        **attribute_info(tables, spec.skip_columns, names),
+        **engagement_info(
+            spec.windows_days, spec.half_life_days, spec.recency_cap_days, spec.activity_types
+        ),
+        **OPPORTUNITY_INFO,
+        **ACCOUNT_HISTORY_INFO,
+    }
+    return infos if names is None else {n: infos[n] for n in names if n in infos}

@@ -1,159 +1,198 @@
-"""Plain-words descriptions of feature values, for the reasons a sales rep reads."""
+"""Plain-words descriptions of feature values, for the reasons a sales rep reads.
+
+Every sentence is built from what the feature spec knows about a feature (`FeatureInfo`): its
+kind, the column it comes from and how a person names it, its window and unit, and how its
+values are spelled in the data. Nothing here knows a dataset's column names: a lead attribute
+reads "<column>: <value>" with the value quoted as the export spells it ("Landing Page Id:
+a7982125", "Lead Source: Olark Chat"), a company attribute "Company <column>: <value>", and
+the engineered features (activity counts, recency, the pipeline, the account's history) are
+worded from their own definitions (the activity type, the window in days).
+"""
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-ACTIVITY_PHRASES = {
-    "web_visit": ("Visited the website", "time", "times"),
-    "pricing_page_view": ("Viewed the pricing page", "time", "times"),
-    "email_open": ("Opened our emails", "time", "times"),
-    "email_click": ("Clicked through our emails", "time", "times"),
-    "form_submit": ("Submitted a form", "time", "times"),
-    "content_download": ("Downloaded content", "time", "times"),
-    "webinar": ("Attended webinars", "time", "times"),
-    "demo_request": ("Requested a demo", "time", "times"),
-    "meeting": ("Met with sales", "time", "times"),
-    "other": ("Had other activity", "time", "times"),
-    "total": ("Had activities", "time", "times"),
-    "high_value": (
-        "Took high-intent actions (pricing, demo, meeting, form, webinar)",
-        "time",
-        "times",
-    ),
-}
-SENIORITY_PHRASES = {
-    "c_level": "C-level title",
-    "vp": "VP-level title",
-    "director": "Director-level title",
-    "manager": "Manager-level title",
-    "individual_contributor": "Individual-contributor title",
-    "student": "Student",
-}
-_ACTIVITY = re.compile(r"^act_(?P<kind>.+)_(?P<days>\d+)d$")
-
-
-ACRONYMS = {
-    "vp": "VP",
-    "it": "IT",
-    "hr": "HR",
-    "ceo": "CEO",
-    "cto": "CTO",
-    "cfo": "CFO",
-    "us": "US",
-    "uk": "UK",
-    "b2b": "B2B",
-    "of": "of",
-    "and": "and",
-    "the": "the",
+ACTIVITY_PHRASES = {  # the canonical activity types (what exports are mapped onto)
+    "web_visit": "Visited the website",
+    "pricing_page_view": "Viewed the pricing page",
+    "email_open": "Opened our emails",
+    "email_click": "Clicked through our emails",
+    "form_submit": "Submitted a form",
+    "content_download": "Downloaded content",
+    "webinar": "Attended webinars",
+    "demo_request": "Requested a demo",
+    "meeting": "Met with sales",
+    "other": "Had other activity",
+    "total": "Had activities",
+    "high_value": "Took high-intent actions (pricing, demo, meeting, form, webinar)",
 }
 
 
-def _pretty(value: object) -> str:
-    """'vp_of_it' -> 'VP of IT'; 'united_states' -> 'United States'."""
-    if value is None:
-        return "unknown"
-    words = str(value).replace("_", " ").split()
-    pretty = [ACRONYMS.get(w.lower(), w.capitalize()) for w in words]
-    if pretty:
-        pretty[0] = pretty[0][0].upper() + pretty[0][1:]
-    return " ".join(pretty)
+# Units a column's name may end with, and how its numbers then read: ("revenue_musd", 394.3)
+# reads "Revenue: $394.3M". Words of the name, not of any dataset.
+UNITS = {
+    "musd": "${}M",
+    "usd": "${}",
+    "eur": "€{}",
+    "gbp": "£{}",
+    "pct": "{}%",
+    "percent": "{}%",
+    "days": "{} days",
+    "k": "{}k",
+}
 
 
-def _window(days: int) -> str:
-    return "in the last 7 days" if days == 7 else f"in the last {days} days"
+@dataclass(frozen=True)
+class FeatureInfo:
+    """What a feature is, for people: enough to word any of its values."""
+
+    kind: str  # category, number, flag, activity_count, recency, decay, trend, open_deal,
+    # deal_age, lead_age, account_won, account_lost, account_win_rate, account_leads
+    label: str = ""  # the source column as a person names it ("Job title", "Company industry")
+    window_days: int | None = None  # activity counts: the window
+    activity: str | None = None  # activity counts: the canonical type, total or high_value
+    days: float | None = None  # recency: how far back it looks; decay: the half-life
+    spellings: Mapping[str, str] = field(default_factory=dict)  # normalised -> as in the data
+    unit: str = "{}"  # numbers: how a value reads ("${}M" for a column named ..._musd)
 
 
-def _count(value: float, one: str, many: str) -> str:
-    n = round(value)
-    return f"{n} {one if n == 1 else many}"
+def _snake(name: str) -> bool:
+    return re.fullmatch(r"[a-z0-9_]+", name) is not None
 
 
-def _is_missing(value: object) -> bool:
+def unit_of(name: str) -> tuple[str, str]:
+    """A snake_case name without its unit suffix, and the unit's format ('{}' without one):
+    'annual_revenue_musd' -> ('annual_revenue', '${}M')."""
+    if _snake(name):
+        for suffix, form in UNITS.items():
+            if name.endswith(f"_{suffix}") and len(name) > len(suffix) + 1:
+                return name[: -len(suffix) - 1], form
+    return name, "{}"
+
+
+def column_label(name: str) -> str:
+    """A column's name as a person reads it: snake_case words spaced, the first capitalised
+    ('job_title' -> 'Job title'), a unit suffix left to the value; a name already written for
+    people stays as it is ('Lead Source', 'Landing Page Id', 'Lead: Source')."""
+    if _snake(name):
+        words = " ".join(unit_of(name)[0].split("_")).strip()
+        return words[:1].upper() + words[1:]
+    return name
+
+
+def company_label(name: str) -> str:
+    """An account column as a person reads it: 'industry' -> 'Company industry'."""
+    if _snake(name):
+        return "Company " + " ".join(unit_of(name)[0].split("_")).strip()
+    return f"Company {name}"
+
+
+def _missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def describe(feature: str, value: object) -> str:
-    """One sentence about a feature's value, e.g. 'Viewed the pricing page 4 times ...'."""
-    match = _ACTIVITY.match(feature)
-    if match:
-        verb, one, many = ACTIVITY_PHRASES.get(
-            match["kind"], (f"Had {_pretty(match['kind']).lower()} activity", "time", "times")
-        )
-        days = int(match["days"])
-        if _is_missing(value) or float(value) == 0:  # type: ignore[arg-type]
-            return f"No {_pretty(match['kind']).lower()} activity {_window(days)}"
-        return f"{verb} {_count(float(value), one, many)} {_window(days)}"  # type: ignore[arg-type]
-    missing = _is_missing(value)
-    if feature == "days_since_last_activity":
-        if missing:
-            return "No activity in the last year"
-        days = int(value)  # type: ignore[call-overload]
-        return "Active today" if days == 0 else f"Last active {days} day{'s' * (days != 1)} ago"
-    if feature == "engagement_decay":
-        return f"Recent engagement score {float(value):.1f} (weighted towards the last two weeks)"  # type: ignore[arg-type]
-    if feature == "engagement_trend":
+def _number(value: float) -> str:
+    """Thousands separated, at most three significant decimals (394.31 -> 394.3)."""
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    digits = max(0, 2 - math.floor(math.log10(abs(value)))) if value else 0
+    return f"{value:,.{min(digits, 3)}f}".rstrip("0").rstrip(".")
+
+
+def _times(n: float) -> str:
+    count = round(n)
+    return f"{count} time{'s' * (count != 1)}"
+
+
+def _window(days: int | None) -> str:
+    return f"in the last {days} days"
+
+
+def _ago(days: float, what: str) -> str:
+    n = int(days)
+    return f"{what} today" if n == 0 else f"{what} {n} day{'s' * (n != 1)} ago"
+
+
+def _attribute(info: FeatureInfo, value: object) -> str:
+    if _missing(value):
+        return f"{info.label} unknown"
+    if info.kind == "flag":
+        return f"{info.label}: {'yes' if float(value) else 'no'}"  # type: ignore[arg-type]
+    if info.kind == "number":
+        return f"{info.label}: {info.unit.format(_number(float(value)))}"  # type: ignore[arg-type]
+    return f"{info.label}: {info.spellings.get(str(value), str(value))}"
+
+
+def _activity(info: FeatureInfo, value: object) -> str:
+    kind = info.activity or "other"
+    if _missing(value) or float(value) == 0:  # type: ignore[arg-type]
+        words = kind.replace("_", " ") if kind not in ("total", "high_value") else "such"
+        return f"No {words} activity {_window(info.window_days)}"
+    phrase = ACTIVITY_PHRASES.get(kind, f"Had {kind.replace('_', ' ')} activity")
+    return f"{phrase} {_times(float(value))} {_window(info.window_days)}"  # type: ignore[arg-type]
+
+
+def _account(info: FeatureInfo, value: object) -> str:
+    if info.kind == "account_win_rate":
+        if _missing(value):
+            return "No earlier deals at their company"
+        return f"Their company won {float(value):.0%} of earlier deals"  # type: ignore[arg-type]
+    if _missing(value):
+        return "No known company"
+    n = int(value)  # type: ignore[call-overload]
+    if info.kind == "account_won":
+        if n == 0:
+            return "Their company has no earlier won deals"
+        return f"Their company has won {n} earlier deal{'s' * (n != 1)} with us"
+    if info.kind == "account_lost":
+        return f"Their company lost {n} earlier deal{'s' * (n != 1)}"
+    return f"{n} other lead{'s' * (n != 1)} from their company"
+
+
+def describe_value(info: FeatureInfo, value: object) -> str:
+    """One sentence about a feature's value."""
+    kind = info.kind
+    if kind in ("category", "number", "flag"):
+        return _attribute(info, value)
+    if kind == "activity_count":
+        return _activity(info, value)
+    if kind.startswith("account_"):
+        return _account(info, value)
+    if kind == "recency":
+        if _missing(value):
+            return f"No activity in the last {int(info.days or 365)} days"
+        return _ago(float(value), "Last active")  # type: ignore[arg-type]
+    if kind == "decay":
         return (
-            "Engagement rising over the last 30 days"
-            if float(value) > 0  # type: ignore[arg-type]
-            else "Engagement falling over the last 30 days"
+            f"Recent engagement score {float(value):.1f} (activities weighted by recency, "  # type: ignore[arg-type]
+            f"halving every {info.days:g} days)"
         )
-    if feature == "has_open_deal":
+    if kind == "trend":
+        rising = float(value) > 0  # type: ignore[arg-type]
+        return f"Engagement {'rising' if rising else 'falling'} over the last 30 days"
+    if kind == "open_deal":
         return "Has an open opportunity" if value == 1 else "No opportunity yet"
-    if feature == "days_since_deal_created":
-        return "No opportunity yet" if missing else f"Opportunity opened {int(value)} days ago"  # type: ignore[call-overload]
-    if feature == "lead_age_days":
-        return f"Lead created {int(value)} days ago"  # type: ignore[call-overload]
-    if feature == "seniority":
-        return (
-            "Seniority unknown"
-            if missing
-            else SENIORITY_PHRASES.get(str(value), f"{_pretty(value)} title")
-        )
-    if feature == "job_title":
-        return "Job title unknown" if missing else f"Job title: {_pretty(value)}"
-    if feature == "department":
-        return "Department unknown" if missing else f"Works in {_pretty(value)}"
-    if feature == "source":
-        return "Source unknown" if missing else f"Came in through {_pretty(value)}"
-    if feature == "country":
-        return "Country unknown" if missing else f"Based in {_pretty(value)}"
-    if feature == "account_industry":
-        return "Industry unknown" if missing else f"{_pretty(value)} industry"
-    if feature == "account_employees":
-        return "Company size unknown" if missing else f"Company of about {int(value):,} employees"  # type: ignore[call-overload]
-    if feature == "account_annual_revenue_musd":
-        return (
-            "Company revenue unknown" if missing else f"Company revenue about ${float(value):,.0f}M"
-        )  # type: ignore[arg-type]
-    if feature == "account_country":
-        return "Company country unknown" if missing else f"Company based in {_pretty(value)}"
-    if feature == "account_won_deals":
-        if missing:
-            return "No known company"
-        n = int(value)  # type: ignore[call-overload]
-        return (
-            f"Their company has won {n} earlier deal{'s' * (n != 1)} with us"
-            if n
-            else ("Their company has no earlier won deals")
-        )
-    if feature == "account_lost_deals":
-        return "No known company" if missing else f"Their company lost {int(value)} earlier deals"  # type: ignore[call-overload]
-    if feature == "account_win_rate":
-        return (
-            "No earlier deals at their company"
-            if missing
-            else (f"Their company won {float(value):.0%} of earlier deals")
-        )  # type: ignore[arg-type]
-    if feature == "account_other_leads":
-        return "No known company" if missing else f"{int(value)} other leads from their company"  # type: ignore[call-overload]
-    label = _pretty(feature)
-    if feature.startswith("account_"):
-        label = "Company " + _pretty(feature.removeprefix("account_")).lower()
-    if missing:
-        return f"{label} unknown"
-    if isinstance(value, str):
-        return f"{label}: {_pretty(value)}"
-    number = float(value)  # type: ignore[arg-type]
-    return f"{label}: {int(number):,}" if number.is_integer() else f"{label}: {number:,.2f}"
+    if kind == "deal_age":
+        return "No opportunity yet" if _missing(value) else _ago(float(value), "Opportunity opened")  # type: ignore[arg-type]
+    if kind == "lead_age":
+        return _ago(float(value), "Lead created")  # type: ignore[arg-type]
+    return f"{info.label}: {value}"
+
+
+class Describer:
+    """Words feature values using the features' infos; a feature without one (a bundle made
+    before infos existed) reads '<name as a label>: <value>'."""
+
+    def __init__(self, infos: Mapping[str, FeatureInfo]) -> None:
+        self.infos = dict(infos)
+
+    def __call__(self, feature: str, value: object) -> str:
+        info = self.infos.get(feature)
+        if info is None:
+            number = not isinstance(value, str) and not _missing(value)
+            info = FeatureInfo("number" if number else "category", column_label(feature))
+        return describe_value(info, value)

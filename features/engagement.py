@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from leadscore.features.descriptions import FeatureInfo
 from leadscore.features.tables import CrmTables, utc_datetime64
 
 ACTIVITY_TYPES = (
@@ -110,3 +111,21 @@ def engagement_features(
         )
         return pd.DataFrame(columns=columns, index=empty, dtype="float64")
     return pd.concat(blocks)
+
+
+def engagement_info(
+    windows_days: Sequence[int],
+    half_life_days: float,
+    recency_cap_days: int,
+    activity_types: Sequence[str] = ACTIVITY_TYPES,
+) -> dict[str, FeatureInfo]:
+    """How each engagement feature reads: its activity type and window, or its unit."""
+    infos = {
+        f"act_{t}_{w}d": FeatureInfo("activity_count", window_days=w, activity=t)
+        for w in windows_days
+        for t in [*activity_types, "other", "total", "high_value"]
+    }
+    infos["days_since_last_activity"] = FeatureInfo("recency", days=recency_cap_days)
+    infos["engagement_decay"] = FeatureInfo("decay", days=half_life_days)
+    infos["engagement_trend"] = FeatureInfo("trend")
+    return infos

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from leadscore.features.descriptions import FeatureInfo
 from leadscore.features.tables import CrmTables, lookup, utc_datetime64
+
+OPPORTUNITY_INFO = {
+    "has_open_deal": FeatureInfo("open_deal"),
+    "days_since_deal_created": FeatureInfo("deal_age"),
+}
 
 
 def opportunity_features(tables: CrmTables, spine: pd.DataFrame) -> pd.DataFrame:

@@ -4,14 +4,14 @@ whole batch the score, grades and MQL flags."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
 from leadscore.features.build import FeatureSpec, build_features
-from leadscore.features.descriptions import describe
+from leadscore.features.descriptions import Describer, FeatureInfo
 from leadscore.features.families import FAMILIES, feature_family
 from leadscore.features.tables import CrmTables
 from leadscore.models.drift import DriftReference
@@ -56,6 +56,11 @@ class ScoringBundle:
     subscore_reference: dict[str, np.ndarray]  # holdout quantiles of each family's log-odds
     # the training population binned, for `leadscore monitor` (None in bundles made before it)
     drift_reference: DriftReference | None = None
+    # how each feature reads in a reason: its column's name, unit, window, values' spellings
+    descriptions: dict[str, FeatureInfo] = field(default_factory=dict)
+
+    def describer(self) -> Describer:
+        return Describer(getattr(self, "descriptions", {}))
 
 
 class ScoringRules(Protocol):
@@ -90,7 +95,9 @@ def score_chunk(
     contributions = model.contributions(X)
     proba = model.proba_from_margin(contributions.sum(axis=1).to_numpy())
     logits = family_logits(contributions, feature_family, FAMILIES)
-    words = reason_columns(X, contributions, describe, rules.max_reasons, rules.min_reason_impact)
+    words = reason_columns(
+        X, contributions, bundle.describer(), rules.max_reasons, rules.min_reason_impact
+    )
     reference = bundle.subscore_reference
     return pd.DataFrame(
         {

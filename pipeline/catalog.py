@@ -33,13 +33,8 @@ from leadscore.pipeline.io.activities import (
     source_rows,
     spill_folder,
 )
-from leadscore.pipeline.io.sources import (
-    describe_source,
-    fingerprint,
-    load_tables,
-    resolve_as_of,
-    source_spec,
-)
+from leadscore.pipeline.io.readers import describe_source
+from leadscore.pipeline.io.sources import fingerprint, load_tables, resolve_as_of, source_spec
 from leadscore.pipeline.io.writeback import read_current, read_history, write_table
 from leadscore.pipeline.progress import Steps
 

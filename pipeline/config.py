@@ -34,9 +34,11 @@ def _matching(pattern: re.Pattern[str], value: str, what: str) -> str:
 
 
 class CsvOptions(_Section):
-    delimiter: str = ","
-    encoding: str = "utf-8"
-    quotechar: str = '"'
+    delimiter: str = Field(",", description="Field separator.")
+    encoding: str = Field(
+        "utf-8", description="Text encoding (a UTF-8 byte-order mark is handled)."
+    )
+    quotechar: str = Field('"', description="Quote character.")
     null_values: tuple[str, ...] = Field(
         ("",), description="Exact tokens read as missing; nothing else is (so 'None' survives)."
     )
@@ -52,9 +54,13 @@ class SourceConfig(_Section):
 
     path: str | None = Field(None, description="File relative to --data (.csv or .parquet).")
     url: str | None = Field(None, description="SQLAlchemy URL; ${ENV_VAR} is expanded.")
-    table: str | None = None
-    query: str | None = None
-    format: Literal["csv", "parquet"] | None = None
+    table: str | None = Field(None, description="Table to read from a database source.")
+    query: str | None = Field(
+        None, description="SQL query to read from a database source (instead of table)."
+    )
+    format: Literal["csv", "parquet"] | None = Field(
+        None, description="csv or parquet; None: from the file suffix."
+    )
     csv: CsvOptions = CsvOptions()
     rename: dict[str, str] = Field(default_factory=dict, description="source name -> canonical")
     timestamps: dict[str, TimestampSpec] = Field(default_factory=dict)
@@ -81,7 +87,7 @@ class LookupConfig(SourceConfig):
     join_on: str = Field(description="Key column in the leads table (after renames).")
     key: str | None = Field(None, description="Key column in the lookup; default: join_on.")
     columns: tuple[str, ...] | None = Field(None, description="Columns to bring; default: all.")
-    prefix: str = ""
+    prefix: str = Field("", description="Prefix for the joined columns.")
 
 
 class DataConfig(_Section):
@@ -112,7 +118,10 @@ class ValidationConfig(_Section):
 
 
 class AuditConfig(_Section):
-    policy: Literal["drop", "warn", "fail"] = "drop"
+    policy: Literal["drop", "warn", "fail"] = Field(
+        "drop",
+        description="What train does with flagged columns: drop, warn (keep them), fail (exit 2).",
+    )
     max_auc: float = Field(0.9, gt=0.5, le=1, description="A column alone above this is a leak.")
     review_auc: float = Field(
         0.65, gt=0.5, le=1, description="A column named like a later state and this strong is one."
@@ -125,7 +134,9 @@ class AuditConfig(_Section):
 
 class SnapshotConfig(_Section):
     frequency: str = Field("MS", description="pandas offset alias for cutoffs (MS = month start).")
-    conversion_window_days: int = Field(90, gt=0)
+    conversion_window_days: int = Field(
+        90, gt=0, description="Label: won within this many days after the cutoff."
+    )
     max_lead_age_days: int | None = Field(
         365,
         gt=0,
@@ -150,13 +161,25 @@ class SnapshotConfig(_Section):
 
 
 class SplitConfig(_Section):
-    valid_cutoffs: int = Field(3, ge=1)
-    holdout_cutoffs: int = Field(3, ge=1)
-    valid_lead_fraction: float = Field(0.15, gt=0, lt=1)
-    calibration_lead_fraction: float = Field(0.2, gt=0, lt=1)
-    holdout_lead_fraction: float = Field(0.2, gt=0, lt=1)
+    valid_cutoffs: int = Field(
+        3,
+        ge=1,
+        description="Cutoffs in the validation and calibration slices (before the holdout).",
+    )
+    holdout_cutoffs: int = Field(3, ge=1, description="Newest cutoffs, which hold the holdout.")
+    valid_lead_fraction: float = Field(
+        0.15, gt=0, lt=1, description="Share of leads drawn into the early-stopping slice."
+    )
+    calibration_lead_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Share of leads drawn into the calibration slice."
+    )
+    holdout_lead_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Share of leads drawn into the holdout."
+    )
     min_wins: int = Field(20, ge=5, description="Fewest wins each slice needs.")
-    seed: int = Field(0, ge=0, lt=10**16)
+    seed: int = Field(
+        0, ge=0, lt=10**16, description="Salt of the lead draw (a hash of the lead id)."
+    )
 
     @model_validator(mode="after")
     def _fractions_leave_training_leads(self) -> SplitConfig:
@@ -170,12 +193,22 @@ class SplitConfig(_Section):
 
 
 class FeatureConfig(_Section):
-    windows_days: tuple[int, ...] = (7, 30, 90)
-    decay_half_life_days: float = Field(14.0, gt=0)
-    recency_cap_days: int = Field(365, gt=0)
-    identifiers: tuple[str, ...] = ("lead_id", "account_id", "deal_id")
-    pii: tuple[str, ...] = ("email", "first_name", "last_name", "phone")
-    exclude: tuple[str, ...] = ()
+    windows_days: tuple[int, ...] = Field(
+        (7, 30, 90), description="Activity count windows, in days."
+    )
+    decay_half_life_days: float = Field(14.0, gt=0, description="Half-life of engagement_decay.")
+    recency_cap_days: int = Field(
+        365, gt=0, description="How far back days_since_last_activity looks."
+    )
+    identifiers: tuple[str, ...] = Field(
+        ("lead_id", "account_id", "deal_id"),
+        description="Columns that are never features (case-insensitive).",
+    )
+    pii: tuple[str, ...] = Field(
+        ("email", "first_name", "last_name", "phone"),
+        description="Columns that are never features and never logged.",
+    )
+    exclude: tuple[str, ...] = Field((), description="Further columns that are never features.")
 
     @field_validator("windows_days")
     @classmethod
@@ -186,17 +219,25 @@ class FeatureConfig(_Section):
 
 
 class ModelConfig(_Section):
-    learning_rate: float = Field(0.05, gt=0, le=1)
-    num_leaves: int = Field(31, ge=2)
-    min_child_samples: int = Field(100, ge=1)
-    n_estimators: int = Field(2000, ge=1)
-    early_stopping_rounds: int = Field(100, ge=1)
-    subsample: float = Field(0.8, gt=0, le=1)
-    colsample_bytree: float = Field(0.8, gt=0, le=1)
-    reg_lambda: float = Field(1.0, ge=0)
-    calibration: Literal["auto", "isotonic", "sigmoid"] = "auto"
-    random_state: int = 0
-    n_jobs: int = Field(2, ge=1)
+    learning_rate: float = Field(0.05, gt=0, le=1, description="LightGBM learning rate.")
+    num_leaves: int = Field(31, ge=2, description="LightGBM leaves per tree.")
+    min_child_samples: int = Field(100, ge=1, description="LightGBM fewest rows per leaf.")
+    n_estimators: int = Field(
+        2000, ge=1, description="Upper bound on trees; early stopping picks the number."
+    )
+    early_stopping_rounds: int = Field(
+        100, ge=1, description="Rounds without a better validation log loss before stopping."
+    )
+    subsample: float = Field(0.8, gt=0, le=1, description="Share of rows sampled per tree.")
+    colsample_bytree: float = Field(
+        0.8, gt=0, le=1, description="Share of features sampled per tree."
+    )
+    reg_lambda: float = Field(1.0, ge=0, description="L2 regularisation.")
+    calibration: Literal["auto", "isotonic", "sigmoid"] = Field(
+        "auto", description="auto (the lower out-of-fold log loss), isotonic or sigmoid."
+    )
+    random_state: int = Field(0, description="Seed of LightGBM.")
+    n_jobs: int = Field(2, ge=1, description="LightGBM threads.")
 
 
 class ScoringConfig(_Section):
@@ -214,7 +255,7 @@ class ScoringConfig(_Section):
     mql_capacity: int | None = Field(
         None, ge=0, description="At most this many MQLs per run, highest probability first."
     )
-    max_reasons: int = Field(3, ge=0, le=10)
+    max_reasons: int = Field(3, ge=0, le=10, description="Reasons per lead.")
     chunk_size: int = Field(100_000, ge=1, description="Leads scored at a time (bounds memory).")
     spill_dir: str | None = Field(
         None,
@@ -324,8 +365,8 @@ class MonitorConfig(_Section):
 
 
 class MlflowConfig(_Section):
-    experiment: str = "leadscore"
-    registered_model: str = "lead-scoring"
+    experiment: str = Field("leadscore", description="MLflow experiment name.")
+    registered_model: str = Field("lead-scoring", description="Registered model name.")
 
     @field_validator("experiment", "registered_model")
     @classmethod

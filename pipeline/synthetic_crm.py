@@ -170,6 +170,269 @@ def _drifted(
     return leads, activities[~dropped].reset_index(drop=True)
 
 
+@dataclass(frozen=True)
+class _Accounts:
+    """The companies: their table, and what the hidden propensity needs of them."""
+
+    frame: pd.DataFrame
+    ids: np.ndarray
+    employees: np.ndarray
+    fit: np.ndarray  # industry, size and an account-level effect on the win logit
+
+
+@dataclass(frozen=True)
+class _Population:
+    """Every lead's hidden life: when it arrives, who it is, its intent and whether it is won."""
+
+    created_s: np.ndarray  # seconds since the epoch
+    frac: np.ndarray  # position in the history, 0 (start) to 1 (end)
+    account: np.ndarray  # index into the accounts
+    has_account: np.ndarray
+    seniority: np.ndarray  # names
+    department: np.ndarray
+    source: np.ndarray
+    country: np.ndarray
+    fit: np.ndarray
+    intent: np.ndarray
+    p_won: np.ndarray
+    won: np.ndarray
+
+
+@dataclass(frozen=True)
+class _DealTiming:
+    exists: np.ndarray  # a deal was created before the end
+    closed: np.ndarray  # ... and closed before it
+    created_s: np.ndarray
+    closed_s: np.ndarray
+    employees: np.ndarray  # of each lead's company (50 without one)
+
+
+DAY_S = 86_400
+
+
+def _accounts(rng: np.random.Generator, n_leads: int) -> _Accounts:
+    """A pool of companies with firmographics and a hidden account-level effect."""
+    n_accounts = max(1, n_leads // 4)
+    ind_names, ind_idx = _pick(rng, INDUSTRIES, n_accounts)
+    cty_names, cty_idx = _pick(rng, COUNTRIES, n_accounts)
+    employees = np.round(np.exp(rng.normal(np.log(180), 1.5, n_accounts))).clip(1, 300_000)
+    revenue = np.round(employees * np.exp(rng.normal(np.log(0.16), 0.6, n_accounts)), 2)
+    account_effect = rng.normal(0, 0.3, n_accounts)
+    size_effect = 0.28 * np.clip(np.log10(employees) - 2.0, -1.5, 2.0)
+    fit = _effects(INDUSTRIES)[ind_idx] + size_effect + account_effect
+    ids = np.arange(1, n_accounts + 1, dtype=np.int64) + 100_000
+    frame = pd.DataFrame(
+        {
+            "account_id": ids,
+            "name": [f"Company {i}" for i in range(n_accounts)],
+            "industry": _mess_case(rng, pd.Series(ind_names[ind_idx]), 0.04),
+            "employees": _blank(rng, pd.Series(employees), 0.12),
+            "annual_revenue_musd": _blank(rng, pd.Series(revenue), 0.20),
+            "country": _blank(rng, pd.Series(cty_names[cty_idx], dtype=object), 0.03),
+        }
+    )
+    frame["industry"] = _blank(rng, frame["industry"], 0.05)
+    return _Accounts(frame, ids, employees, fit)
+
+
+def _population(
+    rng: np.random.Generator, n_leads: int, start_s: int, accounts: _Accounts
+) -> _Population:
+    """Leads arrive at a growing rate; 80% belong to a known account; the hidden propensity."""
+    growth = 0.8
+    u = rng.random(n_leads)
+    frac = (-1 + np.sqrt(1 + 2 * growth * u * (1 + growth / 2))) / growth
+    created_s = start_s + np.floor(frac * HISTORY_DAYS * DAY_S).astype(np.int64)
+    order = np.argsort(created_s, kind="stable")
+    created_s, frac = created_s[order], frac[order]
+    n_accounts = len(accounts.ids)
+    popularity = rng.pareto(2.0, n_accounts) + 1
+    account = rng.choice(n_accounts, size=n_leads, p=popularity / popularity.sum())
+    has_account = rng.random(n_leads) < 0.8
+    sen_names, sen_idx = _pick(rng, SENIORITIES, n_leads)
+    dep_names, dep_idx = _pick(rng, DEPARTMENTS, n_leads)
+    src_names = np.array(list(SOURCES))
+    share_start = np.array([v[0] for v in SOURCES.values()])
+    share_end = np.array([v[1] for v in SOURCES.values()])
+    shares = share_start[None, :] * (1 - frac[:, None]) + share_end[None, :] * frac[:, None]
+    cum = np.cumsum(shares / shares.sum(axis=1, keepdims=True), axis=1)
+    src_idx = (rng.random(n_leads)[:, None] > cum).sum(axis=1).clip(0, len(src_names) - 1)
+    cty_names, cty_idx = _pick(rng, COUNTRIES, n_leads)
+    fit = (
+        np.where(has_account, accounts.fit[account], -0.35)
+        + _effects(SENIORITIES)[sen_idx]
+        + _effects(DEPARTMENTS)[dep_idx]
+        + _effects(SOURCES)[src_idx]
+    )
+    intent = rng.normal(0, 1, n_leads)
+    base = -3.0 - 0.35 * frac  # drift: the market gets harder over the two years
+    logit = base + fit + 1.3 * intent + rng.normal(0, 0.6, n_leads)
+    p_won = 1 / (1 + np.exp(-logit))
+    won = rng.random(n_leads) < p_won
+    return _Population(
+        created_s, frac, account, has_account, sen_names[sen_idx], dep_names[dep_idx],
+        src_names[src_idx], cty_names[cty_idx], fit, intent, p_won, won,
+    )  # fmt: skip
+
+
+def _deal_timing(
+    rng: np.random.Generator, pop: _Population, accounts: _Accounts, end_s: int
+) -> _DealTiming:
+    """Every eventual win gets a deal, and an engaged share of the rest (which are lost); the
+    sales cycle grows with company size."""
+    n_leads = len(pop.won)
+    engaged = 1 / (1 + np.exp(-(-2.2 + 0.9 * pop.intent + 0.4 * pop.fit)))
+    gets_deal = pop.won | (rng.random(n_leads) < engaged)
+    deal_delay = rng.gamma(2.0, 18.0, n_leads) * np.exp(-0.25 * pop.intent)
+    employees = np.where(pop.has_account, accounts.employees[pop.account], 50.0)
+    cycle_mean = 35 * (1 + 0.25 * np.clip(np.log10(employees) - 1, 0, 4))
+    cycle = rng.gamma(2.5, cycle_mean / 2.5) * np.where(pop.won, 1.0, 0.8)
+    created_s = pop.created_s + (deal_delay * DAY_S).astype(np.int64)
+    closed_s = created_s + (cycle * DAY_S).astype(np.int64)
+    exists = gets_deal & (created_s < end_s)
+    return _DealTiming(exists, exists & (closed_s < end_s), created_s, closed_s, employees)
+
+
+def _activity_events(
+    rng: np.random.Generator, pop: _Population, deals: _DealTiming
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each activity's lead, time and type code: count and mix follow intent, timing rises then
+    decays after creation, and deal leads see a burst of demos and meetings around the deal."""
+    n_leads = len(pop.won)
+    is_student = pop.seniority == "Student"
+    expected = np.exp(2.95 + 0.45 * pop.intent + 0.15 * pop.fit) * np.where(is_student, 0.6, 1.0)
+    counts = rng.poisson(expected)
+    lead_of = np.repeat(np.arange(n_leads), counts)
+    tau = np.exp(rng.normal(np.log(28), 0.5, n_leads))
+    offset_days = rng.gamma(1.6, tau[lead_of] / 1.6)
+    burst_leads = np.flatnonzero(deals.exists)
+    burst_n = rng.integers(1, 4, burst_leads.size)
+    burst_of = np.repeat(burst_leads, burst_n)
+    burst_offset = (deals.created_s[burst_of] - pop.created_s[burst_of]) / DAY_S + rng.normal(
+        -3, 6, burst_of.size
+    )
+    lead_of = np.concatenate([lead_of, burst_of])
+    offset_days = np.concatenate([offset_days, np.clip(burst_offset, 0.01, None)])
+    occurred_s = pop.created_s[lead_of] + (offset_days * DAY_S).astype(np.int64)
+    high_share = 1 / (1 + np.exp(-(-1.7 + 1.0 * pop.intent + 0.2 * pop.fit)))
+    is_high = rng.random(lead_of.size) < high_share[lead_of]
+    is_high[counts.sum() :] = True
+    low_pick = rng.choice(len(LOW_VALUE), lead_of.size, p=np.array(list(LOW_VALUE.values())))
+    high_p = np.array(list(HIGH_VALUE.values()))
+    high_pick = rng.choice(len(HIGH_VALUE), lead_of.size, p=high_p / high_p.sum())
+    codes = {kind: i for i, kind in enumerate(ACTIVITY_KINDS)}
+    burst_codes = np.array([codes["demo_request"], codes["meeting"]])[
+        rng.integers(0, 2, burst_of.size)
+    ]
+    types = np.where(is_high, len(LOW_VALUE) + high_pick, low_pick)
+    types[counts.sum() :] = burst_codes
+    return lead_of, occurred_s, types
+
+
+ACTIVITY_KINDS = [*LOW_VALUE, *HIGH_VALUE]  # activity types are codes into this until the end
+
+
+def _activities(
+    rng: np.random.Generator,
+    pop: _Population,
+    deals: _DealTiming,
+    start_s: int,
+    end_s: int,
+    lead_ids: np.ndarray,
+) -> pd.DataFrame:
+    """The activity log, with the mess of real exports: quiet after a close (a few post-sale
+    email opens), 2% of types in another spelling, 0.5% duplicated rows."""
+    lead_of, occurred_s, types = _activity_events(rng, pop, deals)
+    closed_at_of = np.where(deals.closed, deals.closed_s, np.iinfo(np.int64).max)[lead_of]
+    after_close = occurred_s >= closed_at_of
+    keep = (occurred_s < end_s) & (~after_close | (rng.random(lead_of.size) < 0.15))
+    lead_of, occurred_s, types = lead_of[keep], occurred_s[keep], types[keep]
+    types = np.where(after_close[keep], ACTIVITY_KINDS.index("email_open"), types)
+    recase = rng.random(types.size) < 0.02
+    types[recase] += len(ACTIVITY_KINDS)  # 'pricing_page_view' -> 'Pricing Page View'
+    labels = [*ACTIVITY_KINDS, *(k.replace("_", " ").title() for k in ACTIVITY_KINDS)]
+    dup = np.flatnonzero(rng.random(lead_of.size) < 0.005)
+    lead_of = np.concatenate([lead_of, lead_of[dup]])
+    occurred_s = np.concatenate([occurred_s, occurred_s[dup]])
+    types = np.concatenate([types, types[dup]])
+    # One int64 sort key (lead, seconds since start) sorts twice as fast as np.lexsort.
+    order = np.argsort((lead_of.astype(np.int64) << 32) | (occurred_s - start_s), kind="stable")
+    return pd.DataFrame(
+        {
+            "lead_id": lead_ids[lead_of[order]],
+            "occurred_at": _timestamps(occurred_s[order]),
+            "activity_type": pd.Categorical.from_codes(
+                types[order], categories=labels
+            ).reorder_categories(sorted(labels)),
+        }
+    )
+
+
+def _timestamps(seconds: np.ndarray) -> pd.DatetimeIndex:
+    return pd.to_datetime(seconds, unit="s", utc=True)
+
+
+def _leads(
+    rng: np.random.Generator,
+    pop: _Population,
+    accounts: _Accounts,
+    deals: _DealTiming,
+    lead_ids: np.ndarray,
+) -> pd.DataFrame:
+    """The leads table, with missing and inconsistently spelled values, and the planted leak:
+    a disqualify reason filled in only once a lead's deal was lost."""
+    n_leads = len(lead_ids)
+    titles = pd.Series(np.char.add(np.char.add(pop.seniority.astype(str), " of "), pop.department))
+    titles = titles.where(pop.seniority != "Student", "Student")
+    lost_closed = deals.closed & ~pop.won
+    account_ids = np.where(pop.has_account, accounts.ids[pop.account], 0)
+    leads = pd.DataFrame(
+        {
+            "lead_id": lead_ids,
+            "account_id": pd.array(account_ids, dtype="Int64"),
+            "created_at": _timestamps(pop.created_s),
+            "email": [f"lead{i}@example.com" for i in lead_ids],
+            "source": _mess_case(rng, pd.Series(pop.source), 0.03),
+            "job_title": _blank(rng, titles, 0.06),
+            "seniority": _blank(rng, pd.Series(pop.seniority), 0.08),
+            "department": _blank(rng, pd.Series(pop.department), 0.10),
+            "country": _blank(rng, pd.Series(pop.country), 0.04),
+            "disqualify_reason": np.where(
+                lost_closed, np.array(LOSS_REASONS)[rng.integers(0, 5, n_leads)], None
+            ),
+        }
+    )
+    leads.loc[~pop.has_account, "account_id"] = pd.NA
+    return leads
+
+
+def _deals(
+    rng: np.random.Generator,
+    pop: _Population,
+    deals: _DealTiming,
+    leads: pd.DataFrame,
+    lead_ids: np.ndarray,
+) -> pd.DataFrame:
+    """The deals table: open deals have no close date or outcome."""
+    amount = np.exp(rng.normal(np.log(8000), 0.6, len(lead_ids))) * np.sqrt(deals.employees / 50)
+    amount = np.round(amount, -1)
+    rows = np.flatnonzero(deals.exists)
+    closed = deals.closed[rows]
+    return pd.DataFrame(
+        {
+            "deal_id": np.arange(1, rows.size + 1, dtype=np.int64) + 5_000_000,
+            "lead_id": lead_ids[rows],
+            "account_id": leads["account_id"].to_numpy()[rows],
+            "created_at": _timestamps(deals.created_s[rows]),
+            "closed_at": _timestamps(deals.closed_s[rows]).where(closed),
+            "outcome": pd.Series(np.where(pop.won[rows], "won", "lost"), dtype=object).where(
+                closed, None
+            ),
+            "amount": amount[rows],
+        }
+    )
+
+
 def generate_crm(
     n_leads: int = 20_000, seed: int = 0, end: pd.Timestamp = DEFAULT_END, drift_days: int = 0
 ) -> SyntheticCrm:
@@ -181,185 +444,21 @@ def generate_crm(
     Everything else is the same as without drift."""
     if n_leads < 1:
         raise ValueError("n_leads must be positive")
-    rng = np.random.default_rng(seed)
-    end = (
-        pd.Timestamp(end).tz_convert("UTC")
-        if pd.Timestamp(end).tzinfo
-        else pd.Timestamp(end, tz="UTC")
-    )
+    rng = np.random.default_rng(seed)  # every stage draws from it in this order
+    stamp = pd.Timestamp(end)
+    end = stamp.tz_convert("UTC") if stamp.tzinfo else pd.Timestamp(end, tz="UTC")
     start = end - pd.Timedelta(days=HISTORY_DAYS)
-    day = np.timedelta64(1, "D").astype("timedelta64[s]").astype(np.int64)
-    start_s = start.value // 1_000_000_000
-
-    # Accounts: a pool of companies with firmographics and a hidden account-level effect.
-    n_accounts = max(1, n_leads // 4)
-    ind_names, ind_idx = _pick(rng, INDUSTRIES, n_accounts)
-    cty_names, cty_idx = _pick(rng, COUNTRIES, n_accounts)
-    employees = np.round(np.exp(rng.normal(np.log(180), 1.5, n_accounts))).clip(1, 300_000)
-    revenue = np.round(employees * np.exp(rng.normal(np.log(0.16), 0.6, n_accounts)), 2)
-    account_effect = rng.normal(0, 0.3, n_accounts)
-    size_effect = 0.28 * np.clip(np.log10(employees) - 2.0, -1.5, 2.0)
-    account_fit = _effects(INDUSTRIES)[ind_idx] + size_effect + account_effect
-    account_ids = np.arange(1, n_accounts + 1, dtype=np.int64) + 100_000
-    accounts = pd.DataFrame(
-        {
-            "account_id": account_ids,
-            "name": [f"Company {i}" for i in range(n_accounts)],
-            "industry": _mess_case(rng, pd.Series(ind_names[ind_idx]), 0.04),
-            "employees": _blank(rng, pd.Series(employees), 0.12),
-            "annual_revenue_musd": _blank(rng, pd.Series(revenue), 0.20),
-            "country": _blank(rng, pd.Series(cty_names[cty_idx], dtype=object), 0.03),
-        }
-    )
-    accounts["industry"] = _blank(rng, accounts["industry"], 0.05)
-
-    # Leads: arrive over time at a growing rate; 80% belong to a known account.
-    growth = 0.8
-    u = rng.random(n_leads)
-    frac = (-1 + np.sqrt(1 + 2 * growth * u * (1 + growth / 2))) / growth
-    created_s = start_s + np.floor(frac * HISTORY_DAYS * day).astype(np.int64)
-    order = np.argsort(created_s, kind="stable")
-    created_s, frac = created_s[order], frac[order]
-    popularity = rng.pareto(2.0, n_accounts) + 1
-    acct_idx = rng.choice(n_accounts, size=n_leads, p=popularity / popularity.sum())
-    has_account = rng.random(n_leads) < 0.8
-    sen_names, sen_idx = _pick(rng, SENIORITIES, n_leads)
-    dep_names, dep_idx = _pick(rng, DEPARTMENTS, n_leads)
-    src_names = np.array(list(SOURCES))
-    share_start = np.array([v[0] for v in SOURCES.values()])
-    share_end = np.array([v[1] for v in SOURCES.values()])
-    shares = share_start[None, :] * (1 - frac[:, None]) + share_end[None, :] * frac[:, None]
-    cum = np.cumsum(shares / shares.sum(axis=1, keepdims=True), axis=1)
-    src_idx = (rng.random(n_leads)[:, None] > cum).sum(axis=1).clip(0, len(src_names) - 1)
-    lead_cty_names, lead_cty_idx = _pick(rng, COUNTRIES, n_leads)
-
-    fit = (
-        np.where(has_account, account_fit[acct_idx], -0.35)
-        + _effects(SENIORITIES)[sen_idx]
-        + _effects(DEPARTMENTS)[dep_idx]
-        + _effects(SOURCES)[src_idx]
-    )
-    intent = rng.normal(0, 1, n_leads)
-    base = -3.0 - 0.35 * frac  # drift: the market gets harder over the two years
-    logit = base + fit + 1.3 * intent + rng.normal(0, 0.6, n_leads)
-    p_won = 1 / (1 + np.exp(-logit))
-    won = rng.random(n_leads) < p_won
-
-    # Deals: every eventual win, plus an engaged share of the rest (which are lost).
-    gets_deal = won | (rng.random(n_leads) < 1 / (1 + np.exp(-(-2.2 + 0.9 * intent + 0.4 * fit))))
-    deal_delay = rng.gamma(2.0, 18.0, n_leads) * np.exp(-0.25 * intent)
-    emp_lead = np.where(has_account, employees[acct_idx], 50.0)
-    cycle_mean = 35 * (1 + 0.25 * np.clip(np.log10(emp_lead) - 1, 0, 4))
-    cycle = rng.gamma(2.5, cycle_mean / 2.5) * np.where(won, 1.0, 0.8)
-    deal_created_s = created_s + (deal_delay * day).astype(np.int64)
-    deal_closed_s = deal_created_s + (cycle * day).astype(np.int64)
-    end_s = end.value // 1_000_000_000
-    deal_exists = gets_deal & (deal_created_s < end_s)
-    deal_closed = deal_exists & (deal_closed_s < end_s)
-
-    # Activities: count and mix follow intent; timing rises then decays after creation.
-    expected = np.exp(2.95 + 0.45 * intent + 0.15 * fit) * np.where(
-        sen_names[sen_idx] == "Student", 0.6, 1.0
-    )
-    counts = rng.poisson(expected)
-    lead_of = np.repeat(np.arange(n_leads), counts)
-    tau = np.exp(rng.normal(np.log(28), 0.5, n_leads))
-    offset_days = rng.gamma(1.6, tau[lead_of] / 1.6)
-    # Deal leads see a burst of demo requests and meetings around the deal's creation.
-    burst_leads = np.flatnonzero(deal_exists)
-    burst_n = rng.integers(1, 4, burst_leads.size)
-    burst_of = np.repeat(burst_leads, burst_n)
-    burst_offset = (deal_created_s[burst_of] - created_s[burst_of]) / day + rng.normal(
-        -3, 6, burst_of.size
-    )
-    lead_of = np.concatenate([lead_of, burst_of])
-    offset_days = np.concatenate([offset_days, np.clip(burst_offset, 0.01, None)])
-    occurred_s = created_s[lead_of] + (offset_days * day).astype(np.int64)
-
-    high_share = 1 / (1 + np.exp(-(-1.7 + 1.0 * intent + 0.2 * fit)))
-    is_high = rng.random(lead_of.size) < high_share[lead_of]
-    is_high[counts.sum() :] = True
-    # Activity types are integer codes into `kinds` until the end: 20M strings are slow.
-    kinds = [*LOW_VALUE, *HIGH_VALUE]
-    code_of = {kind: i for i, kind in enumerate(kinds)}
-    low_pick = rng.choice(len(LOW_VALUE), lead_of.size, p=np.array(list(LOW_VALUE.values())))
-    high_p = np.array(list(HIGH_VALUE.values()))
-    high_pick = rng.choice(len(HIGH_VALUE), lead_of.size, p=high_p / high_p.sum())
-    burst_codes = np.array([code_of["demo_request"], code_of["meeting"]])[
-        rng.integers(0, 2, burst_of.size)
-    ]
-    types = np.where(is_high, len(LOW_VALUE) + high_pick, low_pick)
-    types[counts.sum() :] = burst_codes
-
-    # After a deal closes the lead mostly goes quiet; keep a few post-sale email opens.
-    closed_at_of = np.where(deal_closed, deal_closed_s, np.iinfo(np.int64).max)[lead_of]
-    after_close = occurred_s >= closed_at_of
-    keep = (occurred_s < end_s) & (~after_close | (rng.random(lead_of.size) < 0.15))
-    lead_of, occurred_s, types = lead_of[keep], occurred_s[keep], types[keep]
-    types = np.where(after_close[keep], code_of["email_open"], types)
-    recase = rng.random(types.size) < 0.02
-    types[recase] += len(kinds)  # 'pricing_page_view' -> 'Pricing Page View'
-    labels = [*kinds, *(k.replace("_", " ").title() for k in kinds)]
-    dup = np.flatnonzero(rng.random(lead_of.size) < 0.005)
-    lead_of = np.concatenate([lead_of, lead_of[dup]])
-    occurred_s = np.concatenate([occurred_s, occurred_s[dup]])
-    types = np.concatenate([types, types[dup]])
-    # One int64 sort key (lead, seconds since start) sorts twice as fast as np.lexsort.
-    act_order = np.argsort((lead_of.astype(np.int64) << 32) | (occurred_s - start_s), kind="stable")
-
+    start_s, end_s = start.value // 1_000_000_000, end.value // 1_000_000_000
     lead_ids = np.arange(1, n_leads + 1, dtype=np.int64) + 1_000_000
-    to_ts = lambda seconds: pd.to_datetime(seconds, unit="s", utc=True)  # noqa: E731
-    activities = pd.DataFrame(
-        {
-            "lead_id": lead_ids[lead_of[act_order]],
-            "occurred_at": to_ts(occurred_s[act_order]),
-            "activity_type": pd.Categorical.from_codes(
-                types[act_order], categories=labels
-            ).reorder_categories(sorted(labels)),
-        }
-    )
-
-    titles = pd.Series(
-        np.char.add(np.char.add(sen_names[sen_idx].astype(str), " of "), dep_names[dep_idx])
-    )
-    titles = titles.where(sen_names[sen_idx] != "Student", "Student")
-    lost_closed = deal_closed & ~won
-    leads = pd.DataFrame(
-        {
-            "lead_id": lead_ids,
-            "account_id": pd.array(np.where(has_account, account_ids[acct_idx], 0), dtype="Int64"),
-            "created_at": to_ts(created_s),
-            "email": [f"lead{i}@example.com" for i in lead_ids],
-            "source": _mess_case(rng, pd.Series(src_names[src_idx]), 0.03),
-            "job_title": _blank(rng, titles, 0.06),
-            "seniority": _blank(rng, pd.Series(sen_names[sen_idx]), 0.08),
-            "department": _blank(rng, pd.Series(dep_names[dep_idx]), 0.10),
-            "country": _blank(rng, pd.Series(lead_cty_names[lead_cty_idx]), 0.04),
-            "disqualify_reason": np.where(
-                lost_closed, np.array(LOSS_REASONS)[rng.integers(0, 5, n_leads)], None
-            ),
-        }
-    )
-    leads.loc[~has_account, "account_id"] = pd.NA
-
-    deal_rows = np.flatnonzero(deal_exists)
-    amount = np.round(np.exp(rng.normal(np.log(8000), 0.6, n_leads)) * np.sqrt(emp_lead / 50), -1)
-    deals = pd.DataFrame(
-        {
-            "deal_id": np.arange(1, deal_rows.size + 1, dtype=np.int64) + 5_000_000,
-            "lead_id": lead_ids[deal_rows],
-            "account_id": leads["account_id"].to_numpy()[deal_rows],
-            "created_at": to_ts(deal_created_s[deal_rows]),
-            "closed_at": to_ts(deal_closed_s[deal_rows]).where(deal_closed[deal_rows]),
-            "outcome": pd.Series(np.where(won[deal_rows], "won", "lost"), dtype=object).where(
-                deal_closed[deal_rows], None
-            ),
-            "amount": amount[deal_rows],
-        }
-    )
-    truth = pd.DataFrame({"lead_id": lead_ids, "p_won": p_won})
+    accounts = _accounts(rng, n_leads)
+    pop = _population(rng, n_leads, start_s, accounts)
+    deal_timing = _deal_timing(rng, pop, accounts, end_s)
+    activities = _activities(rng, pop, deal_timing, start_s, end_s, lead_ids)
+    leads = _leads(rng, pop, accounts, deal_timing, lead_ids)
+    deals = _deals(rng, pop, deal_timing, leads, lead_ids)
+    truth = pd.DataFrame({"lead_id": lead_ids, "p_won": pop.p_won})
     if drift_days > 0:
         leads, activities = _drifted(leads, activities, end, drift_days, seed)
     return SyntheticCrm(
-        accounts=accounts, leads=leads, activities=activities, deals=deals, truth=truth
+        accounts=accounts.frame, leads=leads, activities=activities, deals=deals, truth=truth
     )

@@ -199,6 +199,7 @@ def test_empty_and_unreadable_sources_are_input_errors(tmp_path):
         )
 
 
+@pytest.mark.e2e
 def test_score_leaves_no_partition_files_behind(trained_copy, run_cli, monkeypatch, tmp_path):
     spill = tmp_path / "spill"
     spill.mkdir()

@@ -42,3 +42,27 @@ def test_the_docs_name_commands_and_options_the_cli_has():
 def test_every_failure_exit_code_says_what_it_asks_of_a_person(code):
     text = (DOCS / "scheduling.md").read_text()
     assert f"- **{code}**" in text
+
+
+def test_the_configuration_reference_is_generated_from_the_current_config():
+    from leadscore.pipeline.config_reference import reference
+
+    written = (DOCS / "configuration.md").read_text()
+    assert written == reference(), "docs/configuration.md is stale: run `make docs`"
+
+
+def test_every_config_key_has_a_description():
+    from leadscore.pipeline.config import Config, _model_in
+
+    missing = []
+
+    def walk(model, prefix=""):
+        for name, field in model.model_fields.items():
+            section = _model_in(field.annotation)
+            if section is not None and section is not model:
+                walk(section, f"{prefix}{name}.")
+            elif not field.description:
+                missing.append(f"{prefix}{name}")
+
+    walk(Config)
+    assert missing == []

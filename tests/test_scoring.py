@@ -6,13 +6,50 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leadscore.features.descriptions import describe
+from leadscore.features.build import FeatureSpec, feature_info
+from leadscore.features.descriptions import Describer
 from leadscore.features.families import FAMILIES, feature_family
+from leadscore.features.tables import CrmTables
 from leadscore.models.reasons import strongest_against, top_reasons
 from leadscore.models.scores import mql_flags, to_grade, to_grade_by_percentile, to_score
 from leadscore.models.subscores import family_logits, reference_quantiles, to_subscore
 
 BANDS = {"A": 0.30, "B": 0.12, "C": 0.04}
+
+
+def _describer() -> Describer:
+    """Descriptions as a model trained on these (tiny) tables would carry them: column names
+    and values as the export spells them."""
+    leads = pd.DataFrame(
+        {
+            "lead_id": [1, 2, 3],
+            "account_id": [10, 10, 11],
+            "created_at": pd.to_datetime(["2026-01-01"] * 3, utc=True),
+            "seniority": ["VP", "vp ", "Student"],
+            "job_title": ["VP of IT", "VP of IT", None],
+            "department": ["HR", "Sales", "HR"],
+            "source": ["Referral", "Paid Search", "referral"],
+            "budget_k": [2.5, 1.0, None],
+            "revenue_musd": [394.31, 2.0, None],
+            "Landing Page Id": ["a7982125", "b1", "a7982125"],
+            "Opted In": [True, False, None],
+        }
+    )
+    accounts = pd.DataFrame(
+        {
+            "account_id": [10, 11],
+            "industry": ["Financial Services", "Retail"],
+            "employees": [1200, 15],
+            "favourite_colour": ["teal", "Teal"],
+            "floors": [12, 3],
+        }
+    )
+    empty = pd.DataFrame()
+    tables = CrmTables(accounts=accounts, leads=leads, activities=empty, deals=empty)
+    return Describer(feature_info(tables, FeatureSpec(skip_columns=("lead_id", "account_id"))))
+
+
+describe = _describer()
 
 
 def test_score_is_percent_clipped_to_1_99():
@@ -48,7 +85,7 @@ def test_reasons_follow_the_largest_positive_contributions():
     reasons = top_reasons(X, contrib, describe, max_reasons=3, min_impact=0.05)
     assert [r["feature"] for r in reasons[0]] == ["act_pricing_page_view_7d", "seniority"]
     assert reasons[0][0]["text"] == "Viewed the pricing page 4 times in the last 7 days"
-    assert reasons[0][1]["text"] == "VP-level title"
+    assert reasons[0][1]["text"] == "Seniority: VP"
     assert [r["feature"] for r in reasons[1]] == ["lead_age_days"]
     assert reasons[1][0]["impact"] == pytest.approx(0.3)
 
@@ -89,27 +126,43 @@ def test_no_reason_when_nothing_pushes_the_score_up():
             "in the last 7 days",
         ),
         ("days_since_last_activity", 1.0, "Last active 1 day ago"),
-        ("days_since_last_activity", math.nan, "No activity in the last year"),
+        ("days_since_last_activity", math.nan, "No activity in the last 365 days"),
         ("has_open_deal", 1.0, "Has an open opportunity"),
-        ("seniority", "vp", "VP-level title"),
-        ("seniority", "c_level", "C-level title"),
-        ("source", "referral", "Came in through Referral"),
-        ("account_industry", "financial_services", "Financial Services industry"),
-        ("account_employees", 1200.0, "Company of about 1,200 employees"),
+        ("seniority", "vp", "Seniority: VP"),
+        ("seniority", None, "Seniority unknown"),
+        ("source", "referral", "Source: Referral"),
+        ("account_industry", "financial_services", "Company industry: Financial Services"),
+        ("account_employees", 1200.0, "Company employees: 1,200"),
         ("account_won_deals", 2.0, "Their company has won 2 earlier deals with us"),
         ("lead_age_days", 12.4, "Lead created 12 days ago"),
-        ("account_favourite_colour", "teal", "Company favourite colour: Teal"),
+        ("account_favourite_colour", "teal", "Company favourite colour: teal"),
         ("account_floors", 12.0, "Company floors: 12"),
-        ("budget_k", 2.5, "Budget K: 2.50"),
+        ("budget_k", 2.5, "Budget: 2.5k"),
+        ("revenue_musd", 394.31, "Revenue: $394M"),
+        ("Landing Page Id", "a7982125", "Landing Page Id: a7982125"),
+        ("Opted In", 1.0, "Opted In: yes"),
+        (
+            "engagement_decay",
+            2.345,
+            "Recent engagement score 2.3 (activities weighted by recency, halving every 14 days)",
+        ),
     ],
 )
 def test_descriptions_read_as_sentences(feature, value, text):
     assert describe(feature, value) == text
 
 
-def test_titles_keep_their_acronyms():
+def test_values_are_quoted_as_the_data_spell_them():
+    """Not re-cased: the commonest spelling in the data of each normalised value."""
     assert describe("job_title", "vp_of_it") == "Job title: VP of IT"
-    assert describe("department", "hr") == "Works in HR"
+    assert describe("department", "hr") == "Department: HR"
+    assert describe("source", "paid_search") == "Source: Paid Search"
+
+
+def test_features_without_a_description_read_by_their_name():
+    unknown = Describer({})
+    assert unknown("lead_score_band", "hot") == "Lead score band: hot"
+    assert unknown("Total Visits", 5.0) == "Total Visits: 5"
 
 
 def test_percentile_grades_take_top_shares():
@@ -150,7 +203,7 @@ def test_the_strongest_reason_against_is_given_even_for_an_absence():
     X = pd.DataFrame({"days_since_last_activity": [np.nan], "seniority": ["vp"]})
     contrib = pd.DataFrame({"days_since_last_activity": [-0.9], "seniority": [0.4], "bias": [-2.0]})
     against = strongest_against(X, contrib, describe)
-    assert against[0]["text"] == "No activity in the last year"
+    assert against[0]["text"] == "No activity in the last 365 days"
     assert strongest_against(X, contrib.assign(days_since_last_activity=-0.01), describe) == [None]
 
 

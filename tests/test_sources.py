@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from leadscore.pipeline.errors import InputError
-from leadscore.pipeline.io.sources import SORT_KEYS, canonical_order, fingerprint, load_tables
+from leadscore.pipeline.io.checks import SORT_KEYS, canonical_order
+from leadscore.pipeline.io.sources import fingerprint, load_tables
 
 
 @pytest.fixture

@@ -128,6 +128,7 @@ def test_hostile_names_only_name_tables_in_postgres(postgres_url):
         engine.dispose()
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "assignment",
     [

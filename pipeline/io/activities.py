@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -39,16 +39,10 @@ from leadscore.features.tables import (
 )
 from leadscore.pipeline.config import SourceConfig
 from leadscore.pipeline.errors import InputError, JobFailure
+from leadscore.pipeline.io.checks import SORT_KEYS, canonical_order, check_table
 from leadscore.pipeline.io.locks import held_by_someone
-from leadscore.pipeline.io.sources import (
-    SORT_KEYS,
-    Warn,
-    canonical_order,
-    check_table,
-    iter_source,
-    map_source,
-    value_text,
-)
+from leadscore.pipeline.io.mapping import Warn, map_source, value_text
+from leadscore.pipeline.io.readers import iter_source
 
 SPILL_PREFIX = "leadscore-activities-"
 OWNER_LOCK = ".owner.lock"  # held by the run that owns the folder, released when it ends
@@ -232,6 +226,46 @@ def bucket_leads(n_leads: int) -> int:
     return max(MIN_BUCKET_LEADS, -(-n_leads // MAX_BUCKETS), 1)
 
 
+@dataclass
+class _Tally:
+    """What streaming the log saw: rows checked, rows of leads the leads table lacks (with
+    examples), rows kept, the newest time, and rows dropped per column."""
+
+    dropped: Counter[str] = field(default_factory=Counter)
+    seen: int = 0
+    unknown: int = 0
+    kept: int = 0
+    examples: list[object] = field(default_factory=list)
+    newest: np.datetime64 | None = None
+
+    def count(self, frame: pd.DataFrame, known: np.ndarray, times: np.ndarray) -> None:
+        self.newest = times.max() if self.newest is None else max(self.newest, times.max())
+        self.kept += int(known.sum())
+        if not known.all():
+            self.unknown += int((~known).sum())
+            if len(self.examples) < 3:
+                missing = frame.loc[~known, "lead_id"].drop_duplicates().head(3).tolist()
+                self.examples = [*self.examples, *missing][:3]
+
+    def report(self, where: str, index: pd.Index, warn: Warn | None) -> None:
+        """Warn about dropped rows and unknown leads; none matching at all is an input error."""
+        for column, n in self.dropped.items():
+            if warn is not None:
+                warn(f"{where}: dropped {n:,} of {self.seen + n:,} rows without {column}")
+        examples = ", ".join(map(repr, self.examples))
+        if self.seen and self.unknown == self.seen and len(index):
+            raise InputError(
+                f"{where}: no value of column 'lead_id' matches leads.lead_id (e.g. {examples} "
+                f"against {', '.join(map(repr, index[:3].tolist()))}; types "
+                f"{type(self.examples[0]).__name__} and {index.dtype})"
+            )
+        if self.unknown and warn is not None:
+            warn(
+                f"{where}: {self.unknown:,} of {self.seen:,} rows have a lead_id not in the "
+                f"leads table, e.g. {examples}; they are ignored"
+            )
+
+
 def partition_activities(
     spec: SourceConfig,
     where: str,
@@ -252,65 +286,41 @@ def partition_activities(
     index = pd.Index(lead_ids.to_numpy())
     bucket_size = bucket_size or bucket_leads(len(index))
     writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
-    dropped: Counter[str] = Counter()
-    seen = unknown = kept = 0
-    unknown_examples: list[object] = []
-    newest: np.datetime64 | None = None
+    tally = _Tally()
     try:
         read = 0  # source rows so far: messages name rows of the source
         for raw in iter_source(spec, data_dir, BATCH_ROWS):
             raw.index = pd.RangeIndex(read, read + len(raw))
             read += len(raw)
-            frame = map_source(raw, spec, where, dropped=dropped)
+            frame = map_source(raw, spec, where, dropped=tally.dropped)
             frame = check_table("activities", frame, where)
-            seen += len(frame)
+            tally.seen += len(frame)
             if advance is not None:
                 advance(len(raw))
             if frame.empty:
                 continue
             times = utc_datetime64(frame["occurred_at"])
-            newest = times.max() if newest is None else max(newest, times.max())
             position = index.get_indexer(_as_key_type(frame["lead_id"], index).to_numpy())
             known = position >= 0
-            if not known.all():
-                unknown += int((~known).sum())
-                if len(unknown_examples) < 3:
-                    missing = frame.loc[~known, "lead_id"].drop_duplicates().head(3).tolist()
-                    unknown_examples = [*unknown_examples, *missing][:3]
-            kept += int(known.sum())
-            if not known.any():
-                continue
-            types = frame["activity_type"][known]
-            try:
+            tally.count(frame, known, times)
+            if known.any():
+                types = frame["activity_type"][known]
                 _append(writers, folder, bucket_size, position[known], times[known], types)
-            except OSError as exc:  # a full disk, most often
-                raise JobFailure(
-                    f"cannot split the activity log into {folder}: {exc} (scoring.spill_dir "
-                    "sets the folder)"
-                ) from None
+    except OSError as exc:  # a full disk, most often
+        raise JobFailure(
+            f"cannot split the activity log into {folder}: {exc} (scoring.spill_dir sets the "
+            "folder)"
+        ) from None
     finally:
         for writer in writers.values():
             writer.close()
-    for column, n in dropped.items():
-        if warn is not None:
-            warn(f"{where}: dropped {n:,} of {seen + n:,} rows without {column}")
-    examples = ", ".join(map(repr, unknown_examples))
-    if seen and unknown == seen and len(index):
-        raise InputError(
-            f"{where}: no value of column 'lead_id' matches leads.lead_id (e.g. {examples} "
-            f"against {', '.join(map(repr, index[:3].tolist()))}; types "
-            f"{type(unknown_examples[0]).__name__} and {index.dtype})"
-        )
-    if unknown and warn is not None:
-        warn(
-            f"{where}: {unknown:,} of {seen:,} rows have a lead_id not in the leads table, e.g. "
-            f"{examples}; they are ignored"
-        )
+    tally.report(where, index, warn)
+    newest = tally.newest
     return ActivityPartitions(
         folder=folder,
         lead_ids=index,
         bucket_size=bucket_size,
-        rows=kept,
+        rows=tally.kept,
         newest=None if newest is None else pd.Timestamp(newest, tz="UTC"),
     )
 

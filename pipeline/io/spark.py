@@ -26,14 +26,10 @@ from leadscore.features.build import FeatureSpec, build_features
 from leadscore.features.tables import CrmTables, activities_as_of, clean_activities, utc_datetime64
 from leadscore.pipeline.config import Config, SourceConfig
 from leadscore.pipeline.errors import InputError
-from leadscore.pipeline.io.sources import (
-    SORT_KEYS,
-    canonical_order,
-    check_table,
-    describe_source,
-    map_source,
-    source_spec,
-)
+from leadscore.pipeline.io.checks import SORT_KEYS, canonical_order, check_table
+from leadscore.pipeline.io.mapping import map_source
+from leadscore.pipeline.io.readers import describe_source
+from leadscore.pipeline.io.sources import source_spec
 
 if TYPE_CHECKING:  # pyspark is an optional extra
     from pyspark.sql import DataFrame as SparkFrame

@@ -123,39 +123,46 @@ def _backtest(
     history = history.assign(lead_id=history["lead_id"].astype(str))
     rows, band_rows = [], []
     for t in matured[-config.monitor.backtest_batches :]:
-        batch = _in_force(history, tables, t)
-        won = won_at.reindex(batch["lead_id"].to_numpy())
-        y = ((won >= t) & (won < t + window)).to_numpy()
-        p = batch["probability"].to_numpy(dtype=float)
-        enough = len(y) >= config.monitor.backtest_min_examples and 0 < y.sum() < len(y)
-        auc = float(roc_auc_score(y, p)) if enough else float("nan")
-        rows.append(
-            {
-                "as_of": t,
-                "leads": len(y),
-                "wins": int(y.sum()),
-                "realized_auc": auc,
-                "predicted": float(p.mean()),
-                "actual": float(y.mean()),
-                "verdict": "ok" if enough else "too few leads or one outcome only",
-            }
-        )
-        frame = pd.DataFrame({"grade": batch["grade"].to_numpy(), "y": y, "p": p})
-        for grade, group in frame.groupby("grade"):
-            band_rows.append(
-                {
-                    "as_of": t,
-                    "grade": grade,
-                    "leads": len(group),
-                    "predicted": float(group["p"].mean()),
-                    "actual": float(group["y"].mean()),
-                }
-            )
+        row, grades = _matured_batch(_in_force(history, tables, t), won_at, t, window, catalog)
+        rows.append(row)
+        band_rows += grades
     return (
         pd.DataFrame(rows, columns=empty.columns),
         pd.DataFrame(band_rows, columns=bands.columns),
         notes,
     )
+
+
+def _matured_batch(
+    batch: pd.DataFrame, won_at: pd.Series, t: pd.Timestamp, window: pd.Timedelta, catalog: Catalog
+) -> tuple[dict, list[dict]]:
+    """The scores in force at `t` against the wins in the window after it: realized AUC and
+    predicted against actual win rates, overall and per grade."""
+    won = won_at.reindex(batch["lead_id"].to_numpy())
+    y = ((won >= t) & (won < t + window)).to_numpy()
+    p = batch["probability"].to_numpy(dtype=float)
+    enough = len(y) >= catalog.config.monitor.backtest_min_examples and 0 < y.sum() < len(y)
+    row = {
+        "as_of": t,
+        "leads": len(y),
+        "wins": int(y.sum()),
+        "realized_auc": float(roc_auc_score(y, p)) if enough else float("nan"),
+        "predicted": float(p.mean()),
+        "actual": float(y.mean()),
+        "verdict": "ok" if enough else "too few leads or one outcome only",
+    }
+    frame = pd.DataFrame({"grade": batch["grade"].to_numpy(), "y": y, "p": p})
+    grades = [
+        {
+            "as_of": t,
+            "grade": grade,
+            "leads": len(group),
+            "predicted": float(group["p"].mean()),
+            "actual": float(group["y"].mean()),
+        }
+        for grade, group in frame.groupby("grade")
+    ]
+    return row, grades
 
 
 def _in_force(history: pd.DataFrame, tables: CrmTables, t: pd.Timestamp) -> pd.DataFrame:

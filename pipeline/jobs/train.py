@@ -58,7 +58,9 @@ def train(
     )
     model = fit_model(examples, audited.X, config, steps)
     holdout = evaluate_holdout(model, examples, audited.X, data.tables, config, steps)
-    bundle = scoring_bundle(model, audited.spec, data.as_of, holdout, audited.X, examples)
+    bundle = scoring_bundle(
+        model, audited.spec, data.tables, data.as_of, holdout, audited.X, examples
+    )
     run = record_training(
         catalog, job, data, examples, audited, model, holdout, bundle, make_champion
     )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from leadscore.features.build import FeatureSpec
+from leadscore.features.build import FeatureSpec, feature_info
 from leadscore.features.families import FAMILIES, feature_family
 from leadscore.features.segments import UnknownSegment, segment_columns
 from leadscore.features.tables import CrmTables
@@ -94,15 +94,18 @@ def evaluate_holdout(
 def scoring_bundle(
     model: LeadScoringModel,
     spec: FeatureSpec,
+    tables: CrmTables,
     as_of: pd.Timestamp,
     holdout: Holdout,
     X: pd.DataFrame,
     ts: TrainingSet,
 ) -> ScoringBundle:
     """What scoring needs besides the estimator: the feature spec, the holdout predictions (for
-    grade win rates), each sub-score's reference, and the drift reference. The drift reference
-    is the newest cutoffs (valid, calibration and holdout): counts that grow with calendar time
-    (an account's leads) would drift against older ones."""
+    grade win rates), each sub-score's reference, the drift reference, and how each feature
+    reads in a reason (from the tables trained on: column names, values' spellings).
+
+    The drift reference is the newest cutoffs (valid, calibration and holdout): counts that
+    grow with calendar time (an account's leads) would drift against older ones."""
     logits = family_logits(holdout.contributions, feature_family, FAMILIES)
     newest = ~ts.masks()["train"]
     return ScoringBundle(
@@ -112,4 +115,5 @@ def scoring_bundle(
         pd.DataFrame({"label": holdout.y, "probability": holdout.p}),
         {family: reference_quantiles(logits[family]) for family in FAMILIES},
         reference_from(X[newest], model.predict_proba(X[newest])[:, 1]),
+        feature_info(tables, spec, list(model.feature_names_in_)),
     )

@@ -1,0 +1,169 @@
+"""The checks every load runs on a canonical table (required columns, timestamps, unique keys,
+outcomes, deals closed before created, join keys), and the canonical row order."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from leadscore.features.tables import (
+    OUTCOMES,
+    REQUIRED_COLUMNS,
+    TIMESTAMP_COLUMNS,
+    normalise_label,
+)
+from leadscore.pipeline.errors import InputError
+from leadscore.pipeline.io.mapping import examples, parse_timestamps
+
+KEYS = {"accounts": "account_id", "leads": "lead_id", "deals": "deal_id"}
+
+
+REQUIRED_TIMESTAMPS = {"created_at", "occurred_at"}  # closed_at is empty while a deal is open
+
+
+JOINS = (  # (table, column) -> (table, key) it must point at
+    ("leads", "account_id", "accounts", "account_id"),
+    ("activities", "lead_id", "leads", "lead_id"),
+    ("deals", "lead_id", "leads", "lead_id"),
+)
+
+
+SORT_KEYS = {
+    "accounts": ["account_id"],
+    "leads": ["lead_id"],
+    "activities": ["lead_id", "occurred_at", "activity_type"],
+    "deals": ["deal_id"],
+}
+
+
+def check_table(name: str, frame: pd.DataFrame, where: str) -> pd.DataFrame:
+    missing = [c for c in REQUIRED_COLUMNS[name] if c not in frame.columns]
+    if missing:
+        raise InputError(
+            f"{where}: missing required column(s) {', '.join(map(repr, missing))} for the "
+            f"{name} table (has: {', '.join(map(str, frame.columns))})"
+        )
+    frame = frame.copy()
+    for column in TIMESTAMP_COLUMNS[name]:
+        if column not in frame.columns:
+            continue
+        frame[column] = parse_timestamps(frame[column], where, column)
+        if column in REQUIRED_TIMESTAMPS and frame[column].isna().any():
+            rows = frame.index[frame[column].isna()]
+            raise InputError(
+                f"{where}: column {column!r} is empty in {len(rows)} row(s) (first at row "
+                f"{int(rows[0]) + 1}); every row needs a timestamp (or list the column under "
+                "drop_rows_without in the source's config)"
+            )
+    key = KEYS.get(name)
+    if key is not None:
+        if frame[key].isna().any():
+            raise InputError(
+                f"{where}: column {key!r} has {int(frame[key].isna().sum())} empty key(s)"
+            )
+        dup = frame[key].duplicated(keep=False)
+        if dup.any():
+            raise InputError(
+                f"{where}: column {key!r} must be unique; {int(dup.sum())} rows share a value, "
+                f"e.g. {examples(frame.loc[dup, key])}"
+            )
+    if "outcome" in frame.columns and name in ("deals", "leads"):
+        outcome = normalise_label(frame["outcome"])
+        unknown = outcome.notna() & ~outcome.isin(OUTCOMES)
+        if unknown.any():
+            raise InputError(
+                f"{where}: column 'outcome' has unknown value(s) "
+                f"{examples(frame.loc[unknown, 'outcome'])} (expected 'won', 'lost' or empty "
+                "while open; map other values under values: in the source's config)"
+            )
+        frame["outcome"] = outcome.astype(object).where(outcome.notna(), None)
+    if name == "deals":
+        mismatch = frame["closed_at"].isna() != frame["outcome"].isna()
+        if mismatch.any():
+            raise InputError(
+                f"{where}: columns 'closed_at' and 'outcome' must be both set or both empty; "
+                f"{int(mismatch.sum())} row(s) differ, e.g. deal_id "
+                f"{examples(frame.loc[mismatch, 'deal_id'])}"
+            )
+        early = frame["closed_at"] < frame["created_at"]
+        if early.any():
+            raise InputError(
+                f"{where}: 'closed_at' is before 'created_at' in {int(early.sum())} row(s), e.g. "
+                f"deal_id {examples(frame.loc[early, 'deal_id'])}"
+            )
+    return frame
+
+
+def check_joins(frames: dict[str, pd.DataFrame], where: dict[str, str]) -> list[str]:
+    """Join keys must resolve. None resolving is fatal (usually a type mismatch such as
+    '17' against 17); some not resolving is returned as a warning with examples."""
+    warnings = []
+    for table, column, target, key in JOINS:
+        if column not in frames[table].columns:
+            continue
+        values = frames[table][column].dropna()
+        if values.empty:
+            continue
+        unknown = ~values.isin(frames[target][key])
+        if unknown.all() and not frames[target].empty:
+            raise InputError(
+                f"{where[table]}: no value of column {column!r} matches {target}.{key} in "
+                f"{where[target]} (e.g. {examples(values)} against "
+                f"{examples(frames[target][key])}; types {values.dtype} and "
+                f"{frames[target][key].dtype})"
+            )
+        if unknown.any() and not frames[target].empty:
+            warnings.append(
+                f"{where[table]}: {int(unknown.sum()):,} of {len(values):,} rows have a "
+                f"{column} not in {where[target]}, e.g. {examples(values[unknown])}; "
+                "they are ignored"
+            )
+    return warnings
+
+
+def canonical_order(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """`frame` in a canonical order of `keys` (stable), sorting integer codes with numpy:
+    pandas' multi-column sort_values took 33 s for 24 million activities, this takes a few."""
+    if not keys or len(frame) < 2:
+        return frame.reset_index(drop=True)
+    codes = []
+    for key in keys:
+        column = frame[key]
+        if isinstance(column.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(column):
+            values = pd.DatetimeIndex(column).as_unit("ns").asi8  # NaT: the smallest integer
+        elif pd.api.types.is_integer_dtype(column) and not column.hasnans:
+            values = column.to_numpy(dtype=np.int64)
+        else:
+            values = pd.factorize(column, sort=True, use_na_sentinel=True)[0]
+        codes.append(values)
+    # Exports usually come ordered by the leading keys (lead, time): checking is far cheaper
+    # than sorting, and then only runs of ties need ordering by the last key.
+    if _in_order(codes):
+        return frame.reset_index(drop=True)
+    last = codes[-1]
+    if len(codes) > 1 and _in_order(codes[:-1]) and last.min() >= 0 and last.max() < 2**20:
+        starts = np.ones(len(last), dtype=np.int64)
+        starts[1:] = np.any([c[1:] != c[:-1] for c in codes[:-1]], axis=0)
+        run = np.cumsum(starts)  # < 2**43 rows: run * 2**20 + last fits in an int64
+        order = np.argsort(run * 2**20 + last, kind="stable")  # nearly sorted: timsort is fast
+    else:
+        order = np.lexsort(codes[::-1])  # lexsort sorts by its last key first
+    return frame.take(order).reset_index(drop=True)
+
+
+def _in_order(codes: list[np.ndarray]) -> bool:
+    """Whether rows are already in lexicographic order of the key columns."""
+    tied = np.ones(len(codes[0]) - 1, dtype=bool)  # rows equal to the previous one so far
+    for values in codes:
+        after, before = values[1:], values[:-1]
+        if (tied & (after < before)).any():
+            return False
+        tied &= after == before
+    return True
+
+
+def check_flat_leads(leads: pd.DataFrame, where: str) -> pd.DataFrame:
+    """Shape flat: unique ids and known outcomes; there are no timestamps to check."""
+    checked = check_table("leads", leads.assign(created_at=pd.Timestamp(0, tz="UTC")), where)
+    no_time = pd.Series(pd.NaT, index=checked.index, dtype="datetime64[ns, UTC]")
+    return checked.assign(created_at=no_time)

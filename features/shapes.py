@@ -41,6 +41,7 @@ class Timed:
     name: str
     point_in_time = True
     split_method = "time-forward"
+    holdout_kind = "unseen leads, newest cutoffs"
     caveat = None
 
     def as_of_view(self, raw: CrmTables, as_of: pd.Timestamp) -> CrmTables:
@@ -86,6 +87,7 @@ class Flat:
     name: str = "flat"
     point_in_time = False
     split_method = "stratified random"
+    holdout_kind = "STRATIFIED RANDOM holdout: no timestamps"
     caveat = NO_TIMESTAMPS
 
     def as_of_view(self, raw: CrmTables, as_of: pd.Timestamp) -> CrmTables:

@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
+from leadscore.models.scores import grade_table
+
 
 def expected_calibration_error(y: np.ndarray, y_proba: np.ndarray, n_bins: int = 10) -> float:
     """Weighted mean |win rate - mean prediction| over equal-width probability bins."""
@@ -147,20 +149,6 @@ def segment_metrics(
     columns = ["segment", "value", "n", "wins", "win_rate", "predicted", "roc_auc"]
     frame = pd.DataFrame(rows, columns=columns)
     return frame.sort_values(["segment", "n"], ascending=[True, False], ignore_index=True)
-
-
-def grade_table(y: np.ndarray, y_proba: np.ndarray, grades: pd.Series) -> pd.DataFrame:
-    """Per grade: holdout leads, their actual and predicted win rate, and their share of wins."""
-    frame = pd.DataFrame({"grade": np.asarray(grades), "won": np.asarray(y), "p": y_proba})
-    table = frame.groupby("grade").agg(
-        leads=("won", "size"),
-        win_rate=("won", "mean"),
-        predicted=("p", "mean"),
-        wins=("won", "sum"),
-    )
-    total = max(frame["won"].sum(), 1)
-    table["share_of_wins"] = table["wins"] / total
-    return table.drop(columns="wins").sort_index()
 
 
 @dataclass(frozen=True)

@@ -80,3 +80,17 @@ def assign_grades(
     if grade_by == "percentile":
         return to_grade_by_percentile(y_proba, bands)
     return to_grade(y_proba, bands)
+
+
+def grade_table(y: np.ndarray, y_proba: np.ndarray, grades: pd.Series) -> pd.DataFrame:
+    """Per grade: holdout leads, their actual and predicted win rate, and their share of wins."""
+    frame = pd.DataFrame({"grade": np.asarray(grades), "won": np.asarray(y), "p": y_proba})
+    table = frame.groupby("grade").agg(
+        leads=("won", "size"),
+        win_rate=("won", "mean"),
+        predicted=("p", "mean"),
+        wins=("won", "sum"),
+    )
+    total = max(frame["won"].sum(), 1)
+    table["share_of_wins"] = table["wins"] / total
+    return table.drop(columns="wins").sort_index()

@@ -25,6 +25,7 @@ from leadscore.features.engagement import ACTIVITY_TYPES, unknown_activity_types
 from leadscore.features.shapes import Shape, shape_for
 from leadscore.features.tables import CrmTables
 from leadscore.pipeline.config import Config
+from leadscore.pipeline.errors import InputError
 from leadscore.pipeline.io.activities import (
     ActivityLog,
     InMemoryActivities,
@@ -92,6 +93,11 @@ class Catalog:
         return shape_for(self.config.data.shape)
 
     @property
+    def on_engine(self) -> str:
+        """Said after a step's title: where its work runs ("" on one machine)."""
+        return " on Spark" if self.engine == "spark" else ""
+
+    @property
     def target(self) -> str:
         return self.output or self.config.scoring.output
 
@@ -136,6 +142,8 @@ class Catalog:
         if self.engine == "spark":
             from leadscore.pipeline.io.spark import spark_activities
 
+            if not self.shape.point_in_time:
+                raise InputError("--engine spark is for event data; shape flat has no activity log")
             with self.steps.step("Starting Spark and reading the activity log"):
                 return spark_activities(self.config, self.data_dir, raw, self.warn)
         spec = source_spec(self.config, self.data_dir, "activities")

@@ -232,12 +232,7 @@ def train(
     evaluation = result.evaluation
     if report is not None:
         write_text_atomically(report, redact_text(result.report_html))
-    holdout = (
-        "unseen leads, newest cutoffs"
-        if config.data.shape != "flat"
-        else "STRATIFIED RANDOM holdout: no timestamps"
-    )
-    metrics = Table(title=f"Holdout metrics (as of {result.as_of:%Y-%m-%d}, {holdout})")
+    metrics = Table(title=f"Holdout metrics (as of {result.as_of:%Y-%m-%d}, {result.holdout_kind})")
     for column in ("metric", "holdout", "95% interval"):
         metrics.add_column(column, justify="right" if column != "metric" else "left")
     for name in METRICS:

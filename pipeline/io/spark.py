@@ -365,8 +365,6 @@ def spark_activities(
 ) -> SparkActivities:
     """A Spark session per `config.spark` and the activity source on it, bucketed by lead and
     checked (`SparkActivities.check`)."""
-    if config.data.shape == "flat":
-        raise InputError("--engine spark is for event data; shape flat has no activity log")
     spark = spark_session(config.spark.master, config.spark.driver_memory)
     log = SparkActivities(spark, config, data_dir, raw.leads["lead_id"], config.spark.bucket_size)
     log.check(warn)

@@ -18,19 +18,21 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import numpy as np
 import pandas as pd
 import yaml
-from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 
 from leadscore.pipeline.config import Config, config_as_dict
 from leadscore.pipeline.errors import InputError
 from leadscore.pipeline.io.locks import exclusive
 from leadscore.pipeline.redaction import redact, redact_text
+
+if TYPE_CHECKING:  # matplotlib is only needed where figures are drawn
+    from matplotlib.figure import Figure
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 

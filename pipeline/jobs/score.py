@@ -17,9 +17,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from leadscore.features.tables import CrmTables
-from leadscore.models.evaluation import grade_table
 from leadscore.models.incremental import IncrementalRun
-from leadscore.models.scores import assign_grades
+from leadscore.models.scores import assign_grades, grade_table
 from leadscore.models.scoring import (
     HISTORY_COLUMNS,
     PART_KINDS,
@@ -66,8 +65,7 @@ def score(
     spine = catalog.shape.open_spine(data.tables, data.as_of)
     base = _incremental_base(catalog, data.tables, version, changed_since)
     scored_at = pd.Timestamp.now(tz="UTC").floor("s")
-    title = "Building features, scoring and explaining open leads"
-    title += " on Spark" if catalog.engine == "spark" else ""
+    title = f"Building features, scoring and explaining open leads{catalog.on_engine}"
     with steps.progress(title, len(spine)) as bar:
         scored = data.activities.map_leads(
             data.tables,

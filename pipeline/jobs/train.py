@@ -26,6 +26,7 @@ class TrainResult:
     version: str
     made_champion: bool
     as_of: pd.Timestamp
+    holdout_kind: str  # how the holdout was drawn, in words
     evaluation: Evaluation  # on the holdout
     calibration: str
     importance: pd.Series
@@ -70,6 +71,7 @@ def train(
         version=run.version,
         made_champion=run.made_champion,
         as_of=data.as_of,
+        holdout_kind=catalog.shape.holdout_kind,
         evaluation=holdout.evaluation,
         calibration=model.calibration_method_,
         importance=model.feature_importance(),

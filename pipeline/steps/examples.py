@@ -26,9 +26,8 @@ def labelled_examples(data: LoadedData, catalog: Catalog) -> TrainingSet:
     config, shape, steps = catalog.config, catalog.shape, catalog.steps
     if shape.caveat is not None:
         catalog.warn(shape.caveat)
-    where = " on Spark" if catalog.engine == "spark" else ""
     title = (
-        f"Building point-in-time snapshots and features{where}"
+        f"Building point-in-time snapshots and features{catalog.on_engine}"
         if shape.point_in_time
         else "Building features (stratified random split)"
     )

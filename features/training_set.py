@@ -62,6 +62,11 @@ class TrainingSet:
     attributes: list[str]  # the untimed columns: where leaks can enter
     split_method: str  # "time-forward" or "stratified random"
 
+    @property
+    def point_in_time(self) -> bool:
+        """Snapshots in time (not one row per lead of an export without timestamps)."""
+        return self.split_method == "time-forward"
+
     def masks(self) -> dict[str, np.ndarray]:
         """A boolean row mask per slice (train, valid, calibration, holdout)."""
         return {name: (self.rows["split"] == name).to_numpy() for name in SPLITS}

@@ -168,8 +168,15 @@ def cli() -> None:
     show_default=True,
     help="Plant a population shift in the leads created in the last N days (for monitor).",
 )
+@click.option(
+    "--leaks",
+    is_flag=True,
+    help="Plant every kind of leak real exports hide (a group of sales-stage durations, a "
+    "call's duration, columns filled only for won leads) beside honest strong columns, for "
+    "the leakage audit.",
+)
 @_fail_on_input_errors
-def demo_data(out: Path, n_leads: int, seed: int, end: str, drift_days: int) -> None:
+def demo_data(out: Path, n_leads: int, seed: int, end: str, drift_days: int, leaks: bool) -> None:
     """Write a synthetic CRM history (about two years) as Parquet files.
 
     Writes accounts, leads, activities and deals, plus truth.parquet: each lead's hidden
@@ -182,7 +189,7 @@ def demo_data(out: Path, n_leads: int, seed: int, end: str, drift_days: int) -> 
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
     with steps.step(f"Generating {n_leads:,} leads (seed {seed})"):
-        crm = generate_crm(n_leads, seed, parse_time(end), drift_days)
+        crm = generate_crm(n_leads, seed, parse_time(end), drift_days, leaks)
     out.mkdir(parents=True, exist_ok=True)
     with steps.step(f"Writing Parquet files to {out}"), tempfile.TemporaryDirectory(dir=out) as tmp:
         for name, frame in crm.tables().items():  # all files written before any is replaced

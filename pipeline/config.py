@@ -122,12 +122,29 @@ class AuditConfig(_Section):
         "drop",
         description="What train does with flagged columns: drop, warn (keep them), fail (exit 2).",
     )
-    max_auc: float = Field(0.9, gt=0.5, le=1, description="A column alone above this is a leak.")
-    review_auc: float = Field(
-        0.65, gt=0.5, le=1, description="A column named like a later state and this strong is one."
+    max_auc: float = Field(
+        0.9, gt=0.5, le=1, description="A column alone above this AUC (per unit) is a leak."
     )
-    min_expected: float = Field(
-        10, gt=0, description="A one-class value must miss this many expected rows of the other."
+    review_auc: float = Field(
+        0.65,
+        gt=0.5,
+        le=1,
+        description="A column named like a later state or a measure of the sales process, and "
+        "this strong alone, is a leak.",
+    )
+    p_value: float = Field(
+        1e-6,
+        gt=0,
+        lt=1,
+        description="A pattern is evidence only when chance would make it less likely than this "
+        "(one outcome for every unit filled in, or holding a value).",
+    )
+    group_lift: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="A group of lifecycle columns (stages, durations, days to close, ratios) "
+        "adding this much out-of-fold AUC to the other attributes is a leak.",
     )
     allow: tuple[str, ...] = Field((), description="Columns you vouch for: never flagged.")
 

@@ -433,15 +433,72 @@ def _deals(
     )
 
 
+LEAK_COLUMNS = {  # planted by `leaks=True`: each kind of leak real exports hide
+    "days_in_discovery": "lifecycle group: time spent in a sales stage",
+    "days_in_negotiation": "lifecycle group: time spent in a sales stage",
+    "stage_changes": "lifecycle group: how many stages the unit went through",
+    "days_to_close": "lifecycle group: from first contact to the close",
+    "negotiation_share_of_total": "lifecycle group: a stage's share of the whole cycle",
+    "last_call_duration_s": "measured during the deciding contact",
+    "has_signed_nda": "a boolean filled in only for some won units",
+    "catalog_size": "a count filled in for most won units and few others",
+    "behaviour_profile": "a profile filled in for most won units and few others",
+}
+HONEST_PLANTED = {  # planted beside them: strong or odd, but known at creation
+    "fit_hint": "the hidden propensity itself, rounded",
+    "landing_page": "an id-like category with few wins per value",
+    "trial_days": "a lifecycle-sounding name with no signal",
+}
+
+
+def _planted(leads: pd.DataFrame, pop: _Population, deals: _DealTiming, seed: int) -> pd.DataFrame:
+    """The leads with every kind of leak of `LEAK_COLUMNS` and the honest columns of
+    `HONEST_PLANTED` added, from a random stream of their own (the rest stays identical).
+    A leak column follows the unit's final state: won (its deal closed won) or not."""
+    rng = np.random.default_rng([seed, 20261130])
+    n = len(leads)
+    won = (deals.closed & pop.won).astype(float)
+    discovery = rng.gamma(2.0, 8.0, n) * (1 + 0.35 * won)
+    negotiation = rng.gamma(2.0, 6.0, n) * (1 + 0.5 * won)
+    total = discovery + negotiation + rng.gamma(2.0, 10.0, n)
+    filled_won = lambda share_won, share_other: (
+        rng.random(n)
+        < np.where(  # noqa: E731
+            won == 1, share_won, share_other
+        )
+    )
+    return leads.assign(
+        days_in_discovery=np.round(discovery, 1),
+        days_in_negotiation=np.round(negotiation, 1),
+        stage_changes=rng.poisson(1.2 + 0.8 * won),
+        days_to_close=np.round(total, 1),
+        negotiation_share_of_total=np.round(negotiation / total, 3),
+        last_call_duration_s=np.round(np.exp(rng.normal(5.0 + 1.0 * won, 0.8))),
+        has_signed_nda=np.where(filled_won(0.3, 0.0), True, None),
+        catalog_size=np.where(filled_won(0.45, 0.01), rng.poisson(40, n), np.nan),
+        behaviour_profile=np.where(
+            filled_won(0.75, 0.03), rng.choice(["cat", "eagle", "wolf", "shark"], n), None
+        ),
+        fit_hint=np.round(pop.p_won, 3),
+        landing_page=[f"LP-{k:04d}" for k in rng.integers(0, 300, n)],
+        trial_days=rng.choice([7, 14, 30], n),
+    )
+
+
 def generate_crm(
-    n_leads: int = 20_000, seed: int = 0, end: pd.Timestamp = DEFAULT_END, drift_days: int = 0
+    n_leads: int = 20_000,
+    seed: int = 0,
+    end: pd.Timestamp = DEFAULT_END,
+    drift_days: int = 0,
+    leaks: bool = False,
 ) -> SyntheticCrm:
     """Generate about two years of CRM history ending at `end`, deterministic for a seed.
 
     `drift_days` > 0 plants a population shift for `leadscore monitor` to find: leads created
     in the last `drift_days` days come from a new campaign (content syndication and social,
     mostly students and juniors) and engage less (60% of their activities never happen).
-    Everything else is the same as without drift."""
+    `leaks` adds the columns of `LEAK_COLUMNS` and `HONEST_PLANTED` to the leads, for the
+    leakage audit to tell apart. Everything else is the same without them."""
     if n_leads < 1:
         raise ValueError("n_leads must be positive")
     rng = np.random.default_rng(seed)  # every stage draws from it in this order
@@ -457,6 +514,8 @@ def generate_crm(
     leads = _leads(rng, pop, accounts, deal_timing, lead_ids)
     deals = _deals(rng, pop, deal_timing, leads, lead_ids)
     truth = pd.DataFrame({"lead_id": lead_ids, "p_won": pop.p_won})
+    if leaks:
+        leads = _planted(leads, pop, deal_timing, seed)
     if drift_days > 0:
         leads, activities = _drifted(leads, activities, end, drift_days, seed)
     return SyntheticCrm(

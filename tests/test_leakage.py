@@ -5,7 +5,12 @@ import pandas as pd
 import pytest
 
 from leadscore.features.build import build_features
-from leadscore.features.leakage import audit_columns, flagged_columns, single_feature_auc
+from leadscore.features.leakage import (
+    AuditRules,
+    audit_columns,
+    flagged_columns,
+    single_feature_auc,
+)
 from leadscore.features.tables import CrmTables, clean, crm_as_of
 from leadscore.features.training_set import timed_training_set
 from leadscore.pipeline.config import load_config
@@ -46,8 +51,8 @@ def test_the_planted_leak_is_flagged_with_evidence(synthetic_audit):
     assert flagged_columns(result.findings) == ["disqualify_reason"]
     assert result.dropped == ["disqualify_reason"]
     evidence = {f.check: f.evidence for f in result.findings if f.column == "disqualify_reason"}
-    assert "missing_in_one_class" in evidence
-    assert "filled in are all non-wins" in evidence["missing_in_one_class"]
+    assert "filled_in_one_class" in evidence
+    assert "where it is filled in all ended not won" in evidence["filled_in_one_class"]
 
 
 def test_honest_drivers_are_not_flagged_even_when_strong(synthetic_audit):
@@ -64,7 +69,8 @@ def test_policy_records_say_what_happened(synthetic_audit):
     result, _ = synthetic_audit
     records = result.records()
     assert {r["verdict"] for r in records} == {"dropped"}
-    assert set(records[0]) == {"column", "check", "evidence", "verdict"}
+    assert set(records[0]) == {"column", "check", "evidence", "verdict", "price"}
+    assert records[0]["price"].startswith("AUC ")  # what dropping it costs, out of fold
 
 
 def _rng_frame(n=4000, seed=0):
@@ -95,11 +101,11 @@ def test_each_check_fires_on_its_own_pattern():
             "status_of_form": rng.choice(["a", "b"], n),
         }
     )
-    findings, _ = audit_columns(X, y, list(X.columns))
+    findings = audit_columns(X, y, list(X.columns)).findings
     checks = {(f.column, f.check) for f in findings if f.verdict == "flagged"}
     assert ("close_amount", "single_feature_auc") in checks
     assert ("close_amount", "value_in_one_class") in checks
-    assert ("loss_note", "missing_in_one_class") in checks
+    assert ("loss_note", "filled_in_one_class") in checks
     assert ("status_label", "spells_outcome") in checks
     assert not {c for c, _ in checks} & {"region", "status_of_form"}
     review = {f.column for f in findings if f.verdict == "review"}
@@ -119,14 +125,15 @@ def test_timestamps_on_or_after_the_close_are_flagged():
         }
     )
     X = pd.DataFrame({"region": rng.choice(["a", "b"], y.size)})
-    findings, _ = audit_columns(X, y, ["region"], closed_at=closed, timestamps=stamps)
+    findings = audit_columns(X, y, ["region"], closed_at=closed, timestamps=stamps).findings
     assert [(f.column, f.check) for f in findings] == [("last_modified", "timestamp_after_outcome")]
 
 
 def test_allowed_columns_are_reported_but_never_flagged():
     _, y = _rng_frame()
     X = pd.DataFrame({"close_amount": np.where(y == 1, 500.0, 0.0)})
-    findings, _ = audit_columns(X, y, ["close_amount"], allow=["Close Amount"])
+    rules = AuditRules(allow=["Close Amount"])
+    findings = audit_columns(X, y, ["close_amount"], rules).findings
     assert findings and {f.verdict for f in findings} == {"allowed"}
     assert flagged_columns(findings) == []
 
@@ -137,5 +144,5 @@ def test_a_key_filled_in_only_for_closed_units_is_a_leak():
         {"account_id": np.where(y == 1, "acme", np.where(rng.random(y.size) < 0.4, None, "globex"))}
     )
     X = pd.DataFrame({"region": rng.choice(["a", "b"], y.size)})
-    findings, _ = audit_columns(X, y, ["region"], keys=keys)
+    findings = audit_columns(X, y, ["region"], keys=keys).findings
     assert [(f.column, f.check) for f in findings] == [("account_id", "missing_in_one_class")]

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import numpy as np
 import pandas as pd
 
 from leadscore.features.build import FeatureSpec
-from leadscore.features.leakage import Finding, audit_columns, flagged_columns
+from leadscore.features.leakage import (
+    Audit,
+    AuditRules,
+    Finding,
+    audit_columns,
+    flagged_columns,
+)
 from leadscore.features.snapshots import lead_outcomes
 from leadscore.features.tables import CrmTables, lookup
 from leadscore.features.training_set import TrainingSet
@@ -18,25 +25,69 @@ from leadscore.pipeline.progress import Steps
 
 @dataclass(frozen=True)
 class AuditResult:
-    findings: list[Finding]
-    aucs: pd.Series
+    audit: Audit
     dropped: list[str]
     policy: str
+    units: int  # units (leads) judged
+
+    @property
+    def findings(self) -> list[Finding]:
+        return self.audit.findings
+
+    @property
+    def aucs(self) -> pd.Series:
+        return self.audit.aucs
 
     def records(self) -> list[dict[str, str]]:
+        """The findings with the policy's verdict, and the price of each drop."""
         action = {"drop": "dropped", "warn": "kept (policy warn)", "fail": "fail"}[self.policy]
+        price = {
+            column: f"AUC {with_it:.3f} with it, {without:.3f} without"
+            for key, (with_it, without) in self.audit.price.items()
+            for column in key.removeprefix("group: ").split(", ")
+        }
         return [
-            {**f.as_dict(), "verdict": action if f.verdict == "flagged" else f.verdict}
+            {
+                **f.as_dict(),
+                "verdict": action if f.verdict == "flagged" else f.verdict,
+                "price": price.get(f.column, "") if f.verdict == "flagged" else "",
+            }
             for f in self.findings
         ]
 
+    def evidence(self) -> list[dict[str, object]]:
+        """Every examined column's evidence, flagged or not (for `audit --json`)."""
+        verdicts = {f.column: f.verdict for f in self.findings if f.verdict != "review"}
+        return [
+            {"column": column, "verdict": verdicts.get(column, "clean"), **facts}
+            for column, facts in self.audit.evidence.items()
+        ]
+
+
+def units_of(
+    ts: TrainingSet, tables: CrmTables
+) -> tuple[pd.DataFrame, np.ndarray, pd.Series, pd.Series]:
+    """One row per unit the model learns from (never the holdout), with its final outcome:
+    the unit's features (attributes do not change between its snapshots), whether it was won
+    by the run's time (a unit lost or still open was not), its id and its close time."""
+    seen = (ts.rows["split"] != "holdout").to_numpy()
+    first = ~ts.rows["lead_id"].duplicated().to_numpy()
+    rows = np.flatnonzero(seen & first)
+    lead_ids = ts.rows["lead_id"].iloc[rows].reset_index(drop=True)
+    X = ts.X.iloc[rows].reset_index(drop=True)
+    if not ts.point_in_time:  # one labelled row per unit already
+        closed = pd.Series(pd.NaT, index=X.index, dtype="datetime64[ns, UTC]")
+        return X, ts.rows["label"].iloc[rows].to_numpy(), lead_ids, closed
+    outcomes = lead_outcomes(tables.deals)
+    closed = lookup(outcomes["closed_at"], lead_ids).reset_index(drop=True)
+    won = lookup(outcomes["won_at"], lead_ids).reset_index(drop=True)
+    return X, won.notna().to_numpy().astype(int), lead_ids, closed
+
 
 def run_audit(ts: TrainingSet, tables: CrmTables, config: Config) -> AuditResult:
-    """The leakage audit on the examples the model learns from (never the holdout)."""
-    seen = (ts.rows["split"] != "holdout").to_numpy()
-    X = ts.X[seen].reset_index(drop=True)
-    y = ts.rows.loc[seen, "label"].to_numpy()
-    lead_ids = ts.rows.loc[seen, "lead_id"]
+    """The leakage audit on the units the model learns from (never the holdout), each judged
+    once on its final outcome."""
+    X, y, lead_ids, closed = units_of(ts, tables)
     stamp_columns = [
         c
         for c in tables.leads.columns
@@ -46,28 +97,19 @@ def run_audit(ts: TrainingSet, tables: CrmTables, config: Config) -> AuditResult
     if stamp_columns:
         stamps = tables.leads.set_index("lead_id")[stamp_columns].reindex(lead_ids.to_numpy())
         stamps = stamps.reset_index(drop=True)
-    closed = lookup(lead_outcomes(tables.deals)["closed_at"], lead_ids).reset_index(drop=True)
     keys = pd.DataFrame(
         {"account_id": lookup(tables.leads.set_index("lead_id")["account_id"], lead_ids).to_numpy()}
     )
     a = config.audit
-    findings, aucs = audit_columns(
-        X,
-        y,
-        ts.attributes,
-        max_auc=a.max_auc,
-        review_auc=a.review_auc,
-        min_expected=a.min_expected,
-        allow=a.allow,
-        closed_at=closed,
-        timestamps=stamps,
-        keys=keys,
+    rules = AuditRules(a.max_auc, a.review_auc, a.p_value, a.group_lift, a.allow)
+    audit = audit_columns(
+        X, y, ts.attributes, rules, closed_at=closed, timestamps=stamps, keys=keys
     )
-    dropped = flagged_columns(findings) if a.policy == "drop" else []
+    dropped = audit.flagged() if a.policy == "drop" else []
     if "account_id" in dropped:  # every account attribute and the account's history go with it
         dropped += [c for c in ts.X.columns if c.startswith("account_")]
     dropped = list(dict.fromkeys(c for c in dropped if c in ts.X.columns))
-    return AuditResult(findings, aucs, dropped, a.policy)
+    return AuditResult(audit, dropped, a.policy, len(y))
 
 
 @dataclass(frozen=True)

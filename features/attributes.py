@@ -12,15 +12,25 @@ from leadscore.features.screening import is_pii_name
 from leadscore.features.tables import CrmTables, normalise_label, snake_case, utc_datetime64
 
 
-def _attribute_columns(frame: pd.DataFrame, skip: Collection[str]) -> list[str]:
-    """Columns that may be features: not skipped (case-insensitively), not PII, not timestamps."""
+def _attribute_columns(
+    frame: pd.DataFrame, skip: Collection[str], only: Collection[str] | None, prefix: str = ""
+) -> list[str]:
+    """Columns that may be features: not skipped (case-insensitively), not PII, not timestamps,
+    and, in strict mode (`only`), vouched for by name (an account column as its own name or
+    as `account_<name>`)."""
     skipped = {snake_case(s) for s in skip}
+    vouched = None if only is None else {snake_case(o) for o in only}
     return [
         c
         for c in frame.columns
         if snake_case(str(c)) not in skipped
         and not is_pii_name(str(c))
         and not pd.api.types.is_datetime64_any_dtype(frame[c])
+        and (
+            vouched is None
+            or snake_case(str(c)) in vouched
+            or snake_case(f"{prefix}{c}") in vouched
+        )
     ]
 
 
@@ -49,7 +59,10 @@ def _as_feature(values: pd.Series, number: bool) -> pd.Series:
 
 
 def attribute_features(
-    tables: CrmTables, spine: pd.DataFrame, skip: Collection[str]
+    tables: CrmTables,
+    spine: pd.DataFrame,
+    skip: Collection[str],
+    only: Collection[str] | None = None,
 ) -> pd.DataFrame:
     """Lead columns by their own names, account columns as `account_<name>`, plus lead age.
 
@@ -58,12 +71,12 @@ def attribute_features(
     Attributes have no timestamp of their own: they are taken as known from creation.
     """
     leads = tables.leads.set_index("lead_id")
-    lead_cols = _attribute_columns(leads.drop(columns=["account_id"]), skip)
+    lead_cols = _attribute_columns(leads.drop(columns=["account_id"]), skip, only)
     rows = leads.reindex(spine["lead_id"].to_numpy())
     out = {c: _as_feature(rows[c], _is_number(leads[c])).to_numpy() for c in lead_cols}
 
     accounts = tables.accounts.set_index("account_id")
-    account_cols = _attribute_columns(accounts, skip)
+    account_cols = _attribute_columns(accounts, skip, only, prefix="account_")
     account_rows = accounts.reindex(rows["account_id"].to_numpy())
     for c in account_cols:
         out[f"account_{c}"] = _as_feature(account_rows[c], _is_number(accounts[c])).to_numpy()
@@ -106,7 +119,10 @@ def _info(values: pd.Series, label: str) -> FeatureInfo:
 
 
 def attribute_info(
-    tables: CrmTables, skip: Collection[str], names: Collection[str] | None = None
+    tables: CrmTables,
+    skip: Collection[str],
+    names: Collection[str] | None = None,
+    only: Collection[str] | None = None,
 ) -> dict[str, FeatureInfo]:
     """How each attribute feature reads: its column as a person names it, its kind, and its
     values as the data spell them. `names` limits the work to these features."""
@@ -115,10 +131,10 @@ def attribute_info(
     wanted = (lambda name: True) if names is None else set(names).__contains__
     infos = {
         c: _info(leads[c], column_label(str(c)))
-        for c in _attribute_columns(leads, skip)
+        for c in _attribute_columns(leads, skip, only)
         if wanted(c)
     }
-    for c in _attribute_columns(accounts, skip):
+    for c in _attribute_columns(accounts, skip, only, prefix="account_"):
         if wanted(f"account_{c}"):
             infos[f"account_{c}"] = _info(accounts[c], company_label(str(c)))
     infos["lead_age_days"] = FeatureInfo("lead_age")

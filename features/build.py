@@ -28,6 +28,8 @@ class FeatureSpec:
     half_life_days: float = 14.0
     recency_cap_days: int = 365
     skip_columns: Collection[str] = ()
+    # strict mode: only these lead and account columns become attribute features (None: all)
+    known_at_creation: Collection[str] | None = None
     activity_types: Sequence[str] = ACTIVITY_TYPES
     high_value_types: Sequence[str] = HIGH_VALUE_TYPES
 
@@ -38,7 +40,7 @@ def build_features(tables: CrmTables, spine: pd.DataFrame, spec: FeatureSpec) ->
     Every builder only reads rows stamped strictly before the row's cutoff.
     """
     parts = [
-        attribute_features(tables, spine, spec.skip_columns),
+        attribute_features(tables, spine, spec.skip_columns, spec.known_at_creation),
         engagement_features(
             tables,
             spine,
@@ -61,7 +63,7 @@ def feature_info(
     """What each feature `build_features` makes from these tables is, for people (how to word
     its values), limited to `names` when given."""
     infos = {
-        **attribute_info(tables, spec.skip_columns, names),
+        **attribute_info(tables, spec.skip_columns, names, spec.known_at_creation),
         **engagement_info(
             spec.windows_days, spec.half_life_days, spec.recency_cap_days, spec.activity_types
         ),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from leadscore.features.tables import CrmTables
+from leadscore.features.tables import CrmTables, snake_case
 
 DEFAULT_SEGMENTS = ("source", "industry", "region", "country")
 
@@ -18,20 +18,26 @@ def segment_columns(
     tables: CrmTables, lead_ids: pd.Series, names: tuple[str, ...] | None
 ) -> pd.DataFrame:
     """The segment columns of `lead_ids`: a leads column by its name, else the account's column
-    as `account_<name>`. Configured names the data lack raise UnknownSegment; by default, those
-    of DEFAULT_SEGMENTS the data have."""
+    as `account_<name>`. Names match as the config's mapping does, ignoring case, spaces and
+    punctuation (`Region` finds `region`). Configured names the data lack raise
+    UnknownSegment; by default, those of DEFAULT_SEGMENTS the data have."""
     leads = tables.leads.set_index("lead_id")
     accounts = tables.accounts.set_index("account_id")
     account_of = leads["account_id"].reindex(lead_ids.to_numpy())
+    lead_names = {snake_case(str(c)): c for c in leads.columns if c != "account_id"}
+    account_names = {snake_case(str(c)): c for c in accounts.columns}
     columns: dict[str, np.ndarray] = {}
-    for name in names if names is not None else DEFAULT_SEGMENTS:
-        if name in leads.columns and name != "account_id":
-            columns[name] = leads[name].reindex(lead_ids.to_numpy()).to_numpy()
-        if name in accounts.columns:
-            columns[f"account_{name}"] = accounts[name].reindex(account_of.to_numpy()).to_numpy()
-        if names is not None and name not in leads.columns and name not in accounts.columns:
+    for wanted in names if names is not None else DEFAULT_SEGMENTS:
+        key = snake_case(wanted)
+        lead_column, account_column = lead_names.get(key), account_names.get(key)
+        if lead_column is not None:
+            columns[str(lead_column)] = leads[lead_column].reindex(lead_ids.to_numpy()).to_numpy()
+        if account_column is not None:
+            values = accounts[account_column].reindex(account_of.to_numpy()).to_numpy()
+            columns[f"account_{account_column}"] = values
+        if names is not None and lead_column is None and account_column is None:
             raise UnknownSegment(
-                f"evaluation.segments names {name!r}, which is neither a leads nor an accounts "
+                f"evaluation.segments names {wanted!r}, which is neither a leads nor an accounts "
                 f"column (leads: {', '.join(map(str, leads.columns))}; accounts: "
                 f"{', '.join(map(str, accounts.columns))})"
             )

@@ -99,7 +99,9 @@ def attribute_names(tables: CrmTables, spec: FeatureSpec) -> list[str]:
     )
     return [
         c
-        for c in attribute_features(tables, empty, spec.skip_columns).columns
+        for c in attribute_features(
+            tables, empty, spec.skip_columns, spec.known_at_creation
+        ).columns
         if c != "lead_age_days"
     ]
 
@@ -183,7 +185,9 @@ def flat_training_set(
 
 def flat_features(tables: CrmTables, spine: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     """Shape flat's features: the attributes alone (no time, so no age and no activity)."""
-    X = attribute_features(tables, spine[["lead_id", "cutoff"]], spec.skip_columns)
+    X = attribute_features(
+        tables, spine[["lead_id", "cutoff"]], spec.skip_columns, spec.known_at_creation
+    )
     return X.drop(columns="lead_age_days").reset_index(drop=True)
 
 

@@ -34,6 +34,7 @@ from leadscore.pipeline.io.activities import (
     source_rows,
     spill_folder,
 )
+from leadscore.pipeline.io.checks import check_named_columns
 from leadscore.pipeline.io.readers import describe_source
 from leadscore.pipeline.io.sources import fingerprint, load_tables, resolve_as_of, source_spec
 from leadscore.pipeline.io.writeback import read_current, read_history, write_table
@@ -77,13 +78,14 @@ class Catalog:
         output: str | None = None,
         steps: Steps | None = None,
     ) -> Iterator[Catalog]:
-        """A catalog for one command; temporary files it made are gone when the block ends."""
+        """A catalog for one command; temporary files it made are gone when the block ends.
+
+        The config it holds records the data folder actually used (`--data` over `data.dir`),
+        so what is logged with a run is what ran."""
+        folder = Path(data_dir) if data_dir is not None else Path(config.data.dir)
+        used = config.data.model_copy(update={"dir": str(folder)})
         catalog = cls(
-            config,
-            Path(data_dir) if data_dir is not None else Path(config.data.dir),
-            engine,
-            output,
-            steps or Steps(),
+            config.model_copy(update={"data": used}), folder, engine, output, steps or Steps()
         )
         with catalog._cleanup:
             yield catalog
@@ -106,6 +108,10 @@ class Catalog:
         self.warnings.append(message)
         self.steps.warn(message)
 
+    def record(self, message: str) -> None:
+        """A detail for the run's validation report only (the terminal got a summary)."""
+        self.warnings.append(message)
+
     # -- sources -------------------------------------------------------------------------------
 
     def load_as_of(
@@ -124,6 +130,7 @@ class Catalog:
         whole = activities == "whole" and not on_spark
         with self.steps.step(f"Loading {self.data_dir}"):
             raw = load_tables(self.config, self.data_dir, self.warn, activities=whole)
+            check_named_columns(self.config, raw)
             printed = fingerprint(raw) if with_fingerprint else None
         if printed is not None and on_spark:  # the activity log stays on Spark: say so
             printed = f"{printed}-without-activities"

@@ -284,10 +284,12 @@ def audit(
 ) -> None:
     """Find columns that are probably only known after the outcome, with the evidence.
 
-    Builds the same labelled examples as `train` and checks every untimed attribute: its
-    single-feature AUC against the rest, whether being filled in or a value occurs in one class
-    only, timestamps on or after the close, and values or names that spell outcomes. `train`
-    runs the same audit and applies audit.policy (drop, warn or fail).
+    Builds the same examples as `train` and judges every untimed attribute once per unit
+    (lead), on its final outcome: its AUC alone, whether being filled in or a value marks one
+    outcome beyond chance, names that spell outcomes or later states or measures of the sales
+    process, groups of lifecycle columns measured together, timestamps on or after the close.
+    Each drop comes with its price (the AUC with and without it). `train` runs the same audit
+    and applies audit.policy (drop, warn or fail).
     """
     import json
 
@@ -300,30 +302,43 @@ def audit(
         report = run_audit(catalog, _as_of(as_of))
     result = report.result
     records = result.records()
-    write_json_atomically(out, records)
+    document = {
+        "units": result.units,
+        "policy": result.policy,
+        "findings": records,
+        "columns": result.evidence(),
+    }
+    write_json_atomically(out, document)
     if as_json:
-        click.echo(json.dumps(records, indent=2))
+        click.echo(json.dumps(document, indent=2, default=str))
         return
-    table = Table(
-        title=f"Leakage audit ({len(report.attributes)} attributes, policy {result.policy})"
+    title = (
+        f"Leakage audit ({len(report.attributes)} attributes of {result.units:,} units, "
+        f"policy {result.policy})"
     )
-    for column in ("column", "check", "evidence", "verdict"):
+    table = Table(title=title)
+    for column in ("column", "check", "evidence", "verdict", "price of dropping"):
         table.add_column(column, overflow="fold")
     for record in records:
-        table.add_row(record["column"], record["check"], record["evidence"], record["verdict"])
+        table.add_row(
+            record["column"], record["check"], record["evidence"], record["verdict"],
+            record["price"],
+        )  # fmt: skip
     if not records:
-        table.add_row("-", "-", "no attribute looks like it was filled in after the outcome", "-")
+        table.add_row(
+            "-", "-", "no attribute looks like it was filled in after the outcome", "-", ""
+        )
     out_console = SafeConsole(highlight=False)
     out_console.print(table)
     top = result.aucs.dropna().head(8)
     out_console.print(
-        "Single-feature AUC, for comparison: "
+        "AUC alone, per unit, for comparison: "
         + ", ".join(
             f"{c} {v:.3f}" + (" (attribute)" if c in report.attributes else "")
             for c, v in top.items()
         )
     )
-    out_console.print(f"Wrote {out}")
+    out_console.print(f"Every column's evidence is in {out}")
 
 
 @cli.command()

@@ -71,6 +71,21 @@ class SourceConfig(_Section):
     drop_rows_without: tuple[str, ...] = Field(
         (), description="Rows missing any of these columns are dropped (and reported)."
     )
+    duplicates: Literal["fail", "first", "last"] = Field(
+        "fail",
+        description="Rows repeating the table's key: stop (fail), or keep the first or the last "
+        "of each (the others are dropped and counted in the validation report).",
+    )
+    closed_before_created: Literal["fail", "drop"] = Field(
+        "fail",
+        description="Deals (or units) closed before they were created: stop, or drop them "
+        "(counted in the validation report).",
+    )
+    generated_id: bool = Field(
+        False,
+        description="Leads only: the export has no id column; number the rows (1, 2, ...) as "
+        "lead_id, in the source's order.",
+    )
 
     @model_validator(mode="after")
     def _one_location(self) -> SourceConfig:
@@ -226,6 +241,12 @@ class FeatureConfig(_Section):
         description="Columns that are never features and never logged.",
     )
     exclude: tuple[str, ...] = Field((), description="Further columns that are never features.")
+    known_at_creation: tuple[str, ...] | None = Field(
+        None,
+        description="Strict mode, for exports with neither timestamps nor field history: only "
+        "these lead and account columns, which you vouch were known when the lead was created, "
+        "become attribute features (null: every column not ruled out).",
+    )
 
     @field_validator("windows_days")
     @classmethod
@@ -450,7 +471,13 @@ def _describe_error(error: ValidationError, source: str) -> str:
             known = ", ".join(section.model_fields) if section else ""
             lines.append(f"  {key}: unknown key (expected one of: {known})")
         else:
-            lines.append(f"  {key}: {item['msg']} (got {item.get('input')!r})")
+            hint = ""
+            if isinstance(item.get("input"), bool):
+                hint = (
+                    "; YAML reads unquoted yes, no, on, off, true and false as booleans: put the "
+                    "value in quotes, e.g. 'yes'"
+                )
+            lines.append(f"  {key}: {item['msg']} (got {item.get('input')!r}){hint}")
     return redact_text("\n".join(lines))  # a URL given in the wrong place keeps its password
 
 

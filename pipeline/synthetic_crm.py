@@ -461,12 +461,10 @@ def _planted(leads: pd.DataFrame, pop: _Population, deals: _DealTiming, seed: in
     discovery = rng.gamma(2.0, 8.0, n) * (1 + 0.35 * won)
     negotiation = rng.gamma(2.0, 6.0, n) * (1 + 0.5 * won)
     total = discovery + negotiation + rng.gamma(2.0, 10.0, n)
-    filled_won = lambda share_won, share_other: (
-        rng.random(n)
-        < np.where(  # noqa: E731
-            won == 1, share_won, share_other
-        )
-    )
+
+    def filled_won(share_won: float, share_other: float) -> np.ndarray:
+        return rng.random(n) < np.where(won == 1, share_won, share_other)
+
     return leads.assign(
         days_in_discovery=np.round(discovery, 1),
         days_in_negotiation=np.round(negotiation, 1),

@@ -16,8 +16,19 @@ pytestmark = [
 ]
 
 CASES = {
-    # config, data folder, columns the audit must name, the model's registered name
-    "maven_crm": ({"close_value", "account_id"}, "lead-scoring-maven-crm"),
+    # the columns the audit must drop (and no other), the model's registered name
+    "maven_crm": (
+        {
+            "close_value",
+            "account_id",  # the account is filled in only for closed opportunities
+            "account_sector",
+            "account_year_established",
+            "account_revenue",
+            "account_employees",
+            "account_office_location",
+        },
+        "lead-scoring-maven-crm",
+    ),
     "x_education": (
         {"Tags", "Lead Quality", "Last Activity", "Last Notable Activity"},
         "lead-scoring-x-education",
@@ -32,10 +43,16 @@ def test_example_config_audits_and_trains_without_the_leaks(name, run_cli, tmp_p
     data = str(SHARED / name)
 
     audit = run_cli("audit", "--config", config, "--data", data, "--json")
-    findings = json.loads(audit.stdout)
+    document = json.loads(audit.stdout)
+    findings = document["findings"]
     flagged = {f["column"] for f in findings if f["verdict"] == "dropped"}
-    assert leaks <= flagged, findings
-    assert json.loads((tmp_path / "leakage_audit.json").read_text()) == findings
+    assert flagged == leaks, findings  # every known leak, and no honest column
+    evidence = {c["column"]: c for c in document["columns"]}
+    priced = [f for f in findings if f["verdict"] == "dropped" and f["column"] in evidence]
+    assert priced and all(f["price"].startswith("AUC ") for f in priced)  # keys have none
+    assert all("auc_alone" in c for c in evidence.values())
+    assert {c for c, e in evidence.items() if e["verdict"] == "clean"}.isdisjoint(flagged)
+    assert json.loads((tmp_path / "leakage_audit.json").read_text()) == document
 
     train = run_cli("train", "--config", config, "--data", data)
     assert "roc_auc" in train.stdout

@@ -3,6 +3,9 @@ outcomes, deals closed before created, join keys), and the canonical row order."
 
 from __future__ import annotations
 
+import difflib
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -10,10 +13,13 @@ from leadscore.features.tables import (
     OUTCOMES,
     REQUIRED_COLUMNS,
     TIMESTAMP_COLUMNS,
+    CrmTables,
     normalise_label,
+    snake_case,
 )
+from leadscore.pipeline.config import Config
 from leadscore.pipeline.errors import InputError
-from leadscore.pipeline.io.mapping import examples, parse_timestamps
+from leadscore.pipeline.io.mapping import Warn, examples, parse_timestamps
 
 KEYS = {"accounts": "account_id", "leads": "lead_id", "deals": "deal_id"}
 
@@ -36,14 +42,40 @@ SORT_KEYS = {
 }
 
 
-def check_table(name: str, frame: pd.DataFrame, where: str) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Policies:
+    """What a source's config says to do about rows that break a rule, instead of stopping."""
+
+    duplicates: str = "fail"  # fail, or keep the first or last row of a repeated key
+    closed_before_created: str = "fail"  # fail, or drop such rows
+    key_label: str | None = None  # the key as the export names it, for messages
+    warn: Warn | None = None  # told how many rows a policy dropped
+
+
+def check_table(
+    name: str, frame: pd.DataFrame, where: str, policies: Policies | None = None
+) -> pd.DataFrame:
+    """The table with timestamps parsed and outcomes normalised, checked: required columns,
+    timestamps, unique non-empty keys, known outcomes, deals closed after they were created."""
+    policies = policies or Policies()
     missing = [c for c in REQUIRED_COLUMNS[name] if c not in frame.columns]
     if missing:
         raise InputError(
             f"{where}: missing required column(s) {', '.join(map(repr, missing))} for the "
             f"{name} table (has: {', '.join(map(str, frame.columns))})"
         )
-    frame = frame.copy()
+    frame = _timestamps(name, frame.copy(), where)
+    key = KEYS.get(name)
+    if key is not None:
+        frame = _unique_keys(frame, key, where, policies)
+    if "outcome" in frame.columns and name in ("deals", "leads"):
+        frame["outcome"] = _outcomes(frame, where)
+    if name == "deals":
+        frame = _deal_dates(frame, where, policies)
+    return frame
+
+
+def _timestamps(name: str, frame: pd.DataFrame, where: str) -> pd.DataFrame:
     for column in TIMESTAMP_COLUMNS[name]:
         if column not in frame.columns:
             continue
@@ -55,43 +87,72 @@ def check_table(name: str, frame: pd.DataFrame, where: str) -> pd.DataFrame:
                 f"{int(rows[0]) + 1}); every row needs a timestamp (or list the column under "
                 "drop_rows_without in the source's config)"
             )
-    key = KEYS.get(name)
-    if key is not None:
-        if frame[key].isna().any():
-            raise InputError(
-                f"{where}: column {key!r} has {int(frame[key].isna().sum())} empty key(s)"
-            )
-        dup = frame[key].duplicated(keep=False)
-        if dup.any():
-            raise InputError(
-                f"{where}: column {key!r} must be unique; {int(dup.sum())} rows share a value, "
-                f"e.g. {examples(frame.loc[dup, key])}"
-            )
-    if "outcome" in frame.columns and name in ("deals", "leads"):
-        outcome = normalise_label(frame["outcome"])
-        unknown = outcome.notna() & ~outcome.isin(OUTCOMES)
-        if unknown.any():
-            raise InputError(
-                f"{where}: column 'outcome' has unknown value(s) "
-                f"{examples(frame.loc[unknown, 'outcome'])} (expected 'won', 'lost' or empty "
-                "while open; map other values under values: in the source's config)"
-            )
-        frame["outcome"] = outcome.astype(object).where(outcome.notna(), None)
-    if name == "deals":
-        mismatch = frame["closed_at"].isna() != frame["outcome"].isna()
-        if mismatch.any():
-            raise InputError(
-                f"{where}: columns 'closed_at' and 'outcome' must be both set or both empty; "
-                f"{int(mismatch.sum())} row(s) differ, e.g. deal_id "
-                f"{examples(frame.loc[mismatch, 'deal_id'])}"
-            )
-        early = frame["closed_at"] < frame["created_at"]
-        if early.any():
-            raise InputError(
-                f"{where}: 'closed_at' is before 'created_at' in {int(early.sum())} row(s), e.g. "
-                f"deal_id {examples(frame.loc[early, 'deal_id'])}"
-            )
     return frame
+
+
+def _unique_keys(frame: pd.DataFrame, key: str, where: str, policies: Policies) -> pd.DataFrame:
+    label = policies.key_label or key
+    if frame[key].isna().any():
+        raise InputError(
+            f"{where}: column {label!r} has {int(frame[key].isna().sum())} empty key(s)"
+        )
+    dup = frame[key].duplicated(keep=False)
+    if not dup.any():
+        return frame
+    if policies.duplicates == "fail":
+        raise InputError(
+            f"{where}: column {label!r} must be unique; {int(dup.sum())} rows share a value, "
+            f"e.g. {examples(frame.loc[dup, key])}. Set duplicates: first or last in the "
+            "source's config to keep one row of each"
+        )
+    keep = frame[~frame[key].duplicated(keep=policies.duplicates)]
+    if policies.warn is not None:
+        values = frame.loc[dup, key]
+        policies.warn(
+            f"{where}: {int(dup.sum()):,} rows share a {label} with another ({values.nunique():,} "
+            f"values, e.g. {examples(values)}); kept the {policies.duplicates} of each, dropped "
+            f"{len(frame) - len(keep):,} (duplicates: {policies.duplicates})"
+        )
+    return keep
+
+
+def _outcomes(frame: pd.DataFrame, where: str) -> pd.Series:
+    outcome = normalise_label(frame["outcome"])
+    unknown = outcome.notna() & ~outcome.isin(OUTCOMES)
+    if unknown.any():
+        raise InputError(
+            f"{where}: column 'outcome' has unknown value(s) "
+            f"{examples(frame.loc[unknown, 'outcome'])} (expected 'won', 'lost' or empty "
+            "while open; map other values under values: in the source's config)"
+        )
+    return outcome.astype(object).where(outcome.notna(), None)
+
+
+def _deal_dates(frame: pd.DataFrame, where: str, policies: Policies) -> pd.DataFrame:
+    label = policies.key_label or "deal_id"
+    mismatch = frame["closed_at"].isna() != frame["outcome"].isna()
+    if mismatch.any():
+        raise InputError(
+            f"{where}: columns 'closed_at' and 'outcome' must be both set or both empty; "
+            f"{int(mismatch.sum())} row(s) differ, e.g. {label} "
+            f"{examples(frame.loc[mismatch, 'deal_id'])}"
+        )
+    early = (frame["closed_at"] < frame["created_at"]).to_numpy()
+    if not early.any():
+        return frame
+    if policies.closed_before_created == "fail":
+        raise InputError(
+            f"{where}: 'closed_at' is before 'created_at' in {int(early.sum())} row(s), e.g. "
+            f"{label} {examples(frame.loc[early, 'deal_id'])}. Set closed_before_created: drop in the "
+            "source's config to leave them out"
+        )
+    if policies.warn is not None:
+        policies.warn(
+            f"{where}: dropped {int(early.sum()):,} of {len(frame):,} rows closed before they "
+            f"were created, e.g. {label} {examples(frame.loc[early, 'deal_id'])} "
+            "(closed_before_created: drop)"
+        )
+    return frame[~early]
 
 
 def check_joins(frames: dict[str, pd.DataFrame], where: dict[str, str]) -> list[str]:
@@ -162,8 +223,50 @@ def _in_order(codes: list[np.ndarray]) -> bool:
     return True
 
 
-def check_flat_leads(leads: pd.DataFrame, where: str) -> pd.DataFrame:
+def check_flat_leads(
+    leads: pd.DataFrame, where: str, policies: Policies | None = None
+) -> pd.DataFrame:
     """Shape flat: unique ids and known outcomes; there are no timestamps to check."""
-    checked = check_table("leads", leads.assign(created_at=pd.Timestamp(0, tz="UTC")), where)
+    stamped = leads.assign(created_at=pd.Timestamp(0, tz="UTC"))
+    checked = check_table("leads", stamped, where, policies)
     no_time = pd.Series(pd.NaT, index=checked.index, dtype="datetime64[ns, UTC]")
     return checked.assign(created_at=no_time)
+
+
+def check_named_columns(config: Config, tables: CrmTables) -> None:
+    """Every column the config names in a rule list (features.identifiers, pii, exclude,
+    known_at_creation, audit.allow) must be a column of the data: a typo in a leak's name
+    would otherwise keep the leak. Lists left at their defaults are not checked. Names match
+    as everywhere, ignoring case, spaces and punctuation; an account column may also be named
+    as its feature (`account_<name>`)."""
+    known: dict[str, str] = {}
+    for name, frame in (
+        ("leads", tables.leads),
+        ("accounts", tables.accounts),
+        ("activities", tables.activities),
+        ("deals", tables.deals),
+    ):
+        for column in frame.columns:
+            known.setdefault(snake_case(str(column)), str(column))
+            if name == "accounts":
+                known.setdefault(snake_case(f"account_{column}"), f"account_{column}")
+    for column in ("lead_id", "account_id", "deal_id", "outcome", "closed_at", "created_at"):
+        known.setdefault(column, column)
+    lists = {
+        f"features.{name}": getattr(config.features, name)
+        for name in config.features.model_fields_set
+        if name in ("identifiers", "pii", "exclude", "known_at_creation")
+    }
+    if "allow" in config.audit.model_fields_set:
+        lists["audit.allow"] = config.audit.allow
+    for key, names in lists.items():
+        for name in names or ():
+            if snake_case(str(name)) in known:
+                continue
+            close = difflib.get_close_matches(str(name), list(known.values()), n=3, cutoff=0.6)
+            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise InputError(
+                f"{key} names {name!r}, which is no column of the data{hint} (a name that "
+                "matches nothing leaves the column it meant as a feature; columns: "
+                f"{', '.join(sorted(set(known.values()))[:40])})"
+            )

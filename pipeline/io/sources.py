@@ -30,7 +30,9 @@ from leadscore.pipeline.config import (
 )
 from leadscore.pipeline.errors import InputError
 from leadscore.pipeline.io.checks import (
+    KEYS,
     SORT_KEYS,
+    Policies,
     canonical_order,
     check_flat_leads,
     check_joins,
@@ -134,19 +136,42 @@ def _check_data_dir(data: DataConfig | None, data_dir: Path) -> None:
 
 
 def _unit_leads(
-    leads: pd.DataFrame, frames: dict[str, pd.DataFrame], where: dict[str, str]
+    leads: pd.DataFrame,
+    frames: dict[str, pd.DataFrame],
+    where: dict[str, str],
+    policies: Policies,
 ) -> pd.DataFrame:
-    """Shape unit: each row carries its own close and outcome; the deals table is derived."""
+    """Shape unit: each row carries its own close and outcome; the deals table is derived.
+    A unit closed before it was created is an error, or dropped whole by its policy."""
     for column in ("lead_id", "created_at", "closed_at", "outcome"):
         if column not in leads.columns:
             raise InputError(
                 f"{where['leads']}: shape 'unit' needs a column {column!r} (rename the "
                 "source's id, created, closed and outcome columns onto these names)"
             )
-    leads = check_table("leads", leads, where["leads"])
+    leads = check_table("leads", leads, where["leads"], policies)
     leads["closed_at"] = parse_timestamps(leads["closed_at"], where["leads"], "closed_at")
-    frames["deals"], where["deals"] = _deals_from_units(leads), where["leads"]
+    deals = check_table("deals", _deals_from_units(leads), where["leads"], policies)
+    leads = leads[leads["lead_id"].isin(deals["lead_id"]).to_numpy()]
+    frames["deals"], where["deals"] = deals, where["leads"]
     return leads.drop(columns=["closed_at", "outcome"])
+
+
+def _policies(spec: SourceConfig | None, key: str | None, warn: Warn | None) -> Policies:
+    """A source's policies for rows breaking a rule, and its key as the export names it."""
+    if spec is None:
+        return Policies(warn=warn)
+    label = {canonical: source for source, canonical in spec.rename.items()}.get(key or "", key)
+    return Policies(spec.duplicates, spec.closed_before_created, label, warn)
+
+
+def _generated_ids(leads: pd.DataFrame, where: str) -> pd.DataFrame:
+    """`generated_id: true`: the leads numbered by their row in the source (1, 2, ...)."""
+    if "lead_id" in leads.columns:
+        raise InputError(
+            f"{where}: has a lead_id column and generated_id is true; keep one of the two"
+        )
+    return leads.assign(lead_id=np.asarray(leads.index, dtype=np.int64) + 1)
 
 
 def _flat_leads(leads: pd.DataFrame, where: dict[str, str]) -> pd.DataFrame:
@@ -186,12 +211,19 @@ def load_tables(
     leads = frames["leads"]
     if leads.empty:
         raise InputError(f"{where['leads']}: has no rows")
+    leads_spec = source_spec(config, data_dir, "leads")
+    if leads_spec is not None and leads_spec.generated_id:
+        leads = _generated_ids(leads, where["leads"])
+    policies = {
+        name: _policies(source_spec(config, data_dir, name), KEYS.get(name), warn)
+        for name in TABLE_NAMES
+    }
     for lookup in data.lookups if data is not None else ():
         leads = _join_lookup(leads, lookup, data_dir, warn)
     if "account_id" not in leads.columns:  # optional: a lead without a known company
         leads = leads.assign(account_id=None)
     if shape == "unit":
-        leads = _unit_leads(leads, frames, where)
+        leads = _unit_leads(leads, frames, where, policies["leads"])
     elif shape == "flat":
         leads = _flat_leads(leads, where)
     frames["leads"] = leads
@@ -200,9 +232,9 @@ def load_tables(
             frames[name] = _empty(name, leads["lead_id"])
             where[name] = f"(no {name} source)"
     checked = {
-        name: check_flat_leads(frames[name], where[name])
+        name: check_flat_leads(frames[name], where[name], policies[name])
         if shape == "flat" and name == "leads"
-        else check_table(name, frames[name], where[name])
+        else check_table(name, frames[name], where[name], policies[name])
         for name in TABLE_NAMES
     }
     for message in check_joins(checked, where):

@@ -17,6 +17,7 @@ def feature_spec(config: Config) -> FeatureSpec:
         half_life_days=f.decay_half_life_days,
         recency_cap_days=f.recency_cap_days,
         skip_columns=frozenset({*f.identifiers, *f.pii, *f.exclude}),
+        known_at_creation=None if f.known_at_creation is None else frozenset(f.known_at_creation),
     )
 
 
@@ -49,6 +50,23 @@ def labelled_examples(data: LoadedData, catalog: Catalog) -> TrainingSet:
     problem = class_problem(ts.rows, v.min_wins, v.min_losses, config.split.min_wins)
     if problem is not None:
         raise InputError(problem)
-    for column, why in ts.screened.items():
-        steps.note(f"not a feature: {column} ({why})")
+    if ts.screened:
+        steps.note(_screened_summary(ts.screened))
+        for column, why in ts.screened.items():  # the detail goes to the run's report
+            catalog.record(f"not a feature: {column} ({why})")
     return ts
+
+
+def _screened_summary(screened: dict[str, str]) -> str:
+    """One line for the terminal: how many columns are not features, and why, by kind."""
+    kinds: dict[str, int] = {}
+    for why in screened.values():
+        kind = why.split(":")[0] if ":" in why else why.split(" (")[0]
+        kind = "e-mail addresses" if "e-mail" in why else kind
+        kinds[kind] = kinds.get(kind, 0) + 1
+    parts = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items(), key=lambda k: -k[1]))
+    shown = ", ".join(list(screened)[:4]) + (", ..." if len(screened) > 4 else "")
+    return (
+        f"not features: {len(screened)} column(s) ({parts}): {shown}; each with its reason in "
+        "the run's validation report"
+    )

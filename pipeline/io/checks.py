@@ -143,8 +143,8 @@ def _deal_dates(frame: pd.DataFrame, where: str, policies: Policies) -> pd.DataF
     if policies.closed_before_created == "fail":
         raise InputError(
             f"{where}: 'closed_at' is before 'created_at' in {int(early.sum())} row(s), e.g. "
-            f"{label} {examples(frame.loc[early, 'deal_id'])}. Set closed_before_created: drop in the "
-            "source's config to leave them out"
+            f"{label} {examples(frame.loc[early, 'deal_id'])}. Set closed_before_created: "
+            "drop in the source's config to leave them out"
         )
     if policies.warn is not None:
         policies.warn(

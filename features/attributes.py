@@ -68,18 +68,31 @@ def attribute_features(
 
     Columns named in `skip` (identifiers, PII, excluded leaks; case-insensitive), columns whose
     names say they hold contact details (email, phone) and timestamp columns are never features.
-    Attributes have no timestamp of their own: they are taken as known from creation.
+    A column with a field history (`tables.history`) takes, at each cutoff, the value of its
+    newest change strictly before the cutoff (missing before the first); the others have no
+    timestamp of their own and are taken as known from creation.
     """
     leads = tables.leads.set_index("lead_id")
     lead_cols = _attribute_columns(leads.drop(columns=["account_id"]), skip, only)
     rows = leads.reindex(spine["lead_id"].to_numpy())
-    out = {c: _as_feature(rows[c], _is_number(leads[c])).to_numpy() for c in lead_cols}
+    timed = history_fields(tables)
+    cutoffs = spine["cutoff"]
+    out = {}
+    for c in lead_cols:
+        values = rows[c]
+        if ("lead", c) in timed:
+            values = _values_at(tables.history, "lead_id", c, spine["lead_id"], cutoffs)
+        out[c] = _as_feature(values, _is_number(leads[c])).to_numpy()
 
     accounts = tables.accounts.set_index("account_id")
     account_cols = _attribute_columns(accounts, skip, only, prefix="account_")
-    account_rows = accounts.reindex(rows["account_id"].to_numpy())
+    account_ids = rows["account_id"].reset_index(drop=True)
+    account_rows = accounts.reindex(account_ids.to_numpy())
     for c in account_cols:
-        out[f"account_{c}"] = _as_feature(account_rows[c], _is_number(accounts[c])).to_numpy()
+        values = account_rows[c]
+        if ("account", c) in timed:
+            values = _values_at(tables.history, "account_id", c, account_ids, cutoffs)
+        out[f"account_{c}"] = _as_feature(values, _is_number(accounts[c])).to_numpy()
 
     age = (utc_datetime64(spine["cutoff"]) - utc_datetime64(rows["created_at"])) / np.timedelta64(
         1, "D"
@@ -89,6 +102,49 @@ def attribute_features(
     return pd.DataFrame(
         {c: pd.Series(v, index=index, dtype=v.dtype) for c, v in out.items()}, index=index
     )
+
+
+def history_fields(tables: CrmTables) -> set[tuple[str, str]]:
+    """The (lead or account, column) pairs that have a field history: timed, not untimed."""
+    history = tables.history
+    if history.empty:
+        return set()
+    lead = history["lead_id"].notna()
+    return {("lead", f) for f in history.loc[lead, "field"].unique()} | {
+        ("account", f) for f in history.loc[~lead & history["account_id"].notna(), "field"].unique()
+    }
+
+
+def _values_at(
+    history: pd.DataFrame, key: str, column: str, ids: pd.Series, cutoffs: pd.Series
+) -> pd.Series:
+    """Each (id, cutoff)'s value of `column`: its newest change strictly before the cutoff,
+    missing before the first (only rows stamped before a cutoff are ever read)."""
+    changes = history.loc[(history["field"] == column) & history[key].notna()]
+    left = pd.DataFrame(
+        {  # ids compared as values (a lead without an account has none: nothing to look up)
+            "id": ids.astype(object).where(ids.notna(), None).to_numpy(),
+            "cutoff": pd.DatetimeIndex(cutoffs).as_unit("ns"),
+            "row": np.arange(len(ids)),
+        }
+    ).sort_values("cutoff", kind="stable")
+    right = pd.DataFrame(
+        {
+            "id": changes[key].astype(object).to_numpy(),
+            "changed_at": pd.DatetimeIndex(changes["changed_at"]).as_unit("ns"),
+            "value": changes["value"].to_numpy(),
+        }
+    ).sort_values("changed_at", kind="stable")
+    merged = pd.merge_asof(
+        left,
+        right,
+        left_on="cutoff",
+        right_on="changed_at",
+        by="id",
+        allow_exact_matches=False,  # a change at the cutoff itself is not known yet
+        direction="backward",
+    )
+    return merged.sort_values("row")["value"].reset_index(drop=True)
 
 
 def _is_flag(column: pd.Series) -> bool:

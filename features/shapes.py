@@ -28,9 +28,10 @@ from leadscore.features.training_set import (
 
 NO_TIMESTAMPS = (
     "NO TIMESTAMPS: shape 'flat' cannot build point-in-time snapshots. The split is a stratified "
-    "random split of leads, not time-forward: holdout metrics say how well the model ranks leads "
-    "like these, not how it will do on next month's leads, and attributes filled in after the "
-    "outcome cannot be told apart by time (the leakage audit is the only guard)."
+    "random split of leads (or, with split.order_by, the newest rows are the holdout), not "
+    "snapshots in time: holdout metrics say how well the model ranks leads like these, and "
+    "attributes filled in after the outcome cannot be told apart by time (the leakage audit is "
+    "the only guard)."
 )
 
 
@@ -41,7 +42,6 @@ class Timed:
     name: str
     point_in_time = True
     split_method = "time-forward"
-    holdout_kind = "unseen leads, newest cutoffs"
     caveat = None
 
     def as_of_view(self, raw: CrmTables, as_of: pd.Timestamp) -> CrmTables:
@@ -87,7 +87,6 @@ class Flat:
     name: str = "flat"
     point_in_time = False
     split_method = "stratified random"
-    holdout_kind = "STRATIFIED RANDOM holdout: no timestamps"
     caveat = NO_TIMESTAMPS
 
     def as_of_view(self, raw: CrmTables, as_of: pd.Timestamp) -> CrmTables:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -22,16 +22,33 @@ TIMESTAMP_COLUMNS: dict[str, tuple[str, ...]] = {
     "deals": ("created_at", "closed_at"),
 }
 OUTCOMES = ("won", "lost")
+HISTORY_COLUMNS = ("lead_id", "account_id", "field", "value", "changed_at")
+
+
+def empty_history() -> pd.DataFrame:
+    """An attribute history with no rows: every attribute is untimed."""
+    return pd.DataFrame(
+        {
+            "lead_id": pd.Series([], dtype=object),
+            "account_id": pd.Series([], dtype=object),
+            "field": pd.Series([], dtype=object),
+            "value": pd.Series([], dtype=object),
+            "changed_at": pd.Series([], dtype="datetime64[ns, UTC]"),
+        }
+    )
 
 
 @dataclass(frozen=True)
 class CrmTables:
-    """The four canonical tables; timestamps are tz-aware UTC."""
+    """The four canonical tables, and the optional history of lead and account attributes
+    (`HISTORY_COLUMNS`: each row sets a lead's or an account's `field` to `value` at
+    `changed_at`); timestamps are tz-aware UTC."""
 
     accounts: pd.DataFrame
     leads: pd.DataFrame
     activities: pd.DataFrame
     deals: pd.DataFrame
+    history: pd.DataFrame = field(default_factory=empty_history)
 
 
 def crm_as_of(tables: CrmTables, as_of: pd.Timestamp) -> CrmTables:
@@ -42,7 +59,8 @@ def crm_as_of(tables: CrmTables, as_of: pd.Timestamp) -> CrmTables:
     not_yet = ~(deals["closed_at"] < as_of)
     deals.loc[not_yet, "closed_at"] = pd.NaT
     deals.loc[not_yet, "outcome"] = None
-    return replace(tables, leads=leads, activities=activities, deals=deals)
+    history = tables.history[tables.history["changed_at"] < as_of]
+    return replace(tables, leads=leads, activities=activities, deals=deals, history=history)
 
 
 def activities_as_of(activities: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from leadscore.features.attributes import attribute_features
+from leadscore.features.attributes import attribute_features, history_fields
 from leadscore.features.build import FeatureSpec
 from leadscore.features.screening import screen_columns
 from leadscore.features.snapshots import (
@@ -45,6 +45,7 @@ class SplitRules(Protocol):
     calibration_lead_fraction: float
     holdout_lead_fraction: float
     seed: int
+    order_by: str | None
 
 
 class NotEnoughHistory(ValueError):
@@ -66,6 +67,15 @@ class TrainingSet:
     def point_in_time(self) -> bool:
         """Snapshots in time (not one row per lead of an export without timestamps)."""
         return self.split_method == "time-forward"
+
+    @property
+    def holdout_kind(self) -> str:
+        """How the holdout was drawn, in words."""
+        if self.point_in_time:
+            return "unseen leads, newest cutoffs"
+        if self.split_method.startswith("ordered"):
+            return f"the NEWEST ROWS, {self.split_method}; no timestamps"
+        return "STRATIFIED RANDOM holdout: no timestamps"
 
     def masks(self) -> dict[str, np.ndarray]:
         """A boolean row mask per slice (train, valid, calibration, holdout)."""
@@ -90,20 +100,19 @@ def screen(
 
 
 def attribute_names(tables: CrmTables, spec: FeatureSpec) -> list[str]:
-    """The untimed attribute features a spec builds from these tables (names only)."""
+    """The untimed attribute features a spec builds from these tables (names only): not the
+    lead's age, and not a column with a field history (it is point-in-time like activities)."""
     empty = pd.DataFrame(
         {
             "lead_id": tables.leads["lead_id"].iloc[:0],
             "cutoff": pd.Series([], dtype="datetime64[ns, UTC]"),
         }
     )
-    return [
-        c
-        for c in attribute_features(
-            tables, empty, spec.skip_columns, spec.known_at_creation
-        ).columns
-        if c != "lead_age_days"
-    ]
+    timed = {
+        column if kind == "lead" else f"account_{column}" for kind, column in history_fields(tables)
+    }
+    built = attribute_features(tables, empty, spec.skip_columns, spec.known_at_creation)
+    return [c for c in built.columns if c != "lead_age_days" and c not in timed]
 
 
 def timed_training_set(
@@ -146,7 +155,8 @@ def timed_training_set(
 def flat_training_set(
     tables: CrmTables, split: SplitRules, spec: FeatureSpec, as_of: pd.Timestamp
 ) -> TrainingSet:
-    """One example per lead with a known outcome, split at random within each class."""
+    """One example per lead with a known outcome, split at random within each class, or, with
+    `split.order_by`, in order: the newest rows are the holdout."""
     leads = tables.leads
     known = leads[leads["outcome"].isin(["won", "lost"])]
     rows = pd.DataFrame(
@@ -156,6 +166,40 @@ def flat_training_set(
             "label": (known["outcome"] == "won").astype(np.int8).to_numpy(),
         }
     )
+    if split.order_by is not None:
+        rows["split"] = _ordered_slices(known[split.order_by], split)
+        method = f"ordered by {split.order_by}"
+    else:
+        rows["split"] = _stratified_slices(rows, split)
+        method = "stratified random"
+    spec = replace(spec, skip_columns=frozenset({*spec.skip_columns, "outcome"}))
+    X = flat_features(tables, rows, spec)
+    X, spec, screened = screen(rows, X, spec)
+    return TrainingSet(rows, X, spec, screened, list(X.columns), method)
+
+
+def _ordered_slices(order: pd.Series, split: SplitRules) -> np.ndarray:
+    """Slices by position in time: train first, then valid, calibration, the holdout last."""
+    if not pd.api.types.is_numeric_dtype(order) and not pd.api.types.is_datetime64_any_dtype(order):
+        parsed = pd.to_datetime(order, errors="coerce", utc=True, format="mixed")
+        if parsed.isna().mean() > 0.01:
+            raise NotEnoughHistory(
+                f"split.order_by {split.order_by!r} is neither a number nor a date"
+            )
+        order = parsed
+    rank = pd.Series(order.to_numpy()).rank(method="first").to_numpy() / len(order)
+    holdout = 1 - split.holdout_lead_fraction
+    calibration = holdout - split.calibration_lead_fraction
+    valid = calibration - split.valid_lead_fraction
+    return np.select(
+        [rank > holdout, rank > calibration, rank > valid],
+        ["holdout", "calibration", "valid"],
+        default="train",
+    )
+
+
+def _stratified_slices(rows: pd.DataFrame, split: SplitRules) -> np.ndarray:
+    """Slices drawn at random within each class."""
     fractions = {
         "holdout": split.holdout_lead_fraction,
         "calibration": split.calibration_lead_fraction,
@@ -176,11 +220,7 @@ def flat_training_set(
             raise NotEnoughHistory(f"cannot make a stratified {name} slice: {exc}") from None
         slices[picked] = name
         share_left -= fraction
-    rows["split"] = slices.to_numpy()
-    spec = replace(spec, skip_columns=frozenset({*spec.skip_columns, "outcome"}))
-    X = flat_features(tables, rows, spec)
-    X, spec, screened = screen(rows, X, spec)
-    return TrainingSet(rows, X, spec, screened, list(X.columns), "stratified random")
+    return slices.to_numpy()
 
 
 def flat_features(tables: CrmTables, spine: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:

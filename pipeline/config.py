@@ -116,6 +116,12 @@ class DataConfig(_Section):
     accounts: SourceConfig | None = None
     activities: SourceConfig | None = None
     deals: SourceConfig | None = None
+    attribute_history: SourceConfig | None = Field(
+        None,
+        description="Field history of lead or account attributes (Salesforce LeadHistory, "
+        "HubSpot property history): columns lead_id or account_id, field, value, changed_at. "
+        "Such a column takes at each cutoff the value of its newest change before it.",
+    )
     lookups: tuple[LookupConfig, ...] = ()
 
     @model_validator(mode="after")
@@ -124,6 +130,8 @@ class DataConfig(_Section):
             raise ValueError(f"shape {self.shape!r} needs a leads source (the scored unit)")
         if self.shape != "events" and self.deals is not None:
             raise ValueError(f"shape {self.shape!r} takes outcomes from leads; remove deals")
+        if self.shape == "flat" and self.attribute_history is not None:
+            raise ValueError("shape 'flat' has no time: an attribute history needs timestamps")
         return self
 
 
@@ -211,6 +219,12 @@ class SplitConfig(_Section):
     min_wins: int = Field(20, ge=5, description="Fewest wins each slice needs.")
     seed: int = Field(
         0, ge=0, lt=10**16, description="Salt of the lead draw (a hash of the lead id)."
+    )
+    order_by: str | None = Field(
+        None,
+        description="Shape flat only: a leads column that orders the rows in time (a date, or "
+        "lead_id when the rows are in time order and generated_id numbers them); the holdout "
+        "is then the newest rows, not a random draw.",
     )
 
     @model_validator(mode="after")
@@ -443,6 +457,15 @@ class Config(_Section):
     monitor: MonitorConfig = MonitorConfig()
     spark: SparkConfig = SparkConfig()
     mlflow: MlflowConfig = MlflowConfig()
+
+    @model_validator(mode="after")
+    def _ordering_needs_flat(self) -> Config:
+        if self.split.order_by is not None and self.data.shape != "flat":
+            raise ValueError(
+                "split.order_by orders the rows of shape flat; time-stamped shapes are split by "
+                "their cutoffs already"
+            )
+        return self
 
 
 def _apply_override(raw: dict[str, Any], assignment: str) -> None:

@@ -41,7 +41,7 @@ from leadscore.pipeline.config import SourceConfig
 from leadscore.pipeline.errors import InputError, JobFailure
 from leadscore.pipeline.io.checks import SORT_KEYS, canonical_order, check_table
 from leadscore.pipeline.io.locks import held_by_someone
-from leadscore.pipeline.io.mapping import Warn, map_source, value_text
+from leadscore.pipeline.io.mapping import Warn, as_key_type, map_source
 from leadscore.pipeline.io.readers import iter_source
 
 SPILL_PREFIX = "leadscore-activities-"
@@ -300,7 +300,7 @@ def partition_activities(
             if frame.empty:
                 continue
             times = utc_datetime64(frame["occurred_at"])
-            position = index.get_indexer(_as_key_type(frame["lead_id"], index).to_numpy())
+            position = index.get_indexer(as_key_type(frame["lead_id"], index).to_numpy())
             known = position >= 0
             tally.count(frame, known, times)
             if known.any():
@@ -323,16 +323,6 @@ def partition_activities(
         rows=tally.kept,
         newest=None if newest is None else pd.Timestamp(newest, tz="UTC"),
     )
-
-
-def _as_key_type(ids: pd.Series, index: pd.Index) -> pd.Series:
-    """A batch's lead ids in the type of the leads table's: a CSV read a chunk at a time guesses
-    types per chunk (numbers in one chunk, text in the next), a whole file once."""
-    if pd.api.types.is_numeric_dtype(index) and not pd.api.types.is_numeric_dtype(ids):
-        return pd.to_numeric(ids, errors="coerce")
-    if not pd.api.types.is_numeric_dtype(index) and pd.api.types.is_numeric_dtype(ids):
-        return value_text(ids).astype(object)
-    return ids
 
 
 def _append(

@@ -147,3 +147,14 @@ def map_source(
                 )
             frame = frame[~empty]
     return frame  # indexed by source row (0 = the first data row): messages name rows by it
+
+
+def as_key_type(ids: pd.Series, index: pd.Index) -> pd.Series:
+    """Ids in the type of the table's key they point at: a text export of numbers matches
+    numeric ids, and a CSV read a chunk at a time (which guesses types per chunk: numbers in
+    one, text in the next) matches the whole table's."""
+    if pd.api.types.is_numeric_dtype(index) and not pd.api.types.is_numeric_dtype(ids):
+        return pd.to_numeric(ids, errors="coerce")
+    if not pd.api.types.is_numeric_dtype(index) and pd.api.types.is_numeric_dtype(ids):
+        return value_text(ids).astype(object)
+    return ids

@@ -20,6 +20,8 @@ import pandas as pd
 from leadscore.features.tables import (
     TABLE_NAMES,
     CrmTables,
+    empty_history,
+    snake_case,
     utc_datetime64,
 )
 from leadscore.pipeline.config import (
@@ -38,7 +40,13 @@ from leadscore.pipeline.io.checks import (
     check_joins,
     check_table,
 )
-from leadscore.pipeline.io.mapping import Warn, examples, map_source, parse_timestamps
+from leadscore.pipeline.io.mapping import (
+    Warn,
+    as_key_type,
+    examples,
+    map_source,
+    parse_timestamps,
+)
 from leadscore.pipeline.io.readers import describe_source, read_source, table_file
 
 
@@ -183,6 +191,57 @@ def _flat_leads(leads: pd.DataFrame, where: dict[str, str]) -> pd.DataFrame:
     return leads.assign(created_at=no_time)
 
 
+def _attribute_history(
+    spec: SourceConfig,
+    data_dir: Path,
+    leads: pd.DataFrame,
+    accounts: pd.DataFrame,
+    warn: Warn | None,
+) -> pd.DataFrame:
+    """The field history, checked and pointed at the tables' own columns: each row names a
+    lead (lead_id) or an account (account_id), a field (a column, matched as names are
+    everywhere), its new value and when it changed. Rows of unknown fields or ids are counted
+    and left out."""
+    where = describe_source(spec, data_dir)
+    frame = map_source(read_source(spec, data_dir), spec, where, warn)
+    missing = [c for c in ("field", "value", "changed_at") if c not in frame.columns]
+    if missing or not {"lead_id", "account_id"} & set(frame.columns):
+        raise InputError(
+            f"{where}: an attribute history needs columns field, value, changed_at and lead_id "
+            f"or account_id (has: {', '.join(map(str, frame.columns))}; rename yours onto these)"
+        )
+    frame = frame.assign(changed_at=parse_timestamps(frame["changed_at"], where, "changed_at"))
+    if frame["changed_at"].isna().any():
+        raise InputError(f"{where}: column 'changed_at' is empty in some rows")
+    parts = []
+    for key, table in (("lead_id", leads), ("account_id", accounts)):
+        if key not in frame.columns:
+            continue
+        rows = frame[frame[key].notna()]
+        columns = {snake_case(str(c)): str(c) for c in table.columns if c != key}
+        fields = rows["field"].astype(str).map(lambda f, cols=columns: cols.get(snake_case(f)))
+        ids = as_key_type(rows[key], pd.Index(table[key].dropna()))
+        known = fields.notna() & ids.isin(table[key])
+        if (~known).any() and warn is not None:
+            warn(
+                f"{where}: {int((~known).sum()):,} of {len(rows):,} rows name a field that is no "
+                f"column, or a {key} not in the data, e.g. {examples(rows.loc[~known, 'field'])}; "
+                "they are ignored"
+            )
+        part = pd.DataFrame(
+            {
+                "lead_id": ids[known] if key == "lead_id" else None,
+                "account_id": ids[known] if key == "account_id" else None,
+                "field": fields[known],
+                "value": rows.loc[known, "value"],
+                "changed_at": rows.loc[known, "changed_at"],
+            }
+        )
+        parts.append(part.astype({"lead_id": object, "account_id": object}))
+    history = pd.concat(parts, ignore_index=True) if parts else empty_history()
+    return history.sort_values(["field", "changed_at"], kind="stable").reset_index(drop=True)
+
+
 def load_tables(
     config: Config | None,
     data_dir: str | Path,
@@ -240,12 +299,18 @@ def load_tables(
     for message in check_joins(checked, where):
         if warn is not None:
             warn(message)
+    history = empty_history()
+    if data is not None and data.attribute_history is not None:
+        history = _attribute_history(
+            data.attribute_history, data_dir, checked["leads"], checked["accounts"], warn
+        )
     # A database returns rows in any order; sorted tables make every run on the same data equal.
     return CrmTables(
         **{
             name: canonical_order(frame, [k for k in SORT_KEYS[name] if k in frame.columns])
             for name, frame in checked.items()
-        }
+        },
+        history=history,
     )
 
 

@@ -71,7 +71,7 @@ def train(
         version=run.version,
         made_champion=run.made_champion,
         as_of=data.as_of,
-        holdout_kind=catalog.shape.holdout_kind,
+        holdout_kind=examples.holdout_kind,
         evaluation=holdout.evaluation,
         calibration=model.calibration_method_,
         importance=model.feature_importance(),

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pandas as pd
+
 from leadscore.features.build import FeatureSpec
+from leadscore.features.tables import CrmTables, lookup
 from leadscore.features.training_set import NotEnoughHistory, TrainingSet, class_problem
 from leadscore.pipeline.catalog import Catalog, LoadedData
 from leadscore.pipeline.config import Config
@@ -45,16 +48,53 @@ def labelled_examples(data: LoadedData, catalog: Catalog) -> TrainingSet:
         except NotEnoughHistory as exc:
             raise InputError(
                 f"not enough history before {data.as_of:%Y-%m-%d} to train: {exc}"
+                + _instant_closes(data.tables)
             ) from None
     v = config.validation
     problem = class_problem(ts.rows, v.min_wins, v.min_losses, config.split.min_wins)
     if problem is not None:
-        raise InputError(problem)
+        raise InputError(problem + _instant_closes(data.tables))
+    if ts.point_in_time:
+        _warn_hollow_holdout(ts, data.tables, catalog)
     if ts.screened:
         steps.note(_screened_summary(ts.screened))
         for column, why in ts.screened.items():  # the detail goes to the run's report
             catalog.record(f"not a feature: {column} ({why})")
     return ts
+
+
+def _instant_closes(tables: CrmTables) -> str:
+    """Why snapshots may be empty: units decided the day they appear are never open at a
+    cutoff. The explanation when most closed units are such, else nothing."""
+    deals = tables.deals.dropna(subset=["closed_at"])
+    if deals.empty:
+        return ""
+    created = lookup(tables.leads.set_index("lead_id")["created_at"], deals["lead_id"])
+    instant = (deals["closed_at"] - created) <= pd.Timedelta(days=1)
+    if instant.mean() < 0.5:
+        return ""
+    return (
+        f". {int(instant.sum()):,} of {len(deals):,} closed units closed within a day of their "
+        "creation: they are never open at a cutoff, so no snapshot can learn from them. If "
+        "each row is decided at once (a call, a form), use shape flat, with split.order_by on "
+        "the date column so that the holdout is the newest rows"
+    )
+
+
+def _warn_hollow_holdout(ts: TrainingSet, tables: CrmTables, catalog: Catalog) -> None:
+    """A holdout whose cutoffs all come after the newest lead judges only old leads."""
+    cutoffs = ts.rows.loc[ts.masks()["holdout"], "cutoff"]
+    newest = tables.leads["created_at"].max()
+    if cutoffs.empty or pd.isna(newest) or newest >= cutoffs.min():
+        return
+    days = (cutoffs.min() - newest).days
+    catalog.warn(
+        f"the holdout's cutoffs ({cutoffs.min():%Y-%m-%d} to {cutoffs.max():%Y-%m-%d}) all come "
+        f"after the newest lead (created {newest:%Y-%m-%d}, {days} days before): the holdout "
+        "judges the model only on leads already that old, none newly created. The as-of time "
+        "follows the export's newest timestamp (often a close date); set --as-of nearer the "
+        "newest lead, or use fewer holdout cutoffs"
+    )
 
 
 def _screened_summary(screened: dict[str, str]) -> str:

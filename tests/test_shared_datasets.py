@@ -64,6 +64,10 @@ def test_example_config_audits_and_trains_without_the_leaks(name, run_cli, tmp_p
     assert set(run.data.tags["leakage_dropped"].split(", ")) >= leaks - {"account_id"}
     if name == "x_education":
         assert "NO TIMESTAMPS" in train.stderr
+        lines = train.stderr.splitlines()
+        assert not [line for line in lines if "not a feature:" in line]  # once 44 lines
+        (summary,) = [line for line in lines if "not features:" in line]
+        assert "constant in the training rows" in summary
         assert run.data.tags["split_method"] == "stratified random"
         assert run.data.tags["point_in_time"] == "false"
     else:

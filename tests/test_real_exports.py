@@ -201,3 +201,34 @@ def test_the_logged_config_names_the_data_folder_actually_used(
     assert logged == "elsewhere"
     config_yaml = next(Path(tmp_path).rglob("config.yaml")).read_text()
     assert "dir: elsewhere" in config_yaml
+
+
+def test_a_holdout_of_old_leads_only_is_warned_about(tmp_path):
+    """The default as-of follows the newest timestamp, often a close date long after the last
+    lead was created: the holdout's cutoffs then judge only old leads."""
+    from leadscore.features.training_set import TrainingSet
+    from leadscore.pipeline.catalog import Catalog
+    from leadscore.pipeline.progress import Steps
+    from leadscore.pipeline.steps.examples import _warn_hollow_holdout
+
+    cutoffs = pd.to_datetime(["2017-09-01", "2017-10-01", "2017-11-01"], utc=True)
+    rows = pd.DataFrame(
+        {"lead_id": [1, 2, 3], "cutoff": cutoffs, "label": [0, 1, 0], "split": ["holdout"] * 3}
+    )
+    ts = TrainingSet(rows, pd.DataFrame(index=rows.index), FeatureSpec(), {}, [], "time-forward")
+    leads = pd.DataFrame(
+        {"lead_id": [1, 2, 3], "created_at": pd.to_datetime(["2017-03-01"] * 3, utc=True)}
+    )
+    from leadscore.features.tables import CrmTables
+
+    tables = CrmTables(pd.DataFrame(), leads, pd.DataFrame(), pd.DataFrame())
+    catalog = Catalog(load_config(None), tmp_path, steps=Steps(quiet=True))
+    _warn_hollow_holdout(ts, tables, catalog)
+    (warning,) = catalog.warnings
+    assert "all come after the newest lead (created 2017-03-01" in warning
+    recent = leads.assign(created_at=pd.to_datetime(["2017-10-15"] * 3, utc=True))
+    catalog.warnings.clear()
+    _warn_hollow_holdout(
+        ts, CrmTables(pd.DataFrame(), recent, pd.DataFrame(), pd.DataFrame()), catalog
+    )
+    assert catalog.warnings == []

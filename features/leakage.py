@@ -68,8 +68,8 @@ DURING_NAME = re.compile(
     r"won_date|sla|time_to\w*|days_to\w*|days_in\w*|days_until|to_close|until_close)(?:_|$)"
 )
 # Weaker lifecycle words: they place a column in a group but never flag it alone.
-LIFECYCLE_NAME = re.compile(
-    r"(?:^|_)(?:days?|elapsed|durations?|stages?|cycles?|closing|close|ratio|share|pct|"
+LIFECYCLE_NAME = re.compile(  # "days" (a count of them), not "day" (a calendar day)
+    r"(?:^|_)(?:days|elapsed|durations?|stages?|cycles?|closing|close|ratio|share|pct|"
     r"percent|total|changes?|transitions?|steps?|touch(?:es|points?)?|calls?|minutes?|"
     r"seconds?|hours?)(?:_|$)"
 )
@@ -80,6 +80,7 @@ MAX_UNITS = 30_000  # units the model-based checks are measured on (a stratified
 MAX_VALUES = 50  # most frequent values tested for value_in_one_class
 MOSTLY = 0.25  # filled_for_one_outcome: filled for at least this share of one outcome's units
 MEMBER_AUC = 0.55  # a lifecycle group's member is flagged if this strong alone, or if it adds
+MEMBER_LIFT = 0.01  # ... at least this AUC to the clean columns on its own
 Add = Callable[..., None]  # add(column, check, evidence, verdict=FLAG)
 
 
@@ -119,7 +120,9 @@ class Audit:
 
 
 def _snake(name: str) -> str:
-    return re.sub(r"[^0-9a-z]+", "_", str(name).lower()).strip("_")
+    """A name as words joined by _: 'DaysToClose', 'days to close' and 'days_to_close' alike."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", str(name))
+    return re.sub(r"[^0-9a-z]+", "_", spaced.lower()).strip("_")
 
 
 def single_feature_auc(values: pd.Series, y: np.ndarray, seed: int = 0) -> float:
@@ -467,10 +470,11 @@ def _groups_and_price(
             evidence.setdefault(column, {})["group_lift"] = round(lift, 4)
         if lift < rules.group_lift:
             continue
-        for column in _contributing(sample, ys, base, group, lift, aucs):
-            add(column, "lifecycle_group", f"one of {', '.join(group)} (named for the sales "
-                f"process, its stages or durations), which together add {lift:+.3f} AUC out "
-                f"of fold to the clean attributes ({without:.3f} -> {with_group:.3f}, per "
+        members = _contributing(sample, ys, base, group, lift, without, aucs)
+        for column in members:
+            add(column, "lifecycle_group", f"one of {', '.join(members)} (named for the sales "
+                f"process, its stages or durations), whose group adds {lift:+.3f} AUC out of "
+                f"fold to the clean attributes ({without:.3f} -> {with_group:.3f}, per "
                 "unit)")  # fmt: skip
     flagged = flagged_columns(findings)
     clean = [c for c in candidates if c not in flagged]
@@ -487,16 +491,17 @@ def _contributing(
     base: list[str],
     group: list[str],
     lift: float,
+    without: float,
     aucs: dict[str, float],
 ) -> list[str]:
-    """The members of a group that carry its lift: strong alone, or missed when left out."""
+    """The members of a group that carry outcome information themselves: of some strength
+    alone (MEMBER_AUC), or adding to the clean columns on their own (MEMBER_LIFT). Redundant
+    leaks each pass the second test; an honest column that only shares the group's words
+    passes neither."""
     out = []
     for column in group:
-        if aucs[column] >= MEMBER_AUC:
-            out.append(column)
-            continue
-        rest = [c for c in group if c != column]
-        if lift - (_oof_auc(sample[base + rest], y) - _oof_auc(sample[base], y)) >= lift / 10:
+        added = _oof_auc(sample[[*base, column]], y) - without if aucs[column] < MEMBER_AUC else 1
+        if added >= MEMBER_LIFT:
             out.append(column)
     return out
 

@@ -317,16 +317,21 @@ def audit_columns(
 
     for column in candidates:
         evidence[column] = _column_checks(X[column], column, y, aucs, rules, add)
-        if OUTCOME_NAME.search(_snake(column)):  # a name is evidence only beside the data's
-            backed = column in flagged_columns(findings)
-            note = "" if backed else f"; no data evidence (AUC {aucs[column]:.3f}): please review"
-            add(column, "spells_outcome", f"its name {column!r} reads like an outcome field"
-                + note, FLAG if backed else REVIEW)  # fmt: skip
     for column in keys.columns if keys is not None else ():
         _presence_checks(keys[column], column, y, rules.p_value, add, through_key=True)
     if timestamps is not None and closed_at is not None:
         _timestamp_checks(timestamps, closed_at.reset_index(drop=True), add)
     price = _groups_and_price(X, y, list(candidates), findings, rules, add, evidence)
+    backed = flagged_columns(findings)  # a name is evidence only beside the data's
+    for column in candidates:
+        if OUTCOME_NAME.search(_snake(column)):
+            note = (
+                ""
+                if column in backed
+                else (f"; no data evidence (AUC {aucs[column]:.3f}): please review")
+            )
+            add(column, "spells_outcome", f"its name {column!r} reads like an outcome field"
+                + note, FLAG if column in backed else REVIEW)  # fmt: skip
     return Audit(findings, aucs, evidence, price)
 
 

@@ -485,23 +485,37 @@ def _apply_override(raw: dict[str, Any], assignment: str) -> None:
         raise InputError(f"--set {assignment!r}: the value is not valid YAML: {exc}") from None
 
 
-def _describe_error(error: ValidationError, source: str) -> str:
+def _describe_error(error: ValidationError, source: str, overrides: tuple[str, ...]) -> str:
     lines = [f"{source}: invalid configuration"]
     for item in error.errors():
         key = ".".join(str(p) for p in item["loc"])
-        if item["type"] == "extra_forbidden":
-            section = _section_for(item["loc"][:-1])
-            known = ", ".join(section.model_fields) if section else ""
-            lines.append(f"  {key}: unknown key (expected one of: {known})")
-        else:
-            hint = ""
-            if isinstance(item.get("input"), bool):
-                hint = (
-                    "; YAML reads unquoted yes, no, on, off, true and false as booleans: put the "
-                    "value in quotes, e.g. 'yes'"
-                )
-            lines.append(f"  {key}: {item['msg']} (got {item.get('input')!r}){hint}")
+        lines.extend(_error_lines(item, key))
+        given = [o for o in overrides if _same_key(o.partition("=")[0].strip(), key)]
+        if given:
+            lines[-1] += f" [from --set {given[-1]}]"
     return redact_text("\n".join(lines))  # a URL given in the wrong place keeps its password
+
+
+def _same_key(a: str, b: str) -> bool:
+    """Whether one dotted key is the other or holds it (an override names a section or value)."""
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
+
+
+def _error_lines(item: Any, key: str) -> list[str]:
+    lines: list[str] = []
+    if item["type"] == "extra_forbidden":
+        section = _section_for(item["loc"][:-1])
+        known = ", ".join(section.model_fields) if section else ""
+        lines.append(f"  {key}: unknown key (expected one of: {known})")
+    else:
+        hint = ""
+        if isinstance(item.get("input"), bool):
+            hint = (
+                "; YAML reads unquoted yes, no, on, off, true and false as booleans: put the "
+                "value in quotes, e.g. 'yes'"
+            )
+        lines.append(f"  {key}: {item['msg']} (got {item.get('input')!r}){hint}")
+    return lines
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:
@@ -557,7 +571,7 @@ def load_config(path: str | Path | None, overrides: tuple[str, ...] = ()) -> Con
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        raise InputError(_describe_error(exc, source)) from None
+        raise InputError(_describe_error(exc, source, overrides)) from None
 
 
 def config_as_dict(config: Config) -> dict[str, Any]:

@@ -68,3 +68,15 @@ def test_config_is_frozen():
     config = load_config(None)
     with pytest.raises(Exception, match="frozen"):
         config.model.learning_rate = 1.0  # type: ignore[misc]
+
+
+def test_an_error_from_an_override_says_so_and_a_file_error_does_not(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  learning_rate: 0.1\n")
+    with pytest.raises(InputError) as info:
+        load_config(path, ("model.learning_rate=fast",))
+    assert "[from --set model.learning_rate=fast]" in str(info.value)
+    path.write_text("model:\n  learning_rate: fast\n")
+    with pytest.raises(InputError) as info:
+        load_config(path, ("model.num_leaves=31",))
+    assert "--set" not in str(info.value)

@@ -74,6 +74,13 @@ def test_each_kind_is_caught_by_the_check_meant_for_it(monthly):
         assert "filled_for_one_outcome" in checks[column], column
 
 
+def test_a_column_dropped_on_data_is_not_also_asked_for_review(monthly):
+    result, _ = monthly
+    reviewed = {f.column for f in result.findings if f.verdict == "review"}
+    assert "days_to_close" in result.audit.flagged()  # its name alone would only ask review
+    assert not reviewed & set(result.audit.flagged())
+
+
 def test_the_lifecycle_columns_are_weak_alone(monthly):
     result, _ = monthly
     alone = result.aucs[LIFECYCLE]

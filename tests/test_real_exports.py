@@ -232,3 +232,28 @@ def test_a_holdout_of_old_leads_only_is_warned_about(tmp_path):
         ts, CrmTables(pd.DataFrame(), recent, pd.DataFrame(), pd.DataFrame()), catalog
     )
     assert catalog.warnings == []
+
+
+def test_strict_mode_keeps_only_the_vouched_attributes_and_checks_their_names(small_tables):
+    """features.known_at_creation: only the columns a person vouches for become attribute
+    features (engagement and deal features stay, being timed); a name that is not a column
+    stops the run like any rule list."""
+    from leadscore.features.build import build_features
+    from leadscore.pipeline.io.checks import check_named_columns
+    from leadscore.pipeline.steps.examples import feature_spec
+
+    spine = (
+        small_tables.leads[["lead_id"]].head(50).assign(cutoff=pd.Timestamp("2026-06-01", tz="UTC"))
+    )
+    everything = build_features(small_tables, spine, feature_spec(load_config(None)))
+    config = load_config(None, ("features.known_at_creation=[Source, account_industry]",))
+    strict = build_features(small_tables, spine, feature_spec(config))
+    attributes = set(everything.columns) - set(strict.columns)
+    assert {"job_title", "country", "account_employees"} <= attributes
+    assert {"source", "account_industry", "lead_age_days"} <= set(strict.columns)
+    assert [c for c in strict.columns if c not in everything.columns] == []
+    assert any(c.startswith("n_") or "activit" in c for c in strict.columns)  # timed ones stay
+    check_named_columns(config, small_tables)  # both names are columns (one as its feature)
+    typo = load_config(None, ("features.known_at_creation=[sourse]",))
+    with pytest.raises(InputError, match=r"known_at_creation.*source"):
+        check_named_columns(typo, small_tables)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from leadscore.features.build import FeatureSpec
+from leadscore.features.lifecycle import LifecycleRule
 from leadscore.features.snapshots import open_leads
 from leadscore.features.tables import CrmTables, clean, crm_as_of
 from leadscore.features.training_set import (
@@ -58,8 +59,9 @@ class Timed:
         spec: FeatureSpec,
         as_of: pd.Timestamp,
         features: FeatureBuilder,
+        lifecycle: LifecycleRule | None = None,
     ) -> TrainingSet:
-        return timed_training_set(tables, snapshots, split, spec, as_of, features)
+        return timed_training_set(tables, snapshots, split, spec, as_of, features, lifecycle)
 
     def features(
         self, tables: CrmTables, spine: pd.DataFrame, spec: FeatureSpec, build: FeatureBuilder
@@ -104,6 +106,7 @@ class Flat:
         spec: FeatureSpec,
         as_of: pd.Timestamp,
         features: FeatureBuilder,
+        lifecycle: LifecycleRule | None = None,
     ) -> TrainingSet:
         return flat_training_set(tables, split, spec, as_of)
 

@@ -18,6 +18,7 @@ from sklearn.model_selection import train_test_split
 
 from leadscore.features.attributes import attribute_features, history_fields
 from leadscore.features.build import FeatureSpec
+from leadscore.features.lifecycle import MARKETING, LifecycleRule, lead_stages
 from leadscore.features.screening import screen_columns
 from leadscore.features.snapshots import (
     SPLITS,
@@ -56,7 +57,7 @@ class NotEnoughHistory(ValueError):
 class TrainingSet:
     """Labelled examples and their features, row-aligned."""
 
-    rows: pd.DataFrame  # lead_id, cutoff, label, split
+    rows: pd.DataFrame  # lead_id, cutoff, label, split, stage (marketing or sales)
     X: pd.DataFrame
     spec: FeatureSpec  # the feature spec, plus columns screened out as PII or identifiers
     screened: dict[str, str]
@@ -76,6 +77,15 @@ class TrainingSet:
         if self.split_method.startswith("ordered"):
             return f"the NEWEST ROWS, {self.split_method}; no timestamps"
         return "STRATIFIED RANDOM holdout: no timestamps"
+
+    def only(self, stage: str, X: pd.DataFrame | None = None) -> tuple[TrainingSet, pd.DataFrame]:
+        """The examples of one lifecycle stage (a population), with their rows of `X` (the
+        audited features; default: this set's own)."""
+        X = self.X if X is None else X
+        keep = (self.rows["stage"] == stage).to_numpy()
+        rows = self.rows[keep].reset_index(drop=True)
+        kept_X = X[keep].reset_index(drop=True)
+        return replace(self, rows=rows, X=self.X[keep].reset_index(drop=True)), kept_X
 
     def masks(self) -> dict[str, np.ndarray]:
         """A boolean row mask per slice (train, valid, calibration, holdout)."""
@@ -122,9 +132,11 @@ def timed_training_set(
     spec: FeatureSpec,
     as_of: pd.Timestamp,
     features: FeatureBuilder,
+    lifecycle: LifecycleRule | None = None,
 ) -> TrainingSet:
     """Snapshots at each cutoff up to `as_of` minus the window, labelled and split by time and
-    lead; `features` builds them (on one machine or on Spark, with the same result)."""
+    lead; `features` builds them (on one machine or on Spark, with the same result). Each row
+    carries its lifecycle stage at the cutoff (`lifecycle`; all marketing's without one)."""
     last = as_of - pd.Timedelta(days=snapshots.conversion_window_days)
     cutoffs = cutoff_schedule(tables, snapshots.frequency, snapshots.history_start_days, last)
     spine = open_leads(tables, cutoffs, snapshots.max_lead_age_days)
@@ -146,6 +158,7 @@ def timed_training_set(
         raise NotEnoughHistory(str(exc)) from exc
     rows = labelled.assign(split=slices.to_numpy())
     rows = rows[rows["split"].notna()].reset_index(drop=True)
+    rows["stage"] = lead_stages(tables, rows, lifecycle)
     X = features(tables, rows, spec).reset_index(drop=True)
     X, spec, screened = screen(rows, X, spec)
     attributes = [c for c in attribute_names(tables, spec) if c in X.columns]
@@ -164,6 +177,7 @@ def flat_training_set(
             "lead_id": known["lead_id"].to_numpy(),
             "cutoff": as_of,
             "label": (known["outcome"] == "won").astype(np.int8).to_numpy(),
+            "stage": MARKETING,  # no time, so no lifecycle: every lead is marketing's
         }
     )
     if split.order_by is not None:

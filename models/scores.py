@@ -12,6 +12,7 @@ SCORE_COLUMNS = (
     "probability",
     "score",
     "grade",
+    "stage",
     "mql",
     "fit_score",
     "engagement_score",
@@ -59,18 +60,21 @@ def mql_flags(
     mql_grades: tuple[str, ...],
     min_score: int | None = None,
     capacity: int | None = None,
+    standing: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Marketing-qualified: a qualifying grade or a score of at least `min_score`; with a
-    `capacity`, only that many, highest probability first."""
+    """Marketing-qualified: a qualifying grade or a score of at least `min_score`. With a
+    `capacity`, leads already handed over (`standing`) stay MQL while they qualify, and at most
+    `capacity` new ones join, highest probability first."""
     flag = np.isin(np.asarray(grades), list(mql_grades))
     if min_score is not None:
         flag |= to_score(y_proba) >= min_score
-    if capacity is not None and flag.sum() > capacity:
-        candidates = np.flatnonzero(flag)
-        order = np.argsort(-np.asarray(y_proba)[candidates], kind="stable")
-        flag = np.zeros_like(flag)
-        flag[candidates[order[:capacity]]] = True
-    return flag
+    if capacity is None:
+        return flag
+    kept = flag & (np.zeros_like(flag) if standing is None else np.asarray(standing, dtype=bool))
+    candidates = np.flatnonzero(flag & ~kept)
+    order = np.argsort(-np.asarray(y_proba)[candidates], kind="stable")
+    kept[candidates[order[: max(capacity, 0)]]] = True
+    return kept
 
 
 def assign_grades(

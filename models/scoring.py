@@ -13,6 +13,7 @@ import pandas as pd
 from leadscore.features.build import FeatureSpec, build_features
 from leadscore.features.descriptions import Describer, FeatureInfo
 from leadscore.features.families import FAMILIES, feature_family
+from leadscore.features.lifecycle import MARKETING, SALES, LifecycleRule, lead_stages
 from leadscore.features.tables import CrmTables
 from leadscore.models.drift import DriftReference
 from leadscore.models.lead_model import LeadScoringModel
@@ -25,6 +26,7 @@ HISTORY_COLUMNS = [
     "score",
     "probability",
     "grade",
+    "stage",
     "fit_score",
     "engagement_score",
     "mql",
@@ -36,6 +38,7 @@ NO_REASON = "No signal raised this lead's score above the typical lead"
 # What `score_chunk` gives per lead besides lead_id, and the kind of each (for engines that
 # need a schema before they run it)
 PART_KINDS = {
+    "stage": "string",
     "probability": "double",
     "fit_score": "long",
     "engagement_score": "long",
@@ -58,6 +61,14 @@ class ScoringBundle:
     drift_reference: DriftReference | None = None
     # how each feature reads in a reason: its column's name, unit, window, values' spellings
     descriptions: dict[str, FeatureInfo] = field(default_factory=dict)
+    # when sales accepted a lead (None: no lifecycle, every open lead is marketing's)
+    lifecycle: LifecycleRule | None = None
+    # the model of leads already with sales (None: they are scored by this one, apart)
+    opportunity: ScoringBundle | None = None
+    # the share of leads the holdout drew (time-forward holdouts; None for older bundles)
+    holdout_fraction: float | None = None
+    # what marketing learns from what closes (`models.what_closes`), per value
+    learnings: pd.DataFrame | None = None
 
     def describer(self) -> Describer:
         return Describer(getattr(self, "descriptions", {}))
@@ -68,11 +79,25 @@ class ScoringRules(Protocol):
 
     grade_by: str
     grades: dict[str, float]
-    mql_grades: tuple[str, ...]
-    mql_min_score: int | None
-    mql_capacity: int | None
     max_reasons: int
     min_reason_impact: float
+
+
+class HandOffRules(Protocol):
+    """The MQL definition and the capacity (the config's `agreement` section)."""
+
+    mql_grades: tuple[str, ...]
+    mql_min_score: int | None
+    capacity_per_week: int | None
+
+
+@dataclass(frozen=True)
+class HandOffState:
+    """What the MQL decision needs from earlier batches: the leads MQL in the previous batch,
+    and the new hand-offs already made in the 7 days before this one."""
+
+    standing: frozenset[str] = frozenset()
+    handed_this_week: int = 0
 
 
 Select = Callable[[CrmTables, pd.DataFrame], pd.DataFrame]
@@ -88,8 +113,31 @@ def missing_features(tables: CrmTables, bundle: ScoringBundle) -> list[str]:
 def score_chunk(
     tables: CrmTables, bundle: ScoringBundle, spine: pd.DataFrame, rules: ScoringRules
 ) -> pd.DataFrame:
-    """Everything per lead that does not depend on the other leads: features, probability,
-    sub-scores and reasons. Grades and MQL flags (which rank leads) come after (`finish`)."""
+    """Everything per lead that does not depend on the other leads: stage, features,
+    probability, sub-scores and reasons. A lead already with sales is scored by the
+    opportunity model when the bundle has one. Grades and MQL flags (which rank leads) come
+    after (`finish`)."""
+    stage = lead_stages(tables, spine, getattr(bundle, "lifecycle", None))
+    opportunity = getattr(bundle, "opportunity", None)
+    with_sales = stage == SALES
+    if opportunity is None or not with_sales.any():
+        return _scored(tables, bundle, spine, rules).assign(stage=stage)
+    if with_sales.all():
+        return _scored(tables, opportunity, spine, rules).assign(stage=SALES)
+    out = pd.concat(
+        [
+            _scored(tables, bundle, spine[~with_sales], rules).assign(stage=MARKETING),
+            _scored(tables, opportunity, spine[with_sales], rules).assign(stage=SALES),
+        ],
+        ignore_index=True,
+    )
+    position = np.concatenate([np.flatnonzero(~with_sales), np.flatnonzero(with_sales)])
+    return out.iloc[np.argsort(position, kind="stable")].reset_index(drop=True)  # spine order
+
+
+def _scored(
+    tables: CrmTables, bundle: ScoringBundle, spine: pd.DataFrame, rules: ScoringRules
+) -> pd.DataFrame:
     X = build_features(tables, spine, bundle.feature_spec).reset_index(drop=True)
     model = bundle.estimator
     contributions = model.contributions(X)
@@ -127,13 +175,36 @@ def chunk_scorer(
     return work
 
 
-def regrade(scores: pd.DataFrame, rules: ScoringRules) -> pd.DataFrame:
-    """Grades and MQL flags drawn over the whole table (percentile bands and the MQL capacity
-    rank leads against each other)."""
+def regrade(
+    scores: pd.DataFrame,
+    rules: ScoringRules,
+    policy: HandOffRules,
+    state: HandOffState = HandOffState(),
+) -> pd.DataFrame:
+    """Grades and MQL flags drawn over the whole table, each population apart: percentile
+    bands rank marketing's leads among themselves and sales' among theirs, and only marketing's
+    leads can be MQL, within the weekly capacity the agreement sets."""
     proba = scores["probability"].to_numpy(dtype=float)
-    grades = assign_grades(proba, rules.grades, rules.grade_by)
-    flags = mql_flags(proba, grades, rules.mql_grades, rules.mql_min_score, rules.mql_capacity)
-    return scores.assign(grade=grades.to_numpy(), mql=flags)
+    stage = scores["stage"].to_numpy() if "stage" in scores else np.full(len(scores), MARKETING)
+    grades = np.full(len(scores), None, dtype=object)
+    for name in np.unique(stage):
+        mask = stage == name
+        grades[mask] = assign_grades(proba[mask], rules.grades, rules.grade_by).to_numpy()
+    flags = np.zeros(len(scores), dtype=bool)
+    marketing = stage == MARKETING
+    capacity = policy.capacity_per_week
+    if capacity is not None:
+        capacity = max(capacity - state.handed_this_week, 0)
+    standing = scores["lead_id"].astype(str).isin(state.standing).to_numpy()
+    flags[marketing] = mql_flags(
+        proba[marketing],
+        pd.Series(grades[marketing]),
+        policy.mql_grades,
+        policy.mql_min_score,
+        capacity,
+        standing[marketing],
+    )
+    return scores.assign(grade=grades, mql=flags)
 
 
 def finish(
@@ -142,12 +213,15 @@ def finish(
     as_of: pd.Timestamp,
     scored_at: pd.Timestamp,
     rules: ScoringRules,
+    policy: HandOffRules,
+    state: HandOffState = HandOffState(),
 ) -> pd.DataFrame:
     """Per-lead results with scores, grades and MQL flags drawn over all of them, and the
     batch's model version and times, in the columns a scoring run writes."""
     if scored.empty:
         return pd.DataFrame(columns=list(SCORE_COLUMNS))
-    scored = regrade(scored.assign(score=to_score(scored["probability"].to_numpy())), rules)
+    scored = scored.assign(score=to_score(scored["probability"].to_numpy()))
+    scored = regrade(scored, rules, policy, state)
     return scored.assign(model_version=version, as_of=as_of, scored_at=scored_at)[
         list(SCORE_COLUMNS)
     ]

@@ -37,7 +37,7 @@ from leadscore.pipeline.io.activities import (
 from leadscore.pipeline.io.checks import check_named_columns
 from leadscore.pipeline.io.readers import describe_source
 from leadscore.pipeline.io.sources import fingerprint, load_tables, resolve_as_of, source_spec
-from leadscore.pipeline.io.writeback import read_current, read_history, write_table
+from leadscore.pipeline.io.writeback import read_changes, read_current, read_history, write_table
 from leadscore.pipeline.progress import Steps
 
 Engine = Literal["pandas", "spark"]
@@ -208,12 +208,17 @@ class Catalog:
             history=(history, s.history_table),
             columns=dict(s.columns),
             lock_timeout_s=s.lock_timeout_s,
+            changes=s.changes_table,
         )
 
     def current_scores(self) -> tuple[pd.DataFrame | None, pd.Timestamp | None]:
         """The current scores (our column names) and the history's newest as-of."""
         s = self.config.scoring
         return read_current(self.target, s.table, s.history_table, dict(s.columns))
+
+    def score_changes(self, since: pd.Timestamp | None = None) -> pd.DataFrame | None:
+        """The score changes (MQL hand-offs and exits, grade changes) as of `since` or later."""
+        return read_changes(self.target, self.config.scoring.changes_table, since)
 
     def score_history(self) -> pd.DataFrame | None:
         s = self.config.scoring

@@ -302,11 +302,6 @@ class ScoringConfig(_Section):
         default_factory=lambda: {"A": 0.30, "B": 0.12, "C": 0.04},
         description="Per grade, best first: a minimum probability or a top share; the rest get D.",
     )
-    mql_grades: tuple[str, ...] = Field(("A", "B"), description="Grades that are MQLs.")
-    mql_min_score: int | None = Field(None, ge=1, le=99, description="A score this high is MQL.")
-    mql_capacity: int | None = Field(
-        None, ge=0, description="At most this many MQLs per run, highest probability first."
-    )
     max_reasons: int = Field(3, ge=0, le=10, description="Reasons per lead.")
     chunk_size: int = Field(100_000, ge=1, description="Leads scored at a time (bounds memory).")
     spill_dir: str | None = Field(
@@ -324,6 +319,11 @@ class ScoringConfig(_Section):
     history_table: str = Field(
         "lead_score_history", description="Append-only: every batch, for backtests."
     )
+    changes_table: str = Field(
+        "lead_score_changes",
+        description="Append-only: per batch, the leads that crossed into or out of MQL or "
+        "changed grade, old and new values (written with the scores, as one).",
+    )
     lock_timeout_s: float = Field(
         600,
         ge=0,
@@ -335,7 +335,7 @@ class ScoringConfig(_Section):
         description="Rename output columns to a CRM's import names, e.g. {score: Lead_Score__c}.",
     )
 
-    @field_validator("table", "history_table")
+    @field_validator("table", "history_table", "changes_table")
     @classmethod
     def _sql_name(cls, value: str) -> str:
         return _matching(SQL_NAME, value, "table name")
@@ -354,6 +354,19 @@ class ScoringConfig(_Section):
             raise ValueError("two output columns would get the same name")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_to_agreement(cls, data: Any) -> Any:
+        moved = {"mql_grades": "mql_grades", "mql_min_score": "mql_min_score",
+                 "mql_capacity": "capacity_per_week"}  # fmt: skip
+        for old, new in moved.items():
+            if isinstance(data, dict) and old in data:
+                raise ValueError(
+                    f"scoring.{old} has moved to agreement.{new}: the MQL definition, the "
+                    "sales capacity and the follow-up SLA are one agreement now"
+                )
+        return data
+
     @model_validator(mode="after")
     def _ordered_grades(self) -> ScoringConfig:
         thresholds = list(self.grades.values())
@@ -365,12 +378,66 @@ class ScoringConfig(_Section):
             raise ValueError(
                 "percentile grades are cumulative top shares, rising (A: 0.05, B: 0.2)"
             )
-        unknown = [g for g in self.mql_grades if g not in self.grades and g != "D"]
-        if unknown:
-            raise ValueError(f"mql_grades names grade(s) {unknown} not in grades")
-        if self.table == self.history_table:
-            raise ValueError("table and history_table must differ")
+        if len({self.table, self.history_table, self.changes_table}) < 3:
+            raise ValueError("table, history_table and changes_table must differ")
         return self
+
+
+class LifecycleConfig(_Section):
+    """Where a lead is: with marketing until sales accepts it (SQL), then with sales."""
+
+    sql_from: Literal["opportunity", "column", "status_history", "none"] = Field(
+        "opportunity",
+        description="opportunity: a lead is SQL once its first deal is created; column: from "
+        "the timestamp in `sql_column` of leads (HubSpot's SQL date); status_history: from the "
+        "first change of `status_field` to one of `sql_values` in data.attribute_history "
+        "(Salesforce lead status); none: no lifecycle, every open lead is marketing's.",
+    )
+    sql_column: str | None = Field(
+        None, description="Leads column with the time the lead became SQL (sql_from: column)."
+    )
+    status_field: str | None = Field(
+        None, description="Field of the attribute history holding the status (status_history)."
+    )
+    sql_values: tuple[str, ...] = Field(
+        (), description="Status values that mean sales accepted the lead (status_history)."
+    )
+    opportunity_model: bool = Field(
+        True,
+        description="Train a second model on leads already with sales (scored by it, never MQL); "
+        "false: they are scored apart by the lead model, never MQL.",
+    )
+
+    @model_validator(mode="after")
+    def _needs(self) -> LifecycleConfig:
+        if self.sql_from == "column" and not self.sql_column:
+            raise ValueError("sql_from: column needs sql_column (the leads column with the date)")
+        if self.sql_from == "status_history" and not (self.status_field and self.sql_values):
+            raise ValueError("sql_from: status_history needs status_field and sql_values")
+        return self
+
+
+class AgreementConfig(_Section):
+    """What sales and marketing sign: which leads are handed over, how many, how fast."""
+
+    name: str = Field("default", description="A label for this version of the agreement.")
+    mql_grades: tuple[str, ...] = Field(("A", "B"), description="Grades that are MQLs.")
+    mql_min_score: int | None = Field(None, ge=1, le=99, description="A score this high is MQL.")
+    capacity_per_week: int | None = Field(
+        None,
+        ge=0,
+        description="New MQL hand-offs sales can take in any 7 days (highest probability first; "
+        "leads already handed over stay MQL while they qualify); None: no cap.",
+    )
+    sla_days: int = Field(
+        7, ge=1, description="Days sales has to accept (SQL) a hand-off before it counts as missed."
+    )
+    report_thresholds: tuple[int, ...] = Field(
+        (3, 5, 10, 20, 30), description="Minimum scores the agreement table compares."
+    )
+    report_capacities: tuple[int, ...] = Field(
+        (25, 50, 100, 200), description="Weekly capacities the agreement table compares."
+    )
 
 
 class EvaluationConfig(_Section):
@@ -452,11 +519,21 @@ class Config(_Section):
     features: FeatureConfig = FeatureConfig()
     model: ModelConfig = ModelConfig()
     scoring: ScoringConfig = ScoringConfig()
+    lifecycle: LifecycleConfig = LifecycleConfig()
+    agreement: AgreementConfig = AgreementConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     gate: GateConfig = GateConfig()
     monitor: MonitorConfig = MonitorConfig()
     spark: SparkConfig = SparkConfig()
     mlflow: MlflowConfig = MlflowConfig()
+
+    @model_validator(mode="after")
+    def _mql_grades_exist(self) -> Config:
+        known = {*self.scoring.grades, "D"}
+        unknown = [g for g in self.agreement.mql_grades if g not in known]
+        if unknown:
+            raise ValueError(f"agreement.mql_grades names grade(s) {unknown} not in scoring.grades")
+        return self
 
     @model_validator(mode="after")
     def _ordering_needs_flat(self) -> Config:

@@ -89,6 +89,22 @@ def history_table(frame: pd.DataFrame, name: str, dialect: str) -> sa.Table:
     return table
 
 
+def changes_table(frame: pd.DataFrame, name: str, dialect: str) -> sa.Table:
+    """The append-only score changes: indexes on batch_id, (lead_id, as_of) and as_of."""
+    return history_table(frame, name, dialect)
+
+
+def add_missing_columns(conn: sa.Connection, table: sa.Table) -> None:
+    """Add the columns of `table` that the stored table (made by an older leadscore) lacks;
+    names quoted by the dialect."""
+    stored = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+    preparer = conn.dialect.identifier_preparer
+    for column in table.columns:
+        if column.name not in stored:
+            ddl = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN {ddl}")
+
+
 def matches(conn: sa.Connection, table: sa.Table) -> bool:
     """Whether the stored table has `table`'s columns (in order), primary key and JSON type."""
     inspector = sa.inspect(conn)

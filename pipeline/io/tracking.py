@@ -43,6 +43,8 @@ def configure_tracking() -> str:
 
     A new store is created (or an old one upgraded by MLflow) once, under a lock: two first runs
     in one folder would otherwise both create its tables, and one would die at its end."""
+    # MLflow draws a progress bar for every artifact it fetches (a model's, at registration)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for name in ("mlflow", "alembic"):  # they narrate migrations and registrations; we print ours
         logging.getLogger(name).setLevel(logging.ERROR)
     uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI

@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
+from leadscore.models.score_changes import COMPARED, score_changes
 from leadscore.pipeline.errors import InputError, JobBusy, JobFailure
 from leadscore.pipeline.io import file_commit, score_tables
 from leadscore.pipeline.io.bulk_insert import insert_rows
@@ -137,8 +138,11 @@ def _write_files(
     history: tuple[pd.DataFrame, str] | None,
     columns: dict[str, str] | None,
     timeout_s: float,
+    changes: str | None = None,
 ) -> None:
     paths = [path] if history is None else [path, history_path(path, history[1])]
+    if history is not None and changes is not None:
+        paths.append(history_path(path, changes))
     with _file_lock(paths, timeout_s, "write"):
         outputs = [frame]
         if history is not None:
@@ -149,25 +153,46 @@ def _write_files(
                 previous = previous.rename(columns=_inverse(columns))
             outputs = [
                 keep_unchanged_times(frame, previous),
-                rows if earlier is None else pd.concat([earlier, rows], ignore_index=True),
+                _appended(earlier, rows),
             ]
+            if changes is not None:
+                logged = _read_file(paths[2], "score changes")
+                outputs.append(_appended(logged, score_changes(previous, frame, _batch(rows))))
         outputs[0] = outputs[0].rename(columns=columns or {})
         with file_commit.replaced_together(paths) as temps:
             for out, tmp in zip(outputs, temps, strict=True):
                 _write_frame(out, tmp, path.suffix)
 
 
-def _read_files(paths: Sequence[Path]) -> list[pd.DataFrame | None]:
+def _appended(earlier: pd.DataFrame | None, rows: pd.DataFrame) -> pd.DataFrame:
+    if earlier is None or earlier.empty:
+        return rows
+    return rows if rows.empty else pd.concat([earlier, rows], ignore_index=True)
+
+
+def _batch(rows: pd.DataFrame) -> str:
+    """The batch id the history rows carry (one per write)."""
+    return str(rows["batch_id"].iloc[0]) if len(rows) and "batch_id" in rows else ""
+
+
+def _read_files(
+    paths: Sequence[Path],
+    names: Sequence[str | None] = ("current scores file", "score history"),
+) -> list[pd.DataFrame | None]:
     """The files as the last complete write left them (an interrupted one is finished or
-    undone first); read as they are when the folder cannot be written to."""
-    names = ["current scores file", "score history"]
+    undone first); read as they are when the folder cannot be written to. The first path is
+    the target's (its lock and journal); a name None skips reading that file."""
+
+    def read() -> list[pd.DataFrame | None]:
+        return [None if n is None else _read_file(p, n) for p, n in zip(paths, names, strict=True)]
+
     try:
         with file_commit.locked(paths, DEFAULT_LOCK_TIMEOUT_S, f"the scores file {paths[0]}"):
-            return [_read_file(p, n) for p, n in zip(paths, names, strict=False)]
+            return read()
     except OSError as exc:
         if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise
-        return [_read_file(p, n) for p, n in zip(paths, names, strict=False)]
+        return read()
 
 
 # -- SQL targets -------------------------------------------------------------------------------
@@ -329,11 +354,17 @@ def _write_sql(
     history: tuple[pd.DataFrame, str] | None,
     columns: dict[str, str] | None,
     timeout_s: float,
+    changes: str | None = None,
 ) -> None:
     with _database(url, table, timeout_s, write=True) as engine, engine.begin() as conn:
         _take_turns(conn, table, timeout_s)
         dialect = conn.dialect.name
         exists = sa.inspect(conn).has_table(table)
+        change_rows = None
+        if history is not None and changes is not None:
+            with _needs("SELECT", table):
+                previous = _stored_compared(conn, table, columns) if exists else None
+            change_rows = score_changes(previous, frame, _batch(history[0]))
         if exists and history is not None and "scored_at" in frame.columns:
             with _needs("SELECT", table):
                 frame = _stored_times(conn, table, frame, columns)
@@ -359,11 +390,34 @@ def _write_sql(
         if history is not None:
             rows, name = history
             log = score_tables.history_table(rows, name, dialect)
-            with _needs("CREATE on its schema (or an existing table)", name):
-                log.create(conn, checkfirst=True)
-                score_tables.ensure_indexes(conn, log)
-            with _needs("INSERT", name):
-                insert_rows(rows, conn, log)
+            _append_sql(conn, log, rows)
+        if change_rows is not None and changes is not None:
+            log = score_tables.changes_table(change_rows, changes, dialect)
+            _append_sql(conn, log, change_rows)
+
+
+def _append_sql(conn: sa.Connection, log: sa.Table, rows: pd.DataFrame) -> None:
+    """Append to an append-only table, made (or brought up to date) first."""
+    with _needs("CREATE on its schema (or an existing table)", log.name):
+        log.create(conn, checkfirst=True)
+        score_tables.add_missing_columns(conn, log)
+        score_tables.ensure_indexes(conn, log)
+    with _needs("INSERT", log.name):
+        insert_rows(rows, conn, log)
+
+
+def _stored_compared(
+    conn: sa.Connection, table: str, columns: dict[str, str] | None
+) -> pd.DataFrame | None:
+    """The stored current table's columns a score change compares (our names), or None when
+    it has none of them."""
+    name = {c: (columns or {}).get(c, c) for c in COMPARED}
+    stored = score_tables.reflect(conn, table)
+    present = [n for n in name.values() if n in stored.columns]
+    if name["lead_id"] not in present:
+        return None
+    old = pd.read_sql_query(sa.select(*(stored.columns[n] for n in present)), conn)
+    return old.rename(columns=_inverse(columns))
 
 
 # -- the targets, whatever their kind ------------------------------------------------------------
@@ -376,18 +430,21 @@ def write_table(
     history: tuple[pd.DataFrame, str] | None = None,
     columns: dict[str, str] | None = None,
     lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+    changes: str | None = None,
 ) -> str:
     """Replace `table` at `target` with `frame` in one atomic step; return where it went.
 
     With `history` (rows, table name), the rows are appended to that append-only table in the
-    same step, and leads whose scores did not change keep their `scored_at`. File targets keep
-    the history in a second file beside the current one. `columns` renames the current table's
-    columns (a CRM's import names); the history keeps ours."""
+    same step, and leads whose scores did not change keep their `scored_at`. With `changes` (a
+    table name) too, the leads whose MQL flag or grade differ from the table being replaced are
+    appended to that table, in the same step. File targets keep the history and the changes in
+    files beside the current one. `columns` renames the current table's columns (a CRM's
+    import names); the history and the changes keep ours."""
     resolved = resolve_target(target)
     if _is_file(resolved):
-        _write_files(frame, Path(resolved), history, columns, lock_timeout_s)
+        _write_files(frame, Path(resolved), history, columns, lock_timeout_s, changes)
         return redact(target)
-    _write_sql(frame, resolved, table, history, columns, lock_timeout_s)
+    _write_sql(frame, resolved, table, history, columns, lock_timeout_s, changes)
     return f"{redact(target)} (table {table})"
 
 
@@ -433,3 +490,28 @@ def read_history(
                 else None
             )
     return None if history is None else history.rename(columns=_inverse(columns))
+
+
+def read_changes(
+    target: str, changes_table: str, since: pd.Timestamp | None = None
+) -> pd.DataFrame | None:
+    """The score changes at `target` (as of `since` or later, when given), or None without
+    any."""
+    resolved = resolve_target(target)
+    if _is_file(resolved):
+        path = Path(resolved)
+        changes = _read_files([path, history_path(path, changes_table)], [None, "score changes"])[1]
+    else:
+        with _database(resolved, changes_table) as engine, engine.connect() as conn:
+            if not sa.inspect(conn).has_table(changes_table):
+                return None
+            stored = score_tables.reflect(conn, changes_table)
+            query = sa.select(stored)
+            if since is not None:
+                query = query.where(stored.c["as_of"] >= since.tz_convert("UTC").to_pydatetime())
+            changes = pd.read_sql_query(query, conn)
+    if changes is None:
+        return None
+    if since is not None and len(changes):
+        changes = changes[pd.to_datetime(changes["as_of"], utc=True) >= since]
+    return changes

@@ -18,10 +18,12 @@ import pandas as pd
 
 from leadscore.features.tables import CrmTables
 from leadscore.models.incremental import IncrementalRun
+from leadscore.models.score_changes import handoffs_since
 from leadscore.models.scores import assign_grades, grade_table
 from leadscore.models.scoring import (
     HISTORY_COLUMNS,
     PART_KINDS,
+    HandOffState,
     ScoringBundle,
     chunk_scorer,
     finish,
@@ -75,8 +77,9 @@ def score(
             rules.chunk_size,
             bar,
         )
-    rescored = finish(scored, version, data.as_of, scored_at, rules)
-    scores = rescored if base is None else _merged(base, spine, rescored, catalog)
+    state = _hand_off_state(catalog, data.as_of)
+    rescored = finish(scored, version, data.as_of, scored_at, rules, config.agreement, state)
+    scores = rescored if base is None else _merged(base, spine, rescored, catalog, state)
     if scores.empty:
         raise InputError(
             f"{catalog.data_dir}: {catalog.shape.nothing_open(data.as_of)}; nothing to score"
@@ -121,8 +124,32 @@ def _incremental_base(
     return IncrementalRun.of(tables, current, since)
 
 
+def _hand_off_state(catalog: Catalog, as_of: pd.Timestamp) -> HandOffState:
+    """With a weekly capacity: the leads MQL in the previous batch (they stay MQL while they
+    qualify) and the new hand-offs made in the 7 days before this batch (they spend it)."""
+    capacity = catalog.config.agreement.capacity_per_week
+    if capacity is None:
+        return HandOffState()
+    current, _ = catalog.current_scores()
+    standing: frozenset[str] = frozenset()
+    if current is not None and {"lead_id", "mql"} <= set(current.columns):
+        flagged = current["mql"].fillna(False).astype(bool)
+        standing = frozenset(current.loc[flagged, "lead_id"].astype(str))
+    week = pd.Timedelta(days=7)
+    handed = handoffs_since(catalog.score_changes(as_of - week), as_of - week, as_of)
+    catalog.steps.note(
+        f"Capacity {capacity:,} new MQLs a week: {handed:,} handed over in the 7 days before "
+        f"{as_of:%Y-%m-%d}, {len(standing):,} MQL in the previous batch"
+    )
+    return HandOffState(standing, handed)
+
+
 def _merged(
-    base: IncrementalRun, spine: pd.DataFrame, rescored: pd.DataFrame, catalog: Catalog
+    base: IncrementalRun,
+    spine: pd.DataFrame,
+    rescored: pd.DataFrame,
+    catalog: Catalog,
+    state: HandOffState,
 ) -> pd.DataFrame:
     """The rescored rows with the kept ones, graded again over the whole table."""
     kept = base.kept(spine, rescored)
@@ -132,7 +159,8 @@ def _merged(
         "no longer open"
     )
     parts = [kept, rescored] if len(rescored) else [kept]
-    return regrade(pd.concat(parts, ignore_index=True), catalog.config.scoring)
+    config = catalog.config
+    return regrade(pd.concat(parts, ignore_index=True), config.scoring, config.agreement, state)
 
 
 def _holdout_grades(bundle: ScoringBundle, catalog: Catalog) -> pd.DataFrame:

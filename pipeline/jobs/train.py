@@ -3,17 +3,20 @@ evaluate -> register."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
 from leadscore.models.evaluation import Evaluation
+from leadscore.models.what_closes import what_closes
 from leadscore.pipeline.catalog import Catalog, LoadedData
-from leadscore.pipeline.steps.examples import labelled_examples
+from leadscore.pipeline.steps.examples import labelled_examples, lifecycle_rule
 from leadscore.pipeline.steps.leakage import AuditResult, audited_features
 from leadscore.pipeline.steps.modelling import (
     evaluate_holdout,
     fit_model,
+    marketing_examples,
+    opportunity_model,
     scoring_bundle,
 )
 from leadscore.pipeline.steps.recording import record_training, slice_counts
@@ -57,13 +60,21 @@ def train(
         " / ".join(f"{counts[f'n_{k}']:,} {k}" for k in examples.masks())
         + f" examples, {examples.rows['cutoff'].nunique()} cutoffs, {audited.X.shape[1]} features"
     )
-    model = fit_model(examples, audited.X, config, steps)
-    holdout = evaluate_holdout(model, examples, audited.X, data.tables, config, steps)
-    bundle = scoring_bundle(
-        model, audited.spec, data.tables, data.as_of, holdout, audited.X, examples
+    leads, X = marketing_examples(examples, audited.X, config, steps)
+    model = fit_model(leads, X, config, steps)
+    holdout = evaluate_holdout(model, leads, X, data.tables, config, steps)
+    bundle = scoring_bundle(model, audited.spec, data.tables, data.as_of, holdout, X, leads)
+    sales = opportunity_model(examples, audited, data, config, steps)
+    learnings = what_closes(X, leads.rows, holdout.X, holdout.contributions, bundle.describer())
+    bundle = replace(
+        bundle,
+        learnings=learnings,
+        lifecycle=lifecycle_rule(config),
+        opportunity=None if sales is None else sales.bundle,
+        holdout_fraction=config.split.holdout_lead_fraction if leads.point_in_time else None,
     )
     run = record_training(
-        catalog, job, data, examples, audited, model, holdout, bundle, make_champion
+        catalog, job, data, leads, audited, model, holdout, bundle, make_champion, sales
     )
     return TrainResult(
         run_id=run.run_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from leadscore.features.build import FeatureSpec
+from leadscore.features.lifecycle import LifecycleRule
 from leadscore.features.tables import CrmTables, lookup
 from leadscore.features.training_set import NotEnoughHistory, TrainingSet, class_problem
 from leadscore.pipeline.catalog import Catalog, LoadedData
@@ -19,9 +20,27 @@ def feature_spec(config: Config) -> FeatureSpec:
         windows_days=f.windows_days,
         half_life_days=f.decay_half_life_days,
         recency_cap_days=f.recency_cap_days,
-        skip_columns=frozenset({*f.identifiers, *f.pii, *f.exclude}),
+        # the lifecycle's own date column says when sales accepted the lead: never a feature
+        skip_columns=frozenset({*f.identifiers, *f.pii, *f.exclude, *_lifecycle_columns(config)}),
         known_at_creation=None if f.known_at_creation is None else frozenset(f.known_at_creation),
     )
+
+
+def _lifecycle_columns(config: Config) -> tuple[str, ...]:
+    rules = config.lifecycle
+    return (rules.sql_column,) if rules.sql_from == "column" and rules.sql_column else ()
+
+
+def lifecycle_rule(config: Config) -> LifecycleRule | None:
+    """How this export tells when sales accepted a lead, or None without a lifecycle: shape
+    flat has no time, and a unit export's rows are opportunities already, unless a column or a
+    status history says when each was accepted."""
+    rules = config.lifecycle
+    if config.data.shape == "flat" or rules.sql_from == "none":
+        return None
+    if config.data.shape == "unit" and rules.sql_from == "opportunity":
+        return None
+    return LifecycleRule(rules.sql_from, rules.sql_column, rules.status_field, rules.sql_values)
 
 
 def labelled_examples(data: LoadedData, catalog: Catalog) -> TrainingSet:
@@ -44,6 +63,7 @@ def labelled_examples(data: LoadedData, catalog: Catalog) -> TrainingSet:
                 feature_spec(config),
                 data.as_of,
                 data.activities.features,
+                lifecycle_rule(config),
             )
         except NotEnoughHistory as exc:
             raise InputError(

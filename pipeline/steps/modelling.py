@@ -4,15 +4,17 @@ holdout, and gather what scoring needs into a bundle."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from leadscore.features.build import FeatureSpec, feature_info
 from leadscore.features.families import FAMILIES, feature_family
+from leadscore.features.lifecycle import MARKETING, SALES
 from leadscore.features.segments import UnknownSegment, segment_columns
 from leadscore.features.tables import CrmTables
-from leadscore.features.training_set import TrainingSet
+from leadscore.features.training_set import TrainingSet, class_problem
 from leadscore.models.drift import reference_from
 from leadscore.models.evaluation import Evaluation, evaluate
 from leadscore.models.lead_model import LeadScoringModel
@@ -22,13 +24,23 @@ from leadscore.models.subscores import family_logits, reference_quantiles
 from leadscore.pipeline.config import Config
 from leadscore.pipeline.errors import InputError
 from leadscore.pipeline.progress import Steps
+from leadscore.pipeline.steps.leakage import AuditedFeatures
+
+if TYPE_CHECKING:
+    from leadscore.pipeline.catalog import LoadedData
 
 
-def fit_model(ts: TrainingSet, X: pd.DataFrame, config: Config, steps: Steps) -> LeadScoringModel:
+def fit_model(
+    ts: TrainingSet,
+    X: pd.DataFrame,
+    config: Config,
+    steps: Steps,
+    title: str = "Training LightGBM with early stopping, then calibrating",
+) -> LeadScoringModel:
     """LightGBM on the train slice, early stopping on valid, calibration on its own slice."""
     parts = ts.masks()
     y = ts.rows["label"]
-    with steps.step("Training LightGBM with early stopping, then calibrating"):
+    with steps.step(title):
         return LeadScoringModel(**config.model.model_dump()).fit(
             X[parts["train"]],
             y[parts["train"]],
@@ -112,8 +124,73 @@ def scoring_bundle(
         model,
         spec,
         as_of,
-        pd.DataFrame({"label": holdout.y, "probability": holdout.p}),
+        pd.DataFrame(
+            {
+                "lead_id": holdout.rows["lead_id"].to_numpy(),
+                "cutoff": holdout.rows["cutoff"].to_numpy(),
+                "label": holdout.y,
+                "probability": holdout.p,
+            }
+        ),
         {family: reference_quantiles(logits[family]) for family in FAMILIES},
         reference_from(X[newest], model.predict_proba(X[newest])[:, 1]),
         feature_info(tables, spec, list(model.feature_names_in_)),
     )
+
+
+def marketing_examples(
+    ts: TrainingSet, X: pd.DataFrame, config: Config, steps: Steps
+) -> tuple[TrainingSet, pd.DataFrame]:
+    """The lead model's examples: snapshots of leads marketing still held (not yet accepted by
+    sales) at their cutoff. Their label stays "won within the window". Every example when the
+    export has no lifecycle."""
+    leads, X_leads = ts.only(MARKETING, X)
+    with_sales = len(ts.rows) - len(leads.rows)
+    if with_sales:
+        steps.note(
+            f"Lead model: {len(leads.rows):,} snapshots of leads marketing held; "
+            f"{with_sales:,} of leads already with sales are left to the opportunity model"
+        )
+    v = config.validation
+    problem = class_problem(leads.rows, v.min_wins, v.min_losses, config.split.min_wins)
+    if problem is not None:
+        raise InputError(
+            f"the leads marketing holds (not yet accepted by sales): {problem}. Leads become "
+            f"SQL by lifecycle.sql_from={config.lifecycle.sql_from!r}; set lifecycle.sql_from "
+            "to none to train on every open lead"
+        )
+    return leads, X_leads
+
+
+@dataclass(frozen=True)
+class OpportunityModel:
+    """The model of leads already with sales, and how it did on their holdout."""
+
+    model: LeadScoringModel
+    holdout: Holdout
+    bundle: ScoringBundle
+
+
+def opportunity_model(
+    ts: TrainingSet, audited: AuditedFeatures, data: LoadedData, config: Config, steps: Steps
+) -> OpportunityModel | None:
+    """A second model, on snapshots of leads sales had accepted, so that those leads get a
+    score of their own instead of one learnt from marketing's leads; None (said why) when
+    there are none or too few."""
+    if not config.lifecycle.opportunity_model or not (ts.rows["stage"] == SALES).any():
+        return None
+    sales, X = ts.only(SALES, audited.X)
+    v = config.validation
+    problem = class_problem(sales.rows, v.min_wins, v.min_losses, config.split.min_wins)
+    if problem is not None:
+        steps.note(
+            f"No opportunity model (leads already with sales: {problem}): they are scored by "
+            "the lead model, apart, and never MQL"
+        )
+        return None
+    model = fit_model(
+        sales, X, config, steps, "Training the opportunity model (leads already with sales)"
+    )
+    holdout = evaluate_holdout(model, sales, X, data.tables, config, steps)
+    bundle = scoring_bundle(model, audited.spec, data.tables, data.as_of, holdout, X, sales)
+    return OpportunityModel(model, holdout, bundle)

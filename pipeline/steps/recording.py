@@ -20,8 +20,9 @@ from leadscore.pipeline.io.registry import log_and_register
 from leadscore.pipeline.io.run_identity import config_fingerprint, git_commit, run_name
 from leadscore.pipeline.redaction import redact_text
 from leadscore.pipeline.reports.model_report import ReportInputs, render
+from leadscore.pipeline.steps.handoff import agreement_table
 from leadscore.pipeline.steps.leakage import AuditedFeatures
-from leadscore.pipeline.steps.modelling import Holdout
+from leadscore.pipeline.steps.modelling import Holdout, OpportunityModel
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ def record_training(
     holdout: Holdout,
     bundle: ScoringBundle,
     make_champion: bool | None,
+    opportunity: OpportunityModel | None = None,
 ) -> RecordedRun:
     """One MLflow run: tags, every config value, the training table, the holdout metrics with
     intervals, the artifacts and the HTML report; then the model logged and registered."""
@@ -62,11 +64,17 @@ def record_training(
         catalog.steps.step("Logging the run and registering the model in MLflow"),
         mlflow.start_run(run_name=run_name(job, data.as_of, config_hash)) as run,
     ):
-        mlflow.set_tags(_tags(catalog, job, data, ts, audited, model, config_hash))
+        mlflow.set_tags(
+            _tags(catalog, job, data, ts, audited, model, config_hash)
+            | _population_tags(catalog, bundle, opportunity)
+        )
         tracking.log_config(config)
         table = pd.concat([ts.rows[["lead_id", "cutoff", "label", "split"]], ts.X], axis=1)
         tracking.log_training_table(table, f"training-table-{data.fingerprint}")
         mlflow.log_metrics(holdout.evaluation.logged())
+        if opportunity is not None:  # its own population: never mixed into the lead model's
+            logged = opportunity.holdout.evaluation.logged()
+            mlflow.log_metrics({f"opportunity_{k}": v for k, v in logged.items()})
         mlflow.log_metrics({**counts, "best_iteration": model.best_iteration_})
         mlflow.log_metrics(
             {f"calibration_logloss_{k}": v for k, v in model.calibration_losses_.items()}
@@ -95,6 +103,20 @@ def record_training(
         )
         tracking.log_text(report_html, "report.html")
         tracking.log_frames({"holdout_segments.json": holdout.evaluation.segments})
+        handoff = {"what_closes.json": bundle.learnings}
+        table = agreement_table(bundle, config)
+        if table is not None:  # the signed policy and its alternatives, versioned with the run
+            handoff["agreement_table.json"] = table
+            agreed = table[table["agreed"]].iloc[0]
+            mlflow.log_metrics(
+                {
+                    f"agreement_{k}": float(agreed[k])
+                    for k in ("mqls_per_week", "expected_wins_per_week", "realized_wins_per_week",
+                              "expected_share_of_wins", "realized_share_of_wins")
+                    if agreed[k] == agreed[k]
+                }
+            )  # fmt: skip
+        tracking.log_frames({k: v for k, v in handoff.items() if v is not None})
         version, champion = log_and_register(
             bundle, holdout.X, config.mlflow.registered_model, make_champion
         )
@@ -130,6 +152,20 @@ def _tags(
         "data_deals": str(len(data.tables.deals)),
         "n_features": str(audited.X.shape[1]),
         "n_examples": str(len(audited.X)),
+    }
+
+
+def _population_tags(
+    catalog: Catalog, bundle: ScoringBundle, opportunity: OpportunityModel | None
+) -> dict[str, str]:
+    lifecycle = bundle.lifecycle
+    return {
+        "population": "leads marketing holds (not yet accepted by sales)"
+        if lifecycle is not None
+        else "every open lead (no lifecycle)",
+        "lifecycle_sql_from": "none" if lifecycle is None else lifecycle.sql_from,
+        "opportunity_model": "yes" if opportunity is not None else "no",
+        "agreement": catalog.config.agreement.name,
     }
 
 

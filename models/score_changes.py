@@ -1,0 +1,94 @@
+"""What changed for a CRM workflow since the previous batch: leads that crossed into or out of
+MQL, or changed grade, with the old and new values.
+
+A change row is the difference of two consecutive batches: the current table before a write
+(the previous batch) against the rows the write puts in its place. A lead missing from a batch
+(not yet open, or closed or gone since) has no grade there and is not an MQL, so a first batch
+hands over all its MQLs and a lead that leaves is an exit. Crossing MQL outranks a grade change
+when both happen: one row per lead and batch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+CHANGE_COLUMNS = [
+    "batch_id",
+    "lead_id",
+    "change",  # into_mql, out_of_mql or grade
+    "old_grade",
+    "new_grade",
+    "old_mql",
+    "new_mql",
+    "old_score",
+    "new_score",
+    "stage",
+    "as_of",
+    "scored_at",
+]
+INTO_MQL, OUT_OF_MQL, GRADE = "into_mql", "out_of_mql", "grade"
+COMPARED = ["lead_id", "grade", "mql", "score", "stage"]
+
+
+def _side(frame: pd.DataFrame | None) -> pd.DataFrame:
+    """One batch's compared columns, keyed by the lead id as text (a database may hand back
+    another integer type than the frame had)."""
+    if frame is None or frame.empty or not {"lead_id", "grade", "mql"} <= set(frame.columns):
+        return pd.DataFrame(columns=[*COMPARED, "key"]).set_index("key")
+    out = pd.DataFrame({c: frame[c] if c in frame.columns else None for c in COMPARED})
+    out["mql"] = out["mql"].fillna(False).astype(bool)
+    out["key"] = frame["lead_id"].astype(str).to_numpy()
+    return out.set_index("key")
+
+
+def score_changes(
+    previous: pd.DataFrame | None, batch: pd.DataFrame, batch_id: str
+) -> pd.DataFrame:
+    """The change rows from `previous` (the current table before this batch, or None) to
+    `batch` (the rows replacing it), stamped with this batch's id, as-of and newest time."""
+    old, new = _side(previous), _side(batch)
+    both = old.join(new, how="outer", lsuffix="_old", rsuffix="_new")
+    old_mql = both["mql_old"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    new_mql = both["mql_new"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    old_grade = both["grade_old"].astype(object).where(both["grade_old"].notna(), None)
+    new_grade = both["grade_new"].astype(object).where(both["grade_new"].notna(), None)
+    change = np.select(
+        [new_mql & ~old_mql, old_mql & ~new_mql, (old_grade != new_grade).to_numpy()],
+        [INTO_MQL, OUT_OF_MQL, GRADE],
+        default="",
+    )
+    keep = change != ""
+    if not keep.any():
+        return pd.DataFrame(columns=CHANGE_COLUMNS)
+    lead = both["lead_id_new"].where(both["lead_id_new"].notna(), both["lead_id_old"])
+    stage = both["stage_new"].where(both["stage_new"].notna(), both["stage_old"])
+    out = pd.DataFrame(
+        {
+            "batch_id": batch_id,
+            "lead_id": lead.to_numpy()[keep],
+            "change": change[keep],
+            "old_grade": old_grade.to_numpy()[keep],
+            "new_grade": new_grade.to_numpy()[keep],
+            "old_mql": old_mql[keep],
+            "new_mql": new_mql[keep],
+            "old_score": pd.to_numeric(both["score_old"]).to_numpy(dtype=float)[keep],
+            "new_score": pd.to_numeric(both["score_new"]).to_numpy(dtype=float)[keep],
+            "stage": stage.to_numpy()[keep],
+            "as_of": batch["as_of"].max() if len(batch) else None,
+            "scored_at": batch["scored_at"].max() if len(batch) else None,
+        }
+    )
+    if len(batch):
+        out["lead_id"] = out["lead_id"].astype(batch["lead_id"].dtype, errors="ignore")
+    return out[CHANGE_COLUMNS].reset_index(drop=True)
+
+
+def handoffs_since(changes: pd.DataFrame | None, start: pd.Timestamp, end: pd.Timestamp) -> int:
+    """New MQL hand-offs recorded in batches as of [start, end): what a weekly capacity has
+    already spent."""
+    if changes is None or changes.empty:
+        return 0
+    as_of = pd.to_datetime(changes["as_of"], utc=True)
+    into = changes["change"].astype(str) == INTO_MQL
+    return int((into & (as_of >= start) & (as_of < end)).sum())

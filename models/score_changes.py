@@ -42,17 +42,26 @@ def _side(frame: pd.DataFrame | None) -> pd.DataFrame:
     return out.set_index("key")
 
 
+def _texts(values: pd.Series) -> pd.Series:
+    """Grades as Python strings, None where missing (whatever string dtype pandas chose)."""
+    return pd.Series(
+        [str(v) if v is not None and v == v else None for v in values.tolist()],
+        index=values.index,
+        dtype=object,
+    )
+
+
 def score_changes(
     previous: pd.DataFrame | None, batch: pd.DataFrame, batch_id: str
 ) -> pd.DataFrame:
     """The change rows from `previous` (the current table before this batch, or None) to
     `batch` (the rows replacing it), stamped with this batch's id, as-of and newest time."""
     old, new = _side(previous), _side(batch)
-    both = old.join(new, how="outer", lsuffix="_old", rsuffix="_new")
+    both = old.join(new, how="outer", suffixes=("_old", "_new"))
     old_mql = both["mql_old"].astype("boolean").fillna(False).to_numpy(dtype=bool)
     new_mql = both["mql_new"].astype("boolean").fillna(False).to_numpy(dtype=bool)
-    old_grade = both["grade_old"].astype(object).where(both["grade_old"].notna(), None)
-    new_grade = both["grade_new"].astype(object).where(both["grade_new"].notna(), None)
+    old_grade = _texts(both["grade_old"])
+    new_grade = _texts(both["grade_new"])
     change = np.select(
         [new_mql & ~old_mql, old_mql & ~new_mql, (old_grade != new_grade).to_numpy()],
         [INTO_MQL, OUT_OF_MQL, GRADE],

@@ -687,18 +687,119 @@ def score(
         since = "last" if changed_since == "last" else parse_time(changed_since, "--changed-since")
     with Catalog.open(config, data, engine, output) as catalog:
         result = run_scoring(catalog, _as_of(as_of), model_version, since)
-    counts = result.scores["grade"].value_counts()
+    scores = result.scores
     table = Table(
         title=f"Scores as of {result.as_of:%Y-%m-%d %H:%M} UTC (model version {result.version})"
     )
-    for column in ("grade", "leads now", "share", "won in holdout"):
+    for column in ("stage", "grade", "leads now", "share of stage", "MQLs", "won in holdout"):
         table.add_column(column, justify="right")
     won = result.holdout_grades["win_rate"]
-    for grade in sorted(counts.index):
-        rate = f"{won[grade]:.1%}" if grade in won else "n/a"
-        table.add_row(grade, f"{counts[grade]:,}", f"{counts[grade] / counts.sum():.1%}", rate)
+    for (stage, grade), group in scores.groupby(["stage", "grade"], sort=True):
+        in_stage = int((scores["stage"] == stage).sum())
+        rate = f"{won[grade]:.1%}" if stage == "marketing" and grade in won else "n/a"
+        table.add_row(
+            str(stage), str(grade), f"{len(group):,}", f"{len(group) / in_stage:.1%}",
+            f"{int(group['mql'].sum()):,}", rate,
+        )  # fmt: skip
     out.print(table)
     out.print(f"Wrote {len(result.scores):,} scores to {result.target}")
+
+
+@cli.command()
+@config_option
+@data_option
+@as_of_option
+@output_option
+@set_option
+@click.option(
+    "--report",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("agreement_report.html"),
+    show_default=True,
+    help="Where to write the marketing report (one HTML file).",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Also write the figures as JSON here.",
+)
+@_fail_on_input_errors
+def agreement(
+    config_path: Path | None,
+    data: Path | None,
+    as_of: str | None,
+    output: str | None,
+    overrides: tuple[str, ...],
+    report: Path,
+    json_path: Path | None,
+) -> None:
+    """The hand-off sales and marketing sign, and what became of it.
+
+    The agreement (config section agreement: the MQL definition, the weekly capacity, the
+    follow-up SLA) measured on the champion's time-forward holdout for a range of definitions
+    and capacities: MQLs a week, expected and realized win rate and wins, the share of wins
+    captured and the wins left with marketing. Then the closed loop over the scores written
+    to --output: what happened to each hand-off (accepted within the SLA, won, lost, open)
+    per grade and week, and hand-offs against the leads kept. Then what precedes wins. All in
+    one HTML report for marketing.
+    """
+    import yaml
+
+    from leadscore.pipeline.catalog import Catalog
+    from leadscore.pipeline.config import config_as_dict
+    from leadscore.pipeline.jobs.agreement import agreement as run_agreement
+    from leadscore.pipeline.reports.marketing_report import agreement_frame, render_marketing_report
+
+    config = _load(config_path, overrides)
+    with Catalog.open(config, data, output=output) as catalog:
+        result = run_agreement(catalog, _as_of(as_of))
+    config_yaml = yaml.safe_dump(config_as_dict(config), sort_keys=False)
+    write_text_atomically(report, redact_text(render_marketing_report(result, config_yaml)))
+    if result.table is not None:
+        shown = agreement_frame(result.table).drop(
+            columns=["Expected wins a week (95% range)", "Wins left with marketing a week"]
+        )
+        table = Table(title=f"Agreement {result.name!r} on the holdout (model {result.version})")
+        for column in shown.columns:
+            table.add_column(column, justify="left" if column == "Policy" else "right")
+        for row in shown.itertuples(index=False):
+            table.add_row(*(escape(str(v)) for v in row))
+        out.print(table)
+    if result.versus is not None:
+        v = result.versus
+        out.print(
+            "Closed loop: handed over won "
+            f"{v['win_rate'].iloc[0]:.1%} ({int(v['n'].iloc[0]):,} leads), kept "
+            f"{v['win_rate'].iloc[1]:.1%} ({int(v['n'].iloc[1]):,} leads)"
+        )
+    for note in result.notes:
+        out.print(f"[yellow]![/yellow] {escape(note)}")
+    if json_path is not None:
+        write_json_atomically(json_path, _agreement_json(result))
+    out.print(f"Wrote {report}")
+
+
+def _agreement_json(result: Any) -> dict[str, Any]:
+    def frame(f: pd.DataFrame | None) -> list[dict[str, Any]] | None:
+        if f is None:
+            return None
+        flat = f.reset_index()
+        return flat.astype(object).where(flat.notna(), None).to_dict("records")
+
+    return {
+        "agreement": result.name,
+        "model_version": result.version,
+        "as_of": result.as_of.isoformat(),
+        "terms": result.terms,
+        "table": frame(result.table),
+        "by_grade": frame(result.by_grade),
+        "by_week": frame(result.by_week),
+        "versus": frame(result.versus),
+        "what_closes": frame(result.learnings),
+        "notes": result.notes,
+    }
 
 
 def main() -> None:

@@ -117,6 +117,12 @@ def score_chunk(
     probability, sub-scores and reasons. A lead already with sales is scored by the
     opportunity model when the bundle has one. Grades and MQL flags (which rank leads) come
     after (`finish`)."""
+    return _parts(tables, bundle, spine, rules)[["lead_id", *PART_KINDS]]
+
+
+def _parts(
+    tables: CrmTables, bundle: ScoringBundle, spine: pd.DataFrame, rules: ScoringRules
+) -> pd.DataFrame:
     stage = lead_stages(tables, spine, getattr(bundle, "lifecycle", None))
     opportunity = getattr(bundle, "opportunity", None)
     with_sales = stage == SALES

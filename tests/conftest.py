@@ -60,12 +60,15 @@ def write_crm() -> Callable[[SyntheticCrm, Path], Path]:
     return _write_crm
 
 
-@pytest.fixture
-def demo_config(tmp_path: Path) -> Path:
-    target = tmp_path / "configs" / "demo.yaml"
+def _copy_demo_config(target: Path) -> Path:
     target.parent.mkdir(exist_ok=True)
     shutil.copy(REPO / "configs" / "demo.yaml", target)
     return target
+
+
+@pytest.fixture
+def demo_config(tmp_path: Path) -> Path:
+    return _copy_demo_config(tmp_path / "configs" / "demo.yaml")
 
 
 POSTGRES_URL = os.environ.get(
@@ -130,8 +133,7 @@ def _trained_once(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int, in
     def make(leads: int, seed: int, as_of: str) -> Trained:
         if (leads, seed, as_of) not in made:
             folder = tmp_path_factory.mktemp("trained")
-            (folder / "configs").mkdir()
-            shutil.copy(REPO / "configs" / "demo.yaml", folder / "configs" / "demo.yaml")
+            _copy_demo_config(folder / "configs" / "demo.yaml")
             _run_in(
                 folder,
                 "demo-data",

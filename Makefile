@@ -28,6 +28,7 @@ demo: install ## Generate synthetic CRM data, train, register, score, and print 
 	$(BIN)/leadscore train --data $(DEMO_DATA) --as-of $(DEMO_AS_OF) --report model_report.html
 	$(BIN)/leadscore score --data $(DEMO_DATA) --as-of $(DEMO_AS_OF)
 	$(BIN)/leadscore monitor --data $(DEMO_DATA) --as-of $(DEMO_AS_OF)
+	$(BIN)/leadscore agreement --data $(DEMO_DATA) --as-of $(DEMO_AS_OF)
 	$(BIN)/leadscore runs
 	@echo "Open model_report.html in a browser, or the runs in MLflow: $(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db"
 

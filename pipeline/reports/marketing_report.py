@@ -103,7 +103,7 @@ def _outcomes(frame: pd.DataFrame, by: str) -> pd.DataFrame:
     shown["Handed over"] = out["handed_over"].map(_num)
     for column in out.columns:
         if column not in (out.columns[0], "handed_over", "win_rate_low", "win_rate_high"):
-            label = column.replace("_", " ").capitalize()
+            label = column.replace("_", " ").capitalize().replace("sla", "SLA")
             shown[label] = out[column].map(_pct)
     shown["Won (95% range)"] = _rates(out)
     return shown.drop(columns=["Win rate"], errors="ignore")

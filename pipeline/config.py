@@ -404,8 +404,8 @@ class LifecycleConfig(_Section):
     )
     opportunity_model: bool = Field(
         True,
-        description="Train a second model on leads already with sales (scored by it, never MQL); "
-        "false: they are scored apart by the lead model, never MQL.",
+        description="Score leads already with sales by a second model (learnt from every open "
+        "lead, judged on theirs; never MQL); false: by the lead model, apart, never MQL.",
     )
 
     @model_validator(mode="after")

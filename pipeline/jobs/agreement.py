@@ -53,7 +53,7 @@ def agreement(catalog: Catalog, as_of: pd.Timestamp | None) -> AgreementReport:
         name=a.name,
         version=version,
         as_of=data.as_of,
-        terms=_terms(config),
+        terms=_terms(config, getattr(bundle, "lifecycle", None)),
         table=table,
         grade_thresholds=_grade_thresholds(current),
         examples=_examples(current),
@@ -69,7 +69,7 @@ def agreement(catalog: Catalog, as_of: pd.Timestamp | None) -> AgreementReport:
     return report
 
 
-def _terms(config: object) -> dict[str, str]:
+def _terms(config: object, lifecycle: LifecycleRule | None) -> dict[str, str]:
     a, s = config.agreement, config.scoring  # type: ignore[attr-defined]
     definition = "grade " + " or ".join(a.mql_grades)
     if a.mql_min_score is not None:
@@ -92,8 +92,9 @@ def _terms(config: object) -> dict[str, str]:
             "column": f"the date in {config.lifecycle.sql_column} is set",  # type: ignore[attr-defined]
             "status_history": "the lead's status became "
             + " or ".join(config.lifecycle.sql_values),  # type: ignore[attr-defined]
-            "none": "no lifecycle: every open lead is marketing's",
-        }[config.lifecycle.sql_from],  # type: ignore[attr-defined]
+            "none": "no lifecycle in these data (every open unit is marketing's; acceptance "
+            "is not tracked, so read the SLA columns as not applicable)",
+        }["none" if lifecycle is None else lifecycle.sql_from],
     }
 
 

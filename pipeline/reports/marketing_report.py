@@ -14,7 +14,7 @@ from leadscore.pipeline.reports.model_report import STYLE
 
 EXTRA_STYLE = """
 .agreed td { background: #eef6ee; font-weight: 600; }
-.terms td:first-child { font-weight: 600; } dl dt { font-weight: 600; margin-top: .5em; }
+.terms td:first-child { font-weight: 600; } .words td { text-align: left; } dl dt { font-weight: 600; margin-top: .5em; }
 """
 
 GLOSSARY = {
@@ -61,14 +61,17 @@ def _rates(frame: pd.DataFrame) -> list[str]:
     ]
 
 
-def _html_table(frame: pd.DataFrame, agreed: pd.Series | None = None) -> str:
+def _html_table(
+    frame: pd.DataFrame, agreed: pd.Series | None = None, css: str = ""
+) -> str:
     e = html.escape
     head = "".join(f"<th>{e(str(c))}</th>" for c in frame.columns)
     body = []
     for i, row in enumerate(frame.itertuples(index=False)):
         css = ' class="agreed"' if agreed is not None and bool(agreed.iloc[i]) else ""
         body.append(f"<tr{css}>" + "".join(f"<td>{e(str(v))}</td>" for v in row) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    table_class = f' class="{css}"' if css else ""
+    return f"<table{table_class}><tr>{head}</tr>{''.join(body)}</table>"
 
 
 def agreement_frame(table: pd.DataFrame) -> pd.DataFrame:
@@ -117,7 +120,7 @@ def render_marketing_report(report: AgreementReport, config_yaml: str) -> str:
         f"<p>Model version {e(report.version)}, as of {report.as_of:%Y-%m-%d}. This is the "
         "agreement between sales and marketing on which leads to hand over, what it is "
         "expected to deliver, and what really happened.</p>",
-        f'<h2>The agreement</h2><table class="terms">{terms}</table>',
+        f'<h2>The agreement</h2><table class="terms words">{terms}</table>',
     ]
     if len(report.grade_thresholds):
         g = report.grade_thresholds
@@ -196,7 +199,7 @@ def render_marketing_report(report: AgreementReport, config_yaml: str) -> str:
                 "What holds it back": x["reason_against"].fillna(""),
             }
         )
-        parts.append("<h2>Example leads to hand over now</h2>" + _html_table(shown))
+        parts.append("<h2>Example leads to hand over now</h2>" + _html_table(shown, css="words"))
     notes = "".join(f"<li>{e(n)}</li>" for n in report.notes)
     if notes:
         parts.append(f"<h2>Notes</h2><ul>{notes}</ul>")

@@ -14,7 +14,8 @@ from leadscore.pipeline.reports.model_report import STYLE
 
 EXTRA_STYLE = """
 .agreed td { background: #eef6ee; font-weight: 600; }
-.terms td:first-child { font-weight: 600; } .words td { text-align: left; } dl dt { font-weight: 600; margin-top: .5em; }
+.terms td:first-child { font-weight: 600; } .words td { text-align: left; }
+dl dt { font-weight: 600; margin-top: .5em; }
 """
 
 GLOSSARY = {
@@ -61,9 +62,7 @@ def _rates(frame: pd.DataFrame) -> list[str]:
     ]
 
 
-def _html_table(
-    frame: pd.DataFrame, agreed: pd.Series | None = None, css: str = ""
-) -> str:
+def _html_table(frame: pd.DataFrame, agreed: pd.Series | None = None, css: str = "") -> str:
     e = html.escape
     head = "".join(f"<th>{e(str(c))}</th>" for c in frame.columns)
     body = []

@@ -94,10 +94,11 @@ def score_changes(
 
 
 def handoffs_since(changes: pd.DataFrame | None, start: pd.Timestamp, end: pd.Timestamp) -> int:
-    """New MQL hand-offs recorded in batches as of (start, end): what a weekly capacity has
-    already spent (a batch exactly a week earlier belongs to the previous week)."""
+    """New MQL hand-offs recorded in batches as of (start, end]: what a weekly capacity has
+    already spent. A batch exactly a week earlier belongs to the previous week; an earlier
+    batch as of `end` itself (a rerun) has spent it already, and its MQLs stand."""
     if changes is None or changes.empty:
         return 0
     as_of = pd.to_datetime(changes["as_of"], utc=True)
     into = changes["change"].astype(str) == INTO_MQL
-    return int((into & (as_of > start) & (as_of < end)).sum())
+    return int((into & (as_of > start) & (as_of <= end)).sum())

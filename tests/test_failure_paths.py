@@ -211,6 +211,8 @@ def test_column_names_with_json_characters_train_score_and_read_as_written(tmp_p
             "identifiers": ["lead_id", "account_id", "deal_id", "name"],
             "exclude": ["disqualify_reason"],
         },
+        "split": {"min_wins": 10},  # marketing's leads of a small history win seldom
+        "validation": {"min_wins": 60, "min_losses": 60},
     }
     (folder / "odd.yaml").write_text(yaml.safe_dump(config))
     trained = _cli(folder, "train", "--config", "odd.yaml", "--data", "data", "--as-of", AS_OF)
@@ -237,7 +239,7 @@ def limited_role(postgres_url):
     url = sa.engine.make_url(postgres_url).set(username=role).render_as_string(False)
     yield url, role, table, history, postgres_url
     with engine.begin() as conn:
-        for name in (table, history):
+        for name in (table, history, f"{history}_changes"):
             conn.execute(sa.text(f'DROP TABLE IF EXISTS "{name}"'))
         conn.execute(sa.text(f'DROP OWNED BY "{role}"'))
         conn.execute(sa.text(f'DROP ROLE "{role}"'))
@@ -249,12 +251,15 @@ def test_a_role_without_insert_on_the_history_is_told_which_grant_is_missing(
     own_model, limited_role
 ):
     url, role, table, history, admin = limited_role
+    changes = f"{history}_changes"
     sets = ["--set", f"scoring.table={table}", "--set", f"scoring.history_table={history}"]
+    sets += ["--set", f"scoring.changes_table={changes}"]
     assert _score(own_model, "--output", admin, *sets).returncode == 0  # made by the owner
     engine = sa.create_engine(admin)
     with engine.begin() as conn:
         conn.execute(sa.text(f'GRANT SELECT, INSERT, DELETE ON "{table}" TO "{role}"'))
         conn.execute(sa.text(f'GRANT SELECT ON "{history}" TO "{role}"'))
+        conn.execute(sa.text(f'GRANT SELECT, INSERT ON "{changes}" TO "{role}"'))
         before = conn.execute(sa.text(f'SELECT COUNT(*) FROM "{history}"')).scalar()
     result = _cli(own_model, "score", "--as-of", "2026-10-02", "--output", url, *sets)
     _refused(result, f"may not use table '{history}'", "permission denied", "Grant it")

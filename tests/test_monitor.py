@@ -79,7 +79,8 @@ def test_monitor_alerts_on_drifted_data_and_not_without(run_cli, workdir):
 
 @pytest.mark.e2e
 def test_backtest_reads_the_history_and_alerts_when_past_scores_missed(run_cli, workdir):
-    run_cli("train", "--as-of", "2026-07-01")
+    # an early as-of: too few of marketing's leads win to train on them alone
+    run_cli("train", "--as-of", "2026-07-01", "--set", "lifecycle.sql_from=none")
     run_cli("score", "--as-of", "2026-07-01", "--output", "scores.db")  # the July model: v2
     ok = run_cli("monitor", "--as-of", AS_OF, "--report", "ok.json", check=False)
     assert ok.returncode == 0, ok.stdout + ok.stderr

@@ -195,7 +195,10 @@ def test_the_logged_config_names_the_data_folder_actually_used(
     run_cli, tmp_path, small_crm, write_crm
 ):
     write_crm(small_crm, tmp_path / "elsewhere")
-    run_cli("train", "--data", "elsewhere", "--as-of", "2026-11-01", "--set", "split.min_wins=10")
+    run_cli(
+        "train", "--data", "elsewhere", "--as-of", "2026-11-01",
+        "--set", "split.min_wins=10", "--set", "lifecycle.sql_from=none",
+    )  # fmt: skip
     with sqlite3.connect(tmp_path / "mlflow.db") as conn:
         (logged,) = conn.execute("SELECT value FROM params WHERE key = 'data.dir'").fetchone()
     assert logged == "elsewhere"

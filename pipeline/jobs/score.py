@@ -137,6 +137,7 @@ def _hand_off_state(catalog: Catalog, as_of: pd.Timestamp) -> HandOffState:
         standing = frozenset(current.loc[flagged, "lead_id"].astype(str))
     week = pd.Timedelta(days=7)
     handed = handoffs_since(catalog.score_changes(as_of - week), as_of - week, as_of)
+    # a rerun as of the same time: its MQLs stand and its hand-offs are spent already
     catalog.steps.note(
         f"Capacity {capacity:,} new MQLs a week: {handed:,} handed over in the 7 days before "
         f"{as_of:%Y-%m-%d}, {len(standing):,} MQL in the previous batch"

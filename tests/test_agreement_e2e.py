@@ -14,9 +14,13 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 
-def test_agreement_table_closed_loop_and_report(trained_copy, run_cli):
-    folder, _ = trained_copy(6000, 3, "2026-10-01")
-    for as_of in ("2026-10-01", "2026-10-08", "2026-10-15"):
+def test_agreement_table_closed_loop_and_report(run_cli, demo_config, tmp_path):
+    # a history that runs on past the hand-offs, so that their 90-day windows have passed
+    folder = tmp_path
+    end = ("--end", "2027-03-01")
+    run_cli("demo-data", "--out", "demo_data", "--leads", "8000", "--seed", "3", *end)
+    run_cli("train", "--as-of", "2026-11-01")
+    for as_of in ("2026-11-01", "2026-11-08", "2026-11-15"):
         run_cli("score", "--as-of", as_of, "--output", "scores.parquet")
     changes = pd.read_parquet(folder / "scores.lead_score_changes.parquet")
     history = pd.read_parquet(folder / "scores.lead_score_history.parquet")
@@ -25,7 +29,7 @@ def test_agreement_table_closed_loop_and_report(trained_copy, run_cli):
     assert not history.loc[history["stage"] == "sales", "mql"].any()
 
     result = run_cli(
-        "agreement", "--as-of", "2026-11-01", "--output", "scores.parquet",
+        "agreement", "--as-of", "2027-03-01", "--output", "scores.parquet",
         "--json", "agreement.json", "--report", "report.html",
     )  # fmt: skip
     figures = json.loads((folder / "agreement.json").read_text())

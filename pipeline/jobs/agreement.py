@@ -142,6 +142,16 @@ def _closed_loop(
     rows = hand_off_outcomes(handoffs, accepted, outcomes, now, config.agreement.sla_days)
     report.by_grade = outcome_table(rows, "grade")
     report.by_week = outcome_table(rows, "week")
+    window = pd.Timedelta(days=config.snapshots.conversion_window_days)
+    matured = handoffs[pd.to_datetime(handoffs["as_of"], utc=True) + window <= now]
+    if matured.empty:
+        report.notes.append(
+            f"No hand-off has had its {window.days}-day window yet (the first was as of "
+            f"{pd.to_datetime(handoffs['as_of'], utc=True).min():%Y-%m-%d}): the comparison with "
+            "the leads marketing kept waits until then."
+        )
+        return
+    handoffs = matured
     history = catalog.score_history()
     if history is not None and len(history):
         batches = set(pd.to_datetime(handoffs["as_of"], utc=True))

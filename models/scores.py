@@ -43,11 +43,13 @@ def to_grade_by_percentile(
     y_proba: np.ndarray, top_shares: Mapping[str, float], fallback: str = "D"
 ) -> pd.Series:
     """Grades by rank: `top_shares` gives each grade's cumulative share of the best leads,
-    e.g. {A: 0.05, B: 0.20} makes the top 5% A and the next 15% B."""
+    e.g. {A: 0.05, B: 0.20} makes the top 5% A and the next 15% B. Leads with the same
+    probability get the same grade, and a grade never holds more than its share: a block of
+    ties that straddles a boundary falls below it (isotonic calibration makes such blocks)."""
     y_proba = np.asarray(y_proba, dtype=float)
     if len(y_proba) == 0:
         return pd.Series([], dtype=object)
-    share_above = pd.Series(-y_proba).rank(method="min").to_numpy() / len(y_proba)
+    share_above = pd.Series(-y_proba).rank(method="max").to_numpy() / len(y_proba)
     grade = np.full(len(y_proba), fallback, dtype=object)
     for name, share in reversed(list(top_shares.items())):
         grade[share_above <= share] = name

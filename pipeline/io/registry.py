@@ -7,8 +7,8 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import joblib
 import mlflow
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
@@ -17,12 +17,14 @@ from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
-from leadscore.models.scoring import ScoringBundle
 from leadscore.pipeline.errors import InputError
 from leadscore.pipeline.io.locks import exclusive
 from leadscore.pipeline.io.tracking import configure_tracking, lock_folder
 from leadscore.pipeline.progress import Steps
 from leadscore.pipeline.redaction import redact
+
+if TYPE_CHECKING:  # the model's code (LightGBM, scikit-learn) loads only where a model is used
+    from leadscore.models.scoring import ScoringBundle
 
 CHAMPION = "champion"
 HISTORY_TAG = "champion_history"  # a registered-model tag: JSON list of alias moves
@@ -76,6 +78,8 @@ def log_and_register(
 
     Returns the registered version and whether it was made champion.
     """
+    import joblib
+
     example = _example_frame(X_example)
     with tempfile.TemporaryDirectory() as tmp:
         bundle_path = Path(tmp) / "bundle.joblib"
@@ -109,6 +113,21 @@ def log_and_register(
     elif make_champion:
         set_champion(registered_model, version, "made champion when registered")
     return version, make_champion
+
+
+def describe_model(registered_model: str, version: str, version_text: str, model_text: str) -> None:
+    """The descriptions MLflow's UI shows for the registered model and one of its versions."""
+    client = MlflowClient()
+    client.update_registered_model(registered_model, description=redact(model_text))
+    client.update_model_version(registered_model, version, description=redact(version_text))
+
+
+def add_to_version_description(registered_model: str, version: str, text: str) -> None:
+    """Append a line (a gate's verdict) to a version's description."""
+    client = MlflowClient()
+    found = client.get_model_version(registered_model, version)
+    joined = "\n".join(t for t in (found.description, redact(text)) if t)
+    client.update_model_version(registered_model, version, description=joined)
 
 
 def champion_version(registered_model: str) -> str | None:
@@ -305,6 +324,8 @@ def load_bundle(registered_model: str, version: str) -> ScoringBundle:
 
     Raises ModelUnavailable naming the version and where its files are when they are missing,
     truncated or garbage (a bundle, its MLmodel file, its environment files)."""
+    from leadscore.models.scoring import ScoringBundle
+
     uri = f"models:/{registered_model}/{version}"
     try:
         model = mlflow.pyfunc.load_model(uri)

@@ -153,8 +153,81 @@ class MonitorRecord:
     report: dict[str, Any]
 
 
+EXPERIMENT_KIND = "mlflow.experimentKind"  # MLflow 3's UI opens a training experiment on its runs
+NOTE = "mlflow.note.content"  # the description MLflow's UI shows for a run or an experiment
+
+
+def use_experiment(name: str) -> str:
+    """Make `name` the active experiment, tagged as model development (not GenAI), so that
+    MLflow's UI opens it on its runs; returns its id."""
+    experiment = mlflow.set_experiment(name)
+    if experiment.tags.get(EXPERIMENT_KIND) != "custom_model_development":
+        MlflowClient().set_experiment_tag(
+            experiment.experiment_id, EXPERIMENT_KIND, "custom_model_development"
+        )
+        MlflowClient().set_experiment_tag(
+            experiment.experiment_id,
+            NOTE,
+            "leadscore: training runs (train, retrain), score batches (score), drift checks "
+            "(monitor) and tuning trials (tune) of one lead-scoring model.",
+        )
+    return experiment.experiment_id
+
+
+def describe_run(run_id: str, text: str) -> None:
+    """The run's description in MLflow's UI (passwords hidden)."""
+    MlflowClient().set_tag(run_id, NOTE, redact_text(text))
+
+
+def add_to_run_description(run_id: str, text: str) -> None:
+    """Append a line (a gate's verdict) to a run's description."""
+    client = MlflowClient()
+    earlier = client.get_run(run_id).data.tags.get(NOTE, "")
+    describe_run(run_id, "\n".join(t for t in (earlier, text) if t))
+
+
+@dataclass(frozen=True)
+class ScoreBatchRecord:
+    """What `leadscore score` logs per batch, beside the training runs."""
+
+    batch_id: str
+    as_of: pd.Timestamp
+    version: str
+    target: str  # passwords hidden
+    engine: str
+    counts: dict[str, float]  # leads per stage and grade, MQLs, changes
+    seconds: float
+
+
+def log_score_batch(record: ScoreBatchRecord, experiment: str, model: str) -> str:
+    """One MLflow run per score batch, so batches line up beside the training runs."""
+    use_experiment(experiment)
+    with mlflow.start_run(run_name=f"score-{record.as_of:%Y%m%d-%H%M}") as run:
+        mlflow.set_tags(
+            {
+                "job": "score",
+                "as_of": record.as_of.isoformat(),
+                "model_version": record.version,
+                "registered_model": model,
+                "batch_id": record.batch_id,
+                "target": redact(record.target),
+                "engine": record.engine,
+            }
+        )
+        mlflow.log_metrics(finite({**record.counts, "seconds": record.seconds}))
+        describe_run(
+            run.info.run_id,
+            f"Score batch as of {record.as_of:%Y-%m-%d %H:%M} UTC with {model} version "
+            f"{record.version}: {record.counts.get('leads', 0):,.0f} leads, "
+            f"{record.counts.get('mqls', 0):,.0f} MQLs, "
+            f"{record.counts.get('changes_into_mql', 0):,.0f} new hand-offs; written to "
+            f"{redact(record.target)}.",
+        )
+        return run.info.run_id
+
+
 def log_monitor(record: MonitorRecord, experiment: str) -> None:
-    mlflow.set_experiment(experiment)
+    use_experiment(experiment)
     with mlflow.start_run(run_name=f"monitor-{record.as_of:%Y%m%d}"):
         mlflow.set_tags(
             {

@@ -14,13 +14,19 @@ from leadscore.models.evaluation import Evaluation
 from leadscore.pipeline.catalog import Catalog
 from leadscore.pipeline.io.registry import (
     ModelUnavailable,
+    add_to_version_description,
     champion_history,
     champion_version,
     load_bundle,
     registry_lock,
     set_champion,
 )
-from leadscore.pipeline.io.tracking import configure_tracking, flat_params, log_decision
+from leadscore.pipeline.io.tracking import (
+    add_to_run_description,
+    configure_tracking,
+    flat_params,
+    log_decision,
+)
 from leadscore.pipeline.jobs.train import TrainResult, train
 from leadscore.pipeline.steps.modelling import evaluate_predictions
 
@@ -136,6 +142,9 @@ def _record(
     }
     for key, value in tags.items():
         MlflowClient().set_model_version_tag(name, challenger.version, key, value)
+    verdict = f"Gate ({decision.verdict}): {decision.summary()}"
+    add_to_version_description(name, challenger.version, verdict)
+    add_to_run_description(challenger.run_id, verdict)
     theirs = champion.logged() if champion is not None else {}
     record = {
         "decision": decision.verdict,

@@ -11,6 +11,7 @@ history, as one.
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -33,6 +34,7 @@ from leadscore.models.scoring import (
 from leadscore.pipeline.catalog import Catalog
 from leadscore.pipeline.errors import InputError
 from leadscore.pipeline.io.registry import chosen_bundle
+from leadscore.pipeline.io.tracking import ScoreBatchRecord, log_score_batch
 from leadscore.pipeline.redaction import redact
 
 
@@ -67,6 +69,7 @@ def score(
     spine = catalog.shape.open_spine(data.tables, data.as_of)
     base = _incremental_base(catalog, data.tables, version, changed_since)
     scored_at = pd.Timestamp.now(tz="UTC").floor("s")
+    started = time.monotonic()
     title = f"Building features, scoring and explaining open leads{catalog.on_engine}"
     with steps.progress(title, len(spine)) as bar:
         scored = data.activities.map_leads(
@@ -85,9 +88,11 @@ def score(
             f"{catalog.data_dir}: {catalog.shape.nothing_open(data.as_of)}; nothing to score"
         )
     note = "" if base is None else f" ({len(rescored):,} rescored)"
+    batch_id = uuid.uuid4().hex
     with steps.step(f"Writing {len(scores):,} scores{note}"):
-        history = rescored[HISTORY_COLUMNS].assign(batch_id=uuid.uuid4().hex)
+        history = rescored[HISTORY_COLUMNS].assign(batch_id=batch_id)
         target = catalog.write_scores(scores, history)
+    _log_batch(catalog, scores, batch_id, version, data.as_of, started)
     return ScoreResult(scores, target, version, data.as_of, _holdout_grades(bundle, catalog))
 
 
@@ -122,6 +127,36 @@ def _incremental_base(
         )
         return None
     return IncrementalRun.of(tables, current, since)
+
+
+def _log_batch(
+    catalog: Catalog,
+    scores: pd.DataFrame,
+    batch_id: str,
+    version: str,
+    as_of: pd.Timestamp,
+    started: float,
+) -> None:
+    """The batch as an MLflow run beside the training runs: counts per stage and grade, MQLs,
+    the changes it wrote. The scores are written already, so a failure here only warns."""
+    config = catalog.config
+    counts: dict[str, float] = {"leads": len(scores), "mqls": float(scores["mql"].sum())}
+    for (stage, grade), n in scores.groupby(["stage", "grade"]).size().items():
+        counts[f"leads_{stage}_{grade}"] = float(n)
+    try:
+        changes = catalog.score_changes(as_of)
+        if changes is not None and len(changes):
+            mine = changes[changes["batch_id"].astype(str) == batch_id]
+            for kind, n in mine["change"].value_counts().items():
+                counts[f"changes_{kind}"] = float(n)
+        record = ScoreBatchRecord(
+            batch_id, as_of, version, catalog.target, catalog.engine, counts,
+            time.monotonic() - started,
+        )  # fmt: skip
+        with catalog.steps.step("Logging the batch in MLflow"):
+            log_score_batch(record, config.mlflow.experiment, config.mlflow.registered_model)
+    except Exception as exc:  # the scores are written: say so, do not fail the job
+        catalog.warn(f"the batch was written but not logged in MLflow: {type(exc).__name__}: {exc}")
 
 
 def _hand_off_state(catalog: Catalog, as_of: pd.Timestamp) -> HandOffState:

@@ -20,7 +20,7 @@ from leadscore.pipeline.catalog import Catalog
 from leadscore.pipeline.config import Config, config_as_dict
 from leadscore.pipeline.io.atomic_files import write_text_atomically
 from leadscore.pipeline.io.run_identity import config_fingerprint, git_commit, run_name
-from leadscore.pipeline.io.tracking import configure_tracking
+from leadscore.pipeline.io.tracking import configure_tracking, use_experiment
 from leadscore.pipeline.redaction import HIDDEN
 from leadscore.pipeline.steps.examples import labelled_examples
 from leadscore.pipeline.steps.leakage import audited_features
@@ -76,7 +76,7 @@ def tune(
     examples = labelled_examples(data, catalog)
     X = audited_features(examples, data.tables, config, steps).X
     configure_tracking()
-    mlflow.set_experiment(config.mlflow.experiment)
+    use_experiment(config.mlflow.experiment)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("optuna").setLevel(logging.WARNING)
     study = optuna.create_study(

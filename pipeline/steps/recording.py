@@ -16,7 +16,7 @@ from leadscore.models.scoring import ScoringBundle
 from leadscore.pipeline.catalog import Catalog, LoadedData
 from leadscore.pipeline.config import config_as_dict
 from leadscore.pipeline.io import tracking
-from leadscore.pipeline.io.registry import log_and_register
+from leadscore.pipeline.io.registry import describe_model, log_and_register
 from leadscore.pipeline.io.run_identity import config_fingerprint, git_commit, run_name
 from leadscore.pipeline.redaction import redact_text
 from leadscore.pipeline.reports.model_report import ReportInputs, render
@@ -59,7 +59,7 @@ def record_training(
     counts = slice_counts(ts)
     config_hash = config_fingerprint(config)
     tracking.configure_tracking()
-    mlflow.set_experiment(config.mlflow.experiment)
+    tracking.use_experiment(config.mlflow.experiment)
     with (
         catalog.steps.step("Logging the run and registering the model in MLflow"),
         mlflow.start_run(run_name=run_name(job, data.as_of, config_hash)) as run,
@@ -120,6 +120,9 @@ def record_training(
         version, champion = log_and_register(
             bundle, holdout.X, config.mlflow.registered_model, make_champion
         )
+        text = _description(catalog, data, ts, holdout, opportunity, version, champion)
+        tracking.describe_run(run.info.run_id, text)
+        describe_model(config.mlflow.registered_model, version, text, _model_text(catalog))
     return RecordedRun(run.info.run_id, run.info.run_name, report_html, version, champion)
 
 
@@ -153,6 +156,60 @@ def _tags(
         "n_features": str(audited.X.shape[1]),
         "n_examples": str(len(audited.X)),
     }
+
+
+def _interval(evaluation: object, name: str) -> str:
+    metrics, intervals = evaluation.metrics, evaluation.intervals  # type: ignore[attr-defined]
+    low, high = intervals.get(name, (float("nan"), float("nan")))
+    return f"{metrics.get(name, float('nan')):.3f} ({low:.3f} to {high:.3f})"
+
+
+def _description(
+    catalog: Catalog,
+    data: LoadedData,
+    ts: TrainingSet,
+    holdout: Holdout,
+    opportunity: OpportunityModel | None,
+    version: str,
+    champion: bool,
+) -> str:
+    """What a run and its model version say in MLflow's UI: data, holdout figures, verdict."""
+    config, e = catalog.config, holdout.evaluation
+    lines = [
+        f"Trained as of {data.as_of:%Y-%m-%d} on {len(data.tables.leads):,} leads "
+        f"(shape {config.data.shape}, data {data.fingerprint}); {len(ts.rows):,} examples of "
+        + (
+            "leads marketing held (not yet accepted by sales)"
+            if ts.point_in_time and config.lifecycle.sql_from != "none"
+            else "open leads"
+        )
+        + f", split {ts.split_method}.",
+        f"Holdout ({ts.holdout_kind}): ROC AUC {_interval(e, 'roc_auc')}, "
+        f"ECE {_interval(e, 'ece')}, lift in the top 10% {_interval(e, 'lift_at_10')}.",
+    ]
+    if opportunity is not None:
+        lines.append(
+            "Opportunity model (leads with sales): ROC AUC "
+            f"{_interval(opportunity.holdout.evaluation, 'roc_auc')}."
+        )
+    lines.append(
+        f"Agreement '{config.agreement.name}'. Registered as {config.mlflow.registered_model} "
+        f"version {version}"
+        + (" (made champion)." if champion else " (not champion when registered).")
+    )
+    return "\n".join(lines)
+
+
+def _model_text(catalog: Catalog) -> str:
+    window = catalog.config.snapshots.conversion_window_days
+    return (
+        f"leadscore lead scoring: the calibrated probability that an open lead is won within "
+        f"{window} days, with a 1-99 score, a grade, fit and engagement sub-scores and the top "
+        "reasons. Leads marketing holds are scored by the lead model; leads already with "
+        "sales by the opportunity model (never MQL). The alias 'champion' marks the version "
+        "scoring uses; each version's description gives its holdout figures and the gate's "
+        "verdict."
+    )
 
 
 def _population_tags(

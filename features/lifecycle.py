@@ -53,14 +53,20 @@ def accepted_at(tables: CrmTables, rule: LifecycleRule) -> pd.Series:
         if column is None:
             raise ValueError(f"lifecycle.sql_column {rule.sql_column!r} is not a leads column")
         moments = pd.to_datetime(tables.leads[column], utc=True, errors="coerce", format="mixed")
-        return pd.Series(moments.to_numpy(), index=ids.to_numpy()).astype("datetime64[ns, UTC]")
+        return _utc(moments, ids)
     if rule.sql_from == "status_history":
         first = _first_status(tables.history, rule)
     else:
         deals = tables.deals[["lead_id", "created_at"]].dropna()
         first = deals.groupby("lead_id")["created_at"].min()
-    moments = pd.to_datetime(lookup(first, ids), utc=True)
-    return pd.Series(moments.to_numpy(), index=ids.to_numpy()).astype("datetime64[ns, UTC]")
+    return _utc(pd.to_datetime(lookup(first, ids), utc=True), ids)
+
+
+def _utc(moments: pd.Series, ids: pd.Series) -> pd.Series:
+    """Times (tz-aware UTC, nanoseconds) indexed by lead id."""
+    index = pd.DatetimeIndex(moments).as_unit("ns")
+    index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
+    return pd.Series(index, index=ids.to_numpy())
 
 
 def stages_at(accepted: pd.Series, spine: pd.DataFrame) -> np.ndarray:

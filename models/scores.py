@@ -100,3 +100,16 @@ def grade_table(y: np.ndarray, y_proba: np.ndarray, grades: pd.Series) -> pd.Dat
     total = max(frame["won"].sum(), 1)
     table["share_of_wins"] = table["wins"] / total
     return table.drop(columns="wins").sort_index()
+
+
+def grade_thresholds(
+    holdout_proba: np.ndarray, bands: Mapping[str, float], grade_by: str = "probability"
+) -> dict[str, float]:
+    """Minimum probability per grade for grading one lead at a time: the bands themselves, or,
+    for percentile bands, the probabilities that cut the holdout at those shares."""
+    if grade_by != "percentile":
+        return dict(bands)
+    p = np.asarray(holdout_proba, dtype=float)
+    if len(p) == 0:
+        return {name: 1.0 for name in bands}
+    return {name: float(np.quantile(p, 1 - share)) for name, share in bands.items()}

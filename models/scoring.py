@@ -17,6 +17,7 @@ from leadscore.features.lifecycle import MARKETING, SALES, LifecycleRule, lead_s
 from leadscore.features.tables import CrmTables
 from leadscore.models.drift import DriftReference
 from leadscore.models.lead_model import LeadScoringModel
+from leadscore.models.raw_records import InputSchema
 from leadscore.models.reasons import reason_columns
 from leadscore.models.scores import SCORE_COLUMNS, assign_grades, mql_flags, to_score
 from leadscore.models.subscores import family_logits, to_subscore
@@ -48,6 +49,17 @@ PART_KINDS = {
 }
 
 
+@dataclass(frozen=True)
+class RecordRules:
+    """The scoring settings a model uses on its own (raw records through MLflow): the reasons'
+    count and threshold as trained."""
+
+    grade_by: str = "probability"
+    grades: dict[str, float] = field(default_factory=lambda: {"A": 0.3, "B": 0.12, "C": 0.04})
+    max_reasons: int = 3
+    min_reason_impact: float = 0.05
+
+
 @dataclass
 class ScoringBundle:
     """What scoring needs besides the estimator: how its features were built, and its evidence."""
@@ -69,6 +81,14 @@ class ScoringBundle:
     holdout_fraction: float | None = None
     # what marketing learns from what closes (`models.what_closes`), per value
     learnings: pd.DataFrame | None = None
+    # the raw lead records the model takes (`models.raw_records.InputSchema`)
+    input_schema: InputSchema | None = None
+    # minimum probability per grade for one record at a time (percentile bands drawn on the
+    # holdout): a batch draws percentile grades over its own leads instead
+    grade_thresholds: dict[str, float] | None = None
+    # which model this is, as the model itself can know it (the run that made it)
+    stamp: str = ""
+    rules: RecordRules = field(default_factory=RecordRules)
 
     def describer(self) -> Describer:
         return Describer(getattr(self, "descriptions", {}))
@@ -121,19 +141,23 @@ def score_chunk(
 
 
 def _parts(
-    tables: CrmTables, bundle: ScoringBundle, spine: pd.DataFrame, rules: ScoringRules
+    tables: CrmTables,
+    bundle: ScoringBundle,
+    spine: pd.DataFrame,
+    rules: ScoringRules,
+    known: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     stage = lead_stages(tables, spine, getattr(bundle, "lifecycle", None))
     opportunity = getattr(bundle, "opportunity", None)
     with_sales = stage == SALES
     if opportunity is None or not with_sales.any():
-        return _scored(tables, bundle, spine, rules).assign(stage=stage)
+        return _scored(tables, bundle, spine, rules, known).assign(stage=stage)
     if with_sales.all():
-        return _scored(tables, opportunity, spine, rules).assign(stage=SALES)
+        return _scored(tables, opportunity, spine, rules, known).assign(stage=SALES)
     out = pd.concat(
         [
-            _scored(tables, bundle, spine[~with_sales], rules).assign(stage=MARKETING),
-            _scored(tables, opportunity, spine[with_sales], rules).assign(stage=SALES),
+            _scored(tables, bundle, spine[~with_sales], rules, known).assign(stage=MARKETING),
+            _scored(tables, opportunity, spine[with_sales], rules, known).assign(stage=SALES),
         ],
         ignore_index=True,
     )
@@ -142,9 +166,18 @@ def _parts(
 
 
 def _scored(
-    tables: CrmTables, bundle: ScoringBundle, spine: pd.DataFrame, rules: ScoringRules
+    tables: CrmTables,
+    bundle: ScoringBundle,
+    spine: pd.DataFrame,
+    rules: ScoringRules,
+    known: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
+    """`known`: feature values given with the leads (by lead id), used where not missing."""
     X = build_features(tables, spine, bundle.feature_spec).reset_index(drop=True)
+    if known is not None:
+        given = known.reindex(spine["lead_id"].to_numpy()).reset_index(drop=True)
+        for column in given.columns.intersection(X.columns):
+            X[column] = given[column].where(given[column].notna(), X[column])
     model = bundle.estimator
     contributions = model.contributions(X)
     proba = model.proba_from_margin(contributions.sum(axis=1).to_numpy())
@@ -164,6 +197,36 @@ def _scored(
             "reasons_json": words.structured,
         }
     )
+
+
+def score_records(
+    bundle: ScoringBundle, records: pd.DataFrame, as_of: pd.Timestamp, rules: ScoringRules
+) -> pd.DataFrame:
+    """Raw lead records (`models.raw_records`) scored as a batch scores them as of `as_of`:
+    stage, probability, score, grade (by the bundle's thresholds), sub-scores and reasons."""
+    from leadscore.models.raw_records import BadRecords, rollups, to_tables
+    from leadscore.models.scores import to_grade
+
+    schema = getattr(bundle, "input_schema", None)
+    if schema is None:
+        raise BadRecords("this model was trained before raw records were supported")
+    tables = to_tables(records, schema, as_of)
+    if len(tables.leads) < len(records):
+        late = records.loc[~records["lead_id"].isin(tables.leads["lead_id"]), "lead_id"]
+        raise BadRecords(
+            f"column 'created_at': lead {late.iloc[0]!r} was created at or after as_of "
+            f"{as_of.isoformat()}: it cannot be scored as of then"
+        )
+    spine = pd.DataFrame({"lead_id": tables.leads["lead_id"].to_numpy(), "cutoff": as_of})
+    known = rollups(records.reset_index(drop=True)).set_axis(spine["lead_id"].to_numpy())
+    scored = _parts(tables, bundle, spine, rules, known)
+    proba = scored["probability"].to_numpy(dtype=float)
+    grades = np.empty(len(scored), dtype=object)
+    for stage in np.unique(scored["stage"]):
+        mask = (scored["stage"] == stage).to_numpy()
+        model = bundle.opportunity if stage == SALES and bundle.opportunity else bundle
+        grades[mask] = to_grade(proba[mask], model.grade_thresholds or {}).to_numpy()
+    return scored.assign(score=to_score(proba), grade=grades)
 
 
 def chunk_scorer(

@@ -24,12 +24,12 @@ from leadscore.pipeline.progress import Steps
 from leadscore.pipeline.redaction import redact
 
 if TYPE_CHECKING:  # the model's code (LightGBM, scikit-learn) loads only where a model is used
+    from leadscore.models.raw_records import InputSchema
     from leadscore.models.scoring import ScoringBundle
 
 CHAMPION = "champion"
 HISTORY_TAG = "champion_history"  # a registered-model tag: JSON list of alias moves
 HISTORY_KEPT = 40  # moves kept in the tag (MLflow caps tag values)
-REQUIREMENTS = ["lightgbm", "scikit-learn", "pandas", "numpy", "joblib", "mlflow"]
 
 
 def filter_value(text: str) -> str:
@@ -45,31 +45,78 @@ def versions_of(registered_model: str) -> list[ModelVersion]:
     return list(MlflowClient().search_model_versions("name=" + filter_value(registered_model)))
 
 
-def _example_frame(X: pd.DataFrame) -> pd.DataFrame:
-    """A small feature sample with categories as plain strings (None when missing)."""
-    sample = X.head(5).reset_index(drop=True)
-    for column in sample.columns:
-        if not pd.api.types.is_numeric_dtype(sample[column]):
-            sample[column] = sample[column].astype(object).where(sample[column].notna(), None)
-    return sample
+PINNED = ("lightgbm", "scikit-learn", "pandas", "numpy", "pyarrow", "joblib", "mlflow", "numba")
 
 
-def signature_for(X: pd.DataFrame) -> ModelSignature:
-    """Every feature may be missing when scoring, so every input column is optional."""
-    inputs = Schema(
+def pinned_requirements() -> list[str]:
+    """What the model's code imports, pinned to the versions it was trained with (the
+    leadscore code itself travels in the model, through `code_paths`)."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in PINNED]
+
+
+def signature_for(schema: InputSchema) -> ModelSignature:
+    """Raw lead records in (lead_id and created_at required, the rest optional), what a batch
+    writes out; the parameters `as_of` and `features`."""
+    from mlflow.types.schema import Array, Object, ParamSchema, ParamSpec, Property
+
+    kinds = {"number": "double", "text": "string", "time": "string"}
+    specs = []
+    for name, kind in schema.columns().items():
+        required = name in ("lead_id", "created_at")
+        if kind == "activities":
+            item = Object([Property("occurred_at", "string"), Property("activity_type", "string")])
+            specs.append(ColSpec(Array(item), name, required=False))
+        elif name == "lead_id" and kind == "number":
+            specs.append(ColSpec("long", name, required=True))
+        else:
+            specs.append(ColSpec(kinds[kind], name, required=required))
+    outputs = Schema(
         [
-            ColSpec(
-                "double" if pd.api.types.is_numeric_dtype(X[c]) else "string", c, required=False
-            )
-            for c in X.columns
+            ColSpec("string" if schema.lead_id_kind == "text" else "long", "lead_id"),
+            ColSpec("double", "probability"),
+            ColSpec("long", "score"),
+            ColSpec("string", "grade"),
+            ColSpec("string", "stage"),
+            ColSpec("long", "fit_score"),
+            ColSpec("long", "engagement_score"),
+            ColSpec("string", "reasons"),
+            ColSpec("string", "reason_against"),
+            ColSpec("string", "model_version"),
         ]
     )
-    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("double", "probability")]))
+    params = ParamSchema(
+        [ParamSpec("as_of", "string", ""), ParamSpec("features", "boolean", False)]
+    )
+    return ModelSignature(inputs=Schema(specs), outputs=outputs, params=params)
+
+
+def _code_folder(folder: Path) -> Path:
+    """The leadscore package (pipeline, features, models) copied into `folder/leadscore`, for
+    the model to carry: it then loads without leadscore installed."""
+    import shutil
+
+    import leadscore.features
+    import leadscore.models
+    import leadscore.pipeline
+
+    target = folder / "leadscore"
+    target.mkdir()
+    (target / "__init__.py").write_text("")
+    for package in (leadscore.pipeline, leadscore.features, leadscore.models):
+        source = Path(package.__file__).parent
+        shutil.copytree(
+            source,
+            target / package.__name__.split(".")[-1],
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.nbi", "*.nbc"),
+        )
+    return target
 
 
 def log_and_register(
     bundle: ScoringBundle,
-    X_example: pd.DataFrame,
+    example: pd.DataFrame,
     registered_model: str,
     make_champion: bool | None = None,
 ) -> tuple[str, bool]:
@@ -78,9 +125,13 @@ def log_and_register(
 
     Returns the registered version and whether it was made champion.
     """
+    from dataclasses import replace
+
     import joblib
 
-    example = _example_frame(X_example)
+    active = mlflow.active_run()
+    if active is not None:  # the model knows the run that made it (not its registry version)
+        bundle = replace(bundle, stamp=f"run {active.info.run_id}")
     with tempfile.TemporaryDirectory() as tmp:
         bundle_path = Path(tmp) / "bundle.joblib"
         joblib.dump(bundle, bundle_path)
@@ -88,9 +139,10 @@ def log_and_register(
             name="model",
             python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
             artifacts={"bundle": str(bundle_path)},
-            signature=signature_for(X_example),
-            input_example=example,
-            pip_requirements=REQUIREMENTS,
+            signature=signature_for(bundle.input_schema),
+            input_example=(example, {"as_of": bundle.as_of.isoformat()}),
+            pip_requirements=pinned_requirements(),
+            code_paths=[str(_code_folder(Path(tmp)))],
         )
     client = MlflowClient()
     try:

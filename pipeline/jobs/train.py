@@ -8,8 +8,12 @@ from dataclasses import dataclass, replace
 import pandas as pd
 
 from leadscore.models.evaluation import Evaluation
+from leadscore.models.raw_records import InputSchema
+from leadscore.models.scores import grade_thresholds
+from leadscore.models.scoring import RecordRules, ScoringBundle
 from leadscore.models.what_closes import what_closes
 from leadscore.pipeline.catalog import Catalog, LoadedData
+from leadscore.pipeline.config import Config
 from leadscore.pipeline.steps.examples import labelled_examples, lifecycle_rule
 from leadscore.pipeline.steps.leakage import AuditResult, audited_features
 from leadscore.pipeline.steps.modelling import (
@@ -66,11 +70,22 @@ def train(
     bundle = scoring_bundle(model, audited.spec, data.tables, data.as_of, holdout, X, leads)
     sales = opportunity_model(examples, audited, data, config, steps)
     learnings = what_closes(X, leads.rows, holdout.X, holdout.contributions, bundle.describer())
+    schema = InputSchema.of(data.tables)
     bundle = replace(
         bundle,
         learnings=learnings,
+        input_schema=schema,
+        grade_thresholds=_thresholds(bundle, config),
+        rules=_rules(config),
         lifecycle=lifecycle_rule(config),
-        opportunity=None if sales is None else sales.bundle,
+        opportunity=None
+        if sales is None
+        else replace(
+            sales.bundle,
+            input_schema=schema,
+            grade_thresholds=_thresholds(sales.bundle, config),
+            rules=_rules(config),
+        ),
         holdout_fraction=config.split.holdout_lead_fraction if leads.point_in_time else None,
     )
     run = record_training(
@@ -92,3 +107,13 @@ def train(
         data=data,
         holdout=holdout.rows,
     )
+
+
+def _thresholds(bundle: ScoringBundle, config: Config) -> dict[str, float]:
+    s = config.scoring
+    return grade_thresholds(bundle.holdout["probability"].to_numpy(), s.grades, s.grade_by)
+
+
+def _rules(config: Config) -> RecordRules:
+    s = config.scoring
+    return RecordRules(s.grade_by, dict(s.grades), s.max_reasons, s.min_reason_impact)

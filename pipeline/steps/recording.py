@@ -12,6 +12,7 @@ import yaml
 from leadscore.features.training_set import TrainingSet
 from leadscore.models.evaluation_plots import plots
 from leadscore.models.lead_model import LeadScoringModel
+from leadscore.models.raw_records import example_records
 from leadscore.models.scoring import ScoringBundle
 from leadscore.pipeline.catalog import Catalog, LoadedData
 from leadscore.pipeline.config import config_as_dict
@@ -117,8 +118,9 @@ def record_training(
                 }
             )  # fmt: skip
         tracking.log_frames({k: v for k, v in handoff.items() if v is not None})
+        example = example_records(data.tables, data.as_of)
         version, champion = log_and_register(
-            bundle, holdout.X, config.mlflow.registered_model, make_champion
+            bundle, example, config.mlflow.registered_model, make_champion
         )
         text = _description(catalog, data, ts, holdout, opportunity, version, champion)
         tracking.describe_run(run.info.run_id, text)

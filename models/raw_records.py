@@ -185,11 +185,16 @@ def _activities(records: pd.DataFrame, leads: pd.DataFrame) -> pd.DataFrame:
 
 
 def rollups(records: pd.DataFrame) -> pd.DataFrame:
-    """The account rollups the records carry (NaN where a record has none)."""
-    return pd.DataFrame(
+    """The account rollups the records carry (NaN where a record has none), and the win rate
+    they imply."""
+    out = pd.DataFrame(
         {c: _numbers(records[c], c) if c in records else np.nan for c in ROLLUPS},
         index=records.index,
     )
+    closed = out["account_won_deals"] + out["account_lost_deals"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["account_win_rate"] = np.where(closed > 0, out["account_won_deals"] / closed, np.nan)
+    return out
 
 
 def example_records(tables: CrmTables, as_of: pd.Timestamp, n: int = 2) -> pd.DataFrame:

@@ -1,0 +1,113 @@
+"""The registered model as a client meets it: raw lead records through `mlflow.pyfunc`, the
+same rows as the batch job, and bad records refused naming the column."""
+
+from __future__ import annotations
+
+import os
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.exceptions import MlflowException
+
+from leadscore.features.account_history import account_history_features
+from leadscore.features.tables import CrmTables, clean, crm_as_of
+from leadscore.models.raw_records import example_records
+
+pytestmark = pytest.mark.e2e
+AS_OF = "2026-10-01"
+COMPARED = ["probability", "score", "stage", "fit_score", "engagement_score", "reasons",
+            "reason_against"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def scored(_trained_once, tmp_path_factory):
+    """A trained model, the batch scores as of AS_OF, and the model loaded as a client would."""
+    folder, _ = _trained_once(6000, 3, AS_OF)
+    work = tmp_path_factory.mktemp("raw")
+    import shutil
+
+    shutil.copytree(folder, work, dirs_exist_ok=True)
+    from conftest import _run_in
+
+    _run_in(work, "score", "--as-of", AS_OF, "--output", "scores.parquet")
+    batch = pd.read_parquet(work / "scores.parquet").set_index("lead_id")
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pyfunc.load_model("models:/lead-scoring@champion")
+    if previous is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    data = work / "demo_data"
+    tables = CrmTables(
+        *(
+            pd.read_parquet(data / f"{n}.parquet")
+            for n in ("accounts", "leads", "activities", "deals")
+        )
+    )
+    return model, batch, tables
+
+
+def _records(tables: CrmTables, ids: list[int]) -> pd.DataFrame:
+    """The leads as a CRM would send them: their columns, account, activities, deal state and
+    the account's rollups (computed from the whole CRM, as the CRM would)."""
+    moment = pd.Timestamp(AS_OF, tz="UTC")
+    view = clean(crm_as_of(tables, moment))
+    chosen = CrmTables(
+        view.accounts, view.leads[view.leads["lead_id"].isin(ids)], view.activities, view.deals
+    )
+    records = example_records(chosen, moment, n=len(ids))
+    records["activities"] = [
+        [
+            {"occurred_at": t.isoformat(), "activity_type": a}
+            for t, a in zip(g["occurred_at"], g["activity_type"], strict=True)
+        ]
+        for g in (view.activities[view.activities["lead_id"] == i] for i in records["lead_id"])
+    ]
+    spine = pd.DataFrame({"lead_id": records["lead_id"], "cutoff": moment})
+    rollups = account_history_features(view, spine).reset_index(drop=True)
+    for column in ("account_won_deals", "account_lost_deals", "account_other_leads"):
+        records[column] = rollups[column].to_numpy()
+    return records
+
+
+def test_raw_records_give_the_batch_rows(scored):
+    model, batch, tables = scored
+    rng = np.random.default_rng(0)
+    ids = sorted(rng.choice(batch.index.to_numpy(), 150, replace=False).tolist())
+    stage_sales = batch.index[batch["stage"] == "sales"][:10].tolist()
+    records = _records(tables, sorted(set(ids) | set(stage_sales)))
+    out = model.predict(records, params={"as_of": AS_OF}).set_index("lead_id")
+    expected = batch.loc[out.index, COMPARED]
+    assert (out["stage"] == "sales").sum() >= 1  # the opportunity model answered too
+    np.testing.assert_allclose(out["probability"], expected["probability"], atol=1e-9)
+    pd.testing.assert_frame_equal(
+        out[COMPARED[1:]].astype(str), expected[COMPARED[1:]].astype(str), check_dtype=False
+    )
+    assert out["model_version"].str.startswith("run ").all()
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (lambda r: r.drop(columns="created_at"), "created_at"),
+        (lambda r: r.assign(created_at="the day before yesterday"), "created_at"),
+        (lambda r: r.assign(account_employees="many"), "account_employees"),
+        (lambda r: r.assign(activities=[[{"when": "x"}]] * len(r)), "activities"),
+    ],
+)
+def test_bad_records_are_refused_naming_the_column(scored, change, named):
+    model, _, tables = scored
+    records = _records(tables, tables.leads["lead_id"].head(3).tolist())
+    with pytest.raises(MlflowException, match=named):
+        model.predict(change(records), params={"as_of": AS_OF})
+
+
+def test_raw_spellings_score_like_the_normalised_ones(scored):
+    model, _, tables = scored
+    records = _records(tables, tables.leads["lead_id"].head(20).tolist())
+    shouted = records.assign(job_title=records["job_title"].str.upper())
+    a = model.predict(records, params={"as_of": AS_OF})
+    b = model.predict(shouted, params={"as_of": AS_OF})
+    np.testing.assert_allclose(a["probability"], b["probability"], atol=1e-12)

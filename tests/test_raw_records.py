@@ -111,3 +111,57 @@ def test_raw_spellings_score_like_the_normalised_ones(scored):
     a = model.predict(records, params={"as_of": AS_OF})
     b = model.predict(shouted, params={"as_of": AS_OF})
     np.testing.assert_allclose(a["probability"], b["probability"], atol=1e-12)
+
+
+def test_a_served_model_answers_one_lead_a_batch_and_refuses_bad_input(scored, tmp_path):
+    """`mlflow models serve` on the registered champion (env manager local): what a `curl`
+    gets back, for one lead and for 1,000; bad input is an HTTP 400 naming the column."""
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import requests
+
+    _, batch, tables = scored
+    records = _records(tables, batch.index[:1000].tolist())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env["MLFLOW_TRACKING_URI"] = mlflow.get_tracking_uri()
+    server = subprocess.Popen(
+        [str(bin_dir / "mlflow"), "models", "serve", "-m", "models:/lead-scoring@champion",
+         "--env-manager", "local", "-p", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/invocations"
+    try:
+        for _ in range(240):
+            try:
+                requests.get(f"http://127.0.0.1:{port}/ping", timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.5)
+
+        def post(frame: pd.DataFrame) -> requests.Response:
+            body = {"dataframe_records": json.loads(frame.to_json(orient="records")),
+                    "params": {"as_of": AS_OF}}  # fmt: skip
+            return requests.post(url, json=body, timeout=300)
+
+        one = post(records.head(1))
+        assert one.status_code == 200, one.text
+        answer = one.json()["predictions"][0]
+        assert {"probability", "score", "grade", "stage", "reasons", "model_version"} <= set(answer)
+        assert answer["probability"] == pytest.approx(batch.loc[answer["lead_id"], "probability"])
+        assert answer["reasons"] == batch.loc[answer["lead_id"], "reasons"]
+        many = post(records)
+        assert many.status_code == 200 and len(many.json()["predictions"]) == len(records)
+        bad = post(records.head(1).assign(created_at="not a time"))
+        assert bad.status_code == 400 and "created_at" in bad.json()["message"]
+    finally:
+        server.terminate()
+        server.wait(30)

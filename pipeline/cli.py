@@ -256,7 +256,9 @@ def train(
         f"{result.calibration}; top features: {top}\n"
         f"MLflow run {result.run_name} ({result.run_id}); its report.html and plots are "
         f"artifacts{f', report also in {report}' if report else ''}. Browse runs: mlflow ui "
-        f"--backend-store-uri {_tracking_uri()}"
+        f"--backend-store-uri {_tracking_uri()}, then open "
+        f"http://127.0.0.1:5000/#/experiments/{result.experiment_id}/runs"
+        "?workflowType=machine_learning (MLflow 3 opens on its GenAI view otherwise)"
     )
 
 

@@ -30,6 +30,7 @@ from leadscore.pipeline.steps.recording import record_training, slice_counts
 class TrainResult:
     run_id: str
     run_name: str
+    experiment_id: str
     version: str
     made_champion: bool
     as_of: pd.Timestamp
@@ -94,6 +95,7 @@ def train(
     return TrainResult(
         run_id=run.run_id,
         run_name=run.run_name,
+        experiment_id=run.experiment_id,
         version=run.version,
         made_champion=run.made_champion,
         as_of=data.as_of,

@@ -30,6 +30,7 @@ from leadscore.pipeline.steps.modelling import Holdout, OpportunityModel
 class RecordedRun:
     run_id: str
     run_name: str
+    experiment_id: str
     report_html: str
     version: str
     made_champion: bool
@@ -125,7 +126,9 @@ def record_training(
         text = _description(catalog, data, ts, holdout, opportunity, version, champion)
         tracking.describe_run(run.info.run_id, text)
         describe_model(config.mlflow.registered_model, version, text, _model_text(catalog))
-    return RecordedRun(run.info.run_id, run.info.run_name, report_html, version, champion)
+    return RecordedRun(
+        run.info.run_id, run.info.run_name, run.info.experiment_id, report_html, version, champion
+    )
 
 
 def _tags(

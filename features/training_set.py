@@ -14,7 +14,6 @@ from typing import Protocol
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from leadscore.features.attributes import attribute_features, history_fields
 from leadscore.features.build import FeatureSpec
@@ -214,6 +213,8 @@ def _ordered_slices(order: pd.Series, split: SplitRules) -> np.ndarray:
 
 def _stratified_slices(rows: pd.DataFrame, split: SplitRules) -> np.ndarray:
     """Slices drawn at random within each class."""
+    from sklearn.model_selection import train_test_split  # scikit-learn loads only here
+
     fractions = {
         "holdout": split.holdout_lead_fraction,
         "calibration": split.calibration_lead_fraction,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -21,21 +22,16 @@ from leadscore.features.tables import CrmTables
 from leadscore.models.incremental import IncrementalRun
 from leadscore.models.score_changes import handoffs_since
 from leadscore.models.scores import assign_grades, grade_table
-from leadscore.models.scoring import (
-    HISTORY_COLUMNS,
-    PART_KINDS,
-    HandOffState,
-    ScoringBundle,
-    chunk_scorer,
-    finish,
-    missing_features,
-    regrade,
-)
 from leadscore.pipeline.catalog import Catalog
 from leadscore.pipeline.errors import InputError
-from leadscore.pipeline.io.registry import chosen_bundle
-from leadscore.pipeline.io.tracking import ScoreBatchRecord, log_score_batch
 from leadscore.pipeline.redaction import redact
+
+if TYPE_CHECKING:
+    from leadscore.models.scoring import HandOffState, ScoringBundle
+
+# LightGBM, numba and MLflow take about a second to import: this job imports them after its
+# first step (loading the data), inside the functions that use them, so a scheduled run shows
+# progress at once.
 
 
 @dataclass(frozen=True)
@@ -62,6 +58,9 @@ def score(
     every lead."""
     config, steps, rules = catalog.config, catalog.steps, catalog.config.scoring
     data = catalog.load_as_of(as_of, activities="streamed")
+    from leadscore.models.scoring import HISTORY_COLUMNS, PART_KINDS, chunk_scorer, finish
+    from leadscore.pipeline.io.registry import chosen_bundle
+
     version, bundle = chosen_bundle(
         config.mlflow.registered_model, data.as_of, model_version, steps
     )
@@ -97,6 +96,8 @@ def score(
 
 
 def _check_features(tables: CrmTables, bundle: ScoringBundle) -> None:
+    from leadscore.models.scoring import missing_features
+
     missing = missing_features(tables, bundle)
     if missing:
         raise InputError(
@@ -139,6 +140,8 @@ def _log_batch(
 ) -> None:
     """The batch as an MLflow run beside the training runs: counts per stage and grade, MQLs,
     the changes it wrote. The scores are written already, so a failure here only warns."""
+    from leadscore.pipeline.io.tracking import ScoreBatchRecord, log_score_batch
+
     config = catalog.config
     counts: dict[str, float] = {"leads": len(scores), "mqls": float(scores["mql"].sum())}
     for (stage, grade), n in scores.groupby(["stage", "grade"]).size().items():
@@ -162,6 +165,8 @@ def _log_batch(
 def _hand_off_state(catalog: Catalog, as_of: pd.Timestamp) -> HandOffState:
     """With a weekly capacity: the leads MQL in the previous batch (they stay MQL while they
     qualify) and the new hand-offs made in the 7 days before this batch (they spend it)."""
+    from leadscore.models.scoring import HandOffState
+
     capacity = catalog.config.agreement.capacity_per_week
     if capacity is None:
         return HandOffState()
@@ -188,6 +193,8 @@ def _merged(
     state: HandOffState,
 ) -> pd.DataFrame:
     """The rescored rows with the kept ones, graded again over the whole table."""
+    from leadscore.models.scoring import regrade
+
     kept = base.kept(spine, rescored)
     catalog.steps.note(
         f"Changed since {base.since:%Y-%m-%d %H:%M}: rescored {len(rescored):,} of "

@@ -49,8 +49,10 @@ lint: install ## Check the code with ruff
 docs: install ## Regenerate docs/configuration.md from the config model
 	$(BIN)/python -m leadscore.pipeline.config_reference > docs/configuration.md
 
-bench: install ## Benchmark scoring at 100k and 1M open leads (writes benchmarks/results/)
+bench: install ## Benchmark scoring at 100k and 1M open leads, serving, and listing runs (writes benchmarks/results/)
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/scoring.py --open-leads $(BENCH_SIZES)
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/runs.py
 
 bench-spark: install $(SPARK_STAMP) ## Benchmark score --engine spark (local[2]) against the default engine at 1M open leads
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python benchmarks/spark.py --open-leads 1000000

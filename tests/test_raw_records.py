@@ -206,3 +206,12 @@ def test_a_model_rebuilt_from_the_registry_alone_gives_the_same_numbers(scored, 
     here = model.predict(records, params={"as_of": AS_OF})
     np.testing.assert_allclose(rebuilt["probability"], here["probability"], atol=1e-9)
     assert rebuilt["reasons"].tolist() == here["reasons"].tolist()
+
+
+def test_values_never_seen_score_as_unseen_and_are_counted(scored, caplog):
+    model, _, tables = scored
+    records = _records(tables, tables.leads["lead_id"].head(4).tolist())
+    with caplog.at_level("WARNING", logger="leadscore.model"):
+        out = model.predict(records.assign(country="Narnia"), params={"as_of": AS_OF})
+    assert len(out) == 4 and out["probability"].between(0, 1).all()
+    assert "'country': 4" in caplog.text

@@ -16,12 +16,14 @@ fit it, naming the column.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
-from leadscore.features.tables import CrmTables, clean, crm_as_of, empty_history
+from leadscore.features.screening import is_pii_name
+from leadscore.features.tables import CrmTables, clean, crm_as_of, empty_history, snake_case
 
 ROLLUPS = ("account_won_deals", "account_lost_deals", "account_other_leads")
 REQUIRED = ("lead_id", "created_at")
@@ -43,13 +45,26 @@ class InputSchema:
     account_id_kind: str = "text"
 
     @classmethod
-    def of(cls, tables: CrmTables) -> InputSchema:
-        def kinds(frame: pd.DataFrame, skip: tuple[str, ...]) -> dict[str, str]:
-            return {str(c): _kind(frame[c]) for c in frame.columns if c not in skip}
+    def of(cls, tables: CrmTables, pii: Collection[str] = ()) -> InputSchema:
+        """The columns of `tables`, less contact details (`pii` and names that say so): the
+        model never reads them, and its signature and example must not hold them."""
+        private = {snake_case(p) for p in pii}
 
+        def kinds(frame: pd.DataFrame, skip: tuple[str, ...]) -> dict[str, str]:
+            return {
+                str(c): _kind(frame[c])
+                for c in frame.columns
+                if c not in skip and snake_case(str(c)) not in private and not is_pii_name(str(c))
+            }
+
+        accounts = {
+            c: k
+            for c, k in kinds(tables.accounts, ("account_id",)).items()
+            if snake_case(f"account_{c}") not in private
+        }
         return cls(
             leads=kinds(tables.leads, ("lead_id", "created_at", "account_id")),
-            accounts=kinds(tables.accounts, ("account_id",)),
+            accounts=accounts,
             lead_id_kind=_kind(tables.leads["lead_id"]),
             account_id_kind=_kind(tables.leads["account_id"]),
         )
@@ -197,10 +212,17 @@ def rollups(records: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def example_records(tables: CrmTables, as_of: pd.Timestamp, n: int = 2) -> pd.DataFrame:
+def example_records(
+    tables: CrmTables, as_of: pd.Timestamp, n: int = 2, schema: InputSchema | None = None
+) -> pd.DataFrame:
     """The first `n` leads open at `as_of` as raw records (times as ISO text), with their
-    account's attributes, activities and deal state: the model's input example."""
+    account's attributes, activities and deal state: the model's input example. With a
+    `schema`, only its columns (no contact details)."""
     leads = tables.leads[tables.leads["created_at"] < as_of].head(n).reset_index(drop=True)
+    if schema is not None:
+        keep = ["lead_id", "created_at", "account_id", *schema.leads]
+        leads = leads[[c for c in leads.columns if c in keep]]
+        tables = replace(tables, accounts=tables.accounts[["account_id", *schema.accounts]])
     out = leads.copy()
     for column in out.columns:
         if pd.api.types.is_datetime64_any_dtype(out[column]):

@@ -62,25 +62,29 @@ def test_demo_data_train_score(trained, run_cli):
     assert (scores["model_version"] == "1").all()
     assert not set(leads["email"]) & set(scores.astype(str).to_numpy().ravel())
 
+    # the model takes raw records: the canonical columns it reads, never contact details,
+    # identifiers or excluded leaks
     input_cols = [c.name for c in model.metadata.get_input_schema().inputs]
-    assert "email" not in input_cols and "disqualify_reason" not in input_cols
+    assert {"lead_id", "created_at", "activities", "deal_created_at"} <= set(input_cols)
+    assert not {"email", "name", "disqualify_reason"} & set(input_cols)
     bundle = model.unwrap_python_model().bundle
-    assert bundle.estimator.n_features_in_ == len(input_cols)
+    assert set(bundle.input_schema.columns()) == set(input_cols)
 
 
-def test_registered_model_predicts_probabilities_for_a_feature_frame(trained):
+def test_registered_model_scores_its_own_input_example(trained):
+    """The logged example (raw records, no contact details) scores through the pyfunc."""
     folder, _ = trained
     mlflow.set_tracking_uri(f"sqlite:///{folder / 'mlflow.db'}")
     model = mlflow.pyfunc.load_model("models:/lead-scoring@champion")
     artifact = Path(mlflow.artifacts.download_artifacts("models:/lead-scoring@champion"))
-    example = json.loads((artifact / "input_example.json").read_text())
+    example = json.loads((artifact / "input_example.json").read_text())["inputs"]
     frame = pd.DataFrame(example["data"], columns=example["columns"])
     frame.loc[0, "seniority"] = None  # missing values are allowed by the signature
-    out = model.predict(frame)
-    assert list(out.columns) == ["probability"]
+    out = model.predict(frame, params={"as_of": "2026-11-01"})
+    assert {"probability", "score", "grade", "stage", "reasons", "model_version"} <= set(out)
     assert ((out["probability"] > 0) & (out["probability"] < 1)).all()
     assert not np.isin(out["probability"], [0.0, 1.0]).any()
-    assert "@example.com" not in json.dumps(example)
+    assert "@example.com" not in json.dumps(example) and "email" not in example["columns"]
 
 
 def test_scores_at_t_ignore_everything_after_t(trained, run_cli):

@@ -44,7 +44,7 @@ class LeadScoringPyfunc(mlflow.pyfunc.PythonModel):
     ) -> pd.DataFrame:
         params = params or {}
         bundle = self.bundle
-        if params.get("features"):
+        if params.get("features") or getattr(bundle, "input_schema", None) is None:
             proba = bundle.estimator.predict_proba(model_input)[:, 1]
             return pd.DataFrame({"probability": proba}, index=model_input.index)
         try:

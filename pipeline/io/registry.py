@@ -92,6 +92,31 @@ def signature_for(schema: InputSchema) -> ModelSignature:
     return ModelSignature(inputs=Schema(specs), outputs=outputs, params=params)
 
 
+def feature_signature(X: pd.DataFrame) -> ModelSignature:
+    """For a model without raw-record input (shape flat): feature rows in, probability out."""
+    from mlflow.types.schema import ParamSchema, ParamSpec
+
+    inputs = Schema(
+        [
+            ColSpec(
+                "double" if pd.api.types.is_numeric_dtype(X[c]) else "string", c, required=False
+            )
+            for c in X.columns
+        ]
+    )
+    params = ParamSchema([ParamSpec("features", "boolean", True)])
+    outputs = Schema([ColSpec("double", "probability")])
+    return ModelSignature(inputs=inputs, outputs=outputs, params=params)
+
+
+def _feature_example(X: pd.DataFrame) -> pd.DataFrame:
+    sample = X.reset_index(drop=True)
+    for column in sample.columns:
+        if not pd.api.types.is_numeric_dtype(sample[column]):
+            sample[column] = sample[column].astype(object).where(sample[column].notna(), None)
+    return sample
+
+
 def _code_folder(folder: Path) -> Path:
     """The leadscore package (pipeline, features, models) copied into `folder/leadscore`, for
     the model to carry: it then loads without leadscore installed."""
@@ -139,8 +164,12 @@ def log_and_register(
             name="model",
             python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
             artifacts={"bundle": str(bundle_path)},
-            signature=signature_for(bundle.input_schema),
-            input_example=(example, {"as_of": bundle.as_of.isoformat()}),
+            signature=signature_for(bundle.input_schema)
+            if bundle.input_schema is not None
+            else feature_signature(example),
+            input_example=(example, {"as_of": bundle.as_of.isoformat()})
+            if bundle.input_schema is not None
+            else (_feature_example(example), {"features": True}),
             pip_requirements=pinned_requirements(),
             code_paths=[str(_code_folder(Path(tmp)))],
         )

@@ -71,7 +71,11 @@ def train(
     bundle = scoring_bundle(model, audited.spec, data.tables, data.as_of, holdout, X, leads)
     sales = opportunity_model(examples, audited, data, config, steps)
     learnings = what_closes(X, leads.rows, holdout.X, holdout.contributions, bundle.describer())
-    schema = InputSchema.of(data.tables)
+    # raw records need time (a creation date, activities): shape flat's models take features
+    # identifiers, contact details, excluded and screened columns: never read by the model, so
+    # neither in its signature nor in its example
+    private = audited.spec.skip_columns
+    schema = InputSchema.of(data.tables, private) if leads.point_in_time else None
     bundle = replace(
         bundle,
         learnings=learnings,

@@ -119,7 +119,11 @@ def record_training(
                 }
             )  # fmt: skip
         tracking.log_frames({k: v for k, v in handoff.items() if v is not None})
-        example = example_records(data.tables, data.as_of)
+        example = (
+            example_records(data.tables, data.as_of, schema=bundle.input_schema)
+            if bundle.input_schema is not None
+            else holdout.X.head(5).reset_index(drop=True)
+        )
         version, champion = log_and_register(
             bundle, example, config.mlflow.registered_model, make_champion
         )

@@ -15,9 +15,11 @@ import pandas as pd
 
 from leadscore.features.lifecycle import MARKETING, LifecycleRule, accepted_at
 from leadscore.features.snapshots import lead_outcomes
+from leadscore.features.tables import CrmTables
 from leadscore.models.handoff_outcomes import compared_with_kept, hand_off_outcomes, outcome_table
 from leadscore.models.score_changes import INTO_MQL
 from leadscore.pipeline.catalog import Catalog
+from leadscore.pipeline.config import Config
 from leadscore.pipeline.io.registry import chosen_bundle
 from leadscore.pipeline.steps.handoff import agreement_table
 
@@ -69,8 +71,8 @@ def agreement(catalog: Catalog, as_of: pd.Timestamp | None) -> AgreementReport:
     return report
 
 
-def _terms(config: object, lifecycle: LifecycleRule | None) -> dict[str, str]:
-    a, s = config.agreement, config.scoring  # type: ignore[attr-defined]
+def _terms(config: Config, lifecycle: LifecycleRule | None) -> dict[str, str]:
+    a, s = config.agreement, config.scoring
     definition = "grade " + " or ".join(a.mql_grades)
     if a.mql_min_score is not None:
         definition += f", or a score of at least {a.mql_min_score}"
@@ -89,9 +91,9 @@ def _terms(config: object, lifecycle: LifecycleRule | None) -> dict[str, str]:
         "follow-up SLA": f"sales accepts or rejects a hand-off within {a.sla_days} days",
         "accepted (SQL) means": {
             "opportunity": "an opportunity was created for the lead",
-            "column": f"the date in {config.lifecycle.sql_column} is set",  # type: ignore[attr-defined]
+            "column": f"the date in {config.lifecycle.sql_column} is set",
             "status_history": "the lead's status became "
-            + " or ".join(config.lifecycle.sql_values),  # type: ignore[attr-defined]
+            + " or ".join(config.lifecycle.sql_values),
             "none": "no lifecycle in these data (every open unit is marketing's; acceptance "
             "is not tracked, so read the SLA columns as not applicable)",
         }["none" if lifecycle is None else lifecycle.sql_from],
@@ -122,7 +124,7 @@ def _examples(current: pd.DataFrame | None, n: int = 5) -> pd.DataFrame:
 def _closed_loop(
     catalog: Catalog,
     report: AgreementReport,
-    tables: object,
+    tables: CrmTables,
     lifecycle: LifecycleRule | None,
     now: pd.Timestamp,
 ) -> None:
@@ -137,8 +139,8 @@ def _closed_loop(
     into = changes[changes["change"] == INTO_MQL]
     handoffs = into.rename(columns={"new_grade": "grade"})[["lead_id", "as_of", "grade"]]
     handoffs = handoffs.drop_duplicates("lead_id", keep="first")
-    outcomes = lead_outcomes(tables.deals)  # type: ignore[attr-defined]
-    accepted = accepted_at(tables, lifecycle or LifecycleRule())  # type: ignore[arg-type]
+    outcomes = lead_outcomes(tables.deals)
+    accepted = accepted_at(tables, lifecycle or LifecycleRule())
     rows = hand_off_outcomes(handoffs, accepted, outcomes, now, config.agreement.sla_days)
     report.by_grade = outcome_table(rows, "grade")
     report.by_week = outcome_table(rows, "week")

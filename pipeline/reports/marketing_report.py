@@ -142,13 +142,13 @@ def render_marketing_report(report: AgreementReport, config_yaml: str) -> str:
             "saw. The agreed policy is highlighted; the others are the alternatives to weigh "
             "it against.</p>" + _html_table(agreement_frame(report.table), report.table["agreed"])
         )
-    if report.by_grade is not None:
+    if report.by_grade is not None and report.by_week is not None:
         parts.append(
             "<h2>What happened to past hand-offs</h2><p>Every lead handed over, followed in the "
             "CRM: accepted by sales, won, lost, still open, or not accepted within the SLA.</p>"
             + _html_table(_outcomes(report.by_grade, "grade"))
             + "<h3>By week of hand-off</h3>"
-            + _html_table(_outcomes(report.by_week, "week"))  # type: ignore[arg-type]
+            + _html_table(_outcomes(report.by_week, "week"))
         )
     if report.versus is not None:
         v = report.versus.reset_index()

@@ -206,3 +206,16 @@ def test_each_hand_off_gets_what_happened_next():
     soon = hand_off_outcomes(handoffs, accepted.iloc[:0], outcomes.iloc[:0], T + 2 * DAY, 7)
     assert set(soon["outcome"]) == {WAITING}
     assert later["accepted_within_sla"].tolist() == [True, True, True, False, False]
+
+
+def test_percentile_grades_never_exceed_their_share_even_with_ties():
+    from leadscore.models.scores import grade_thresholds, to_grade, to_grade_by_percentile
+
+    p = np.array([0.9] * 5 + [0.5] * 30 + [0.1] * 65)  # isotonic steps: big blocks of ties
+    grades = to_grade_by_percentile(p, {"A": 0.10, "B": 0.30})
+    shares = grades.value_counts(normalize=True)
+    assert shares["A"] <= 0.10 and shares.get("B", 0) <= 0.30
+    assert set(grades[p == 0.5]) == {"D"}  # a block straddling B's boundary falls below it
+    cut = grade_thresholds(np.linspace(0, 1, 1001), {"A": 0.1, "B": 0.3}, "percentile")
+    assert cut["A"] == pytest.approx(0.9) and cut["B"] == pytest.approx(0.7)
+    assert to_grade(np.array([0.95, 0.8, 0.2]), cut).tolist() == ["A", "B", "D"]

@@ -115,12 +115,19 @@ def log_config(config: Config) -> None:
     log_text(yaml.safe_dump(config_as_dict(config), sort_keys=False), "config.yaml")
 
 
+SCHEMA_SAMPLE = 2_000  # rows MLflow infers the training table's schema from
+
+
 def log_training_table(table: pd.DataFrame, name: str) -> None:
-    """The training table as the run's dataset input (MLflow keeps its schema and digest)."""
+    """The training table as the run's dataset input: its schema and digest, from a seeded
+    sample (MLflow infers a schema value by value: 7 s for the demo's 57,000 rows, 0.2 s for
+    2,000), with its size as tags."""
+    sample = table.sample(min(len(table), SCHEMA_SAMPLE), random_state=0).sort_index()
     with warnings.catch_warnings():  # MLflow's hint about int columns: not for a dataset
         warnings.simplefilter("ignore", UserWarning)
-        dataset = mlflow.data.from_pandas(table, name=name, targets="label")
-        mlflow.log_input(dataset, context="training")  # its schema is inferred here
+        dataset = mlflow.data.from_pandas(sample, name=name, targets="label")
+        mlflow.log_input(dataset, context="training")
+    mlflow.set_tags({"training_rows": str(len(table)), "training_columns": str(table.shape[1])})
 
 
 def log_frames(frames: dict[str, pd.DataFrame]) -> None:

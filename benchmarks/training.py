@@ -1,0 +1,73 @@
+"""`leadscore train` against the textbook training job (`benchmarks/textbook_train.py`): both
+whole processes, on the same synthetic export, in one run.
+
+Usage: python benchmarks/training.py [--leads 60000] [--as-of 2026-11-01]
+
+Reports wall time and peak memory (max RSS, from `/usr/bin/time`-like rusage of each child) and
+the ratio. Writes benchmarks/results/training.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(command: list[str], cwd: Path) -> tuple[float, float]:
+    """Wall seconds and the child's peak RSS in MB."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    subprocess.run(command, cwd=cwd, check=True, capture_output=True)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return seconds, max(peak, before) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--leads", type=int, default=60_000)
+    parser.add_argument("--as-of", default="2026-11-01")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    args = parser.parse_args()
+    bin_dir = Path(sys.executable).parent
+    with tempfile.TemporaryDirectory(prefix="leadscore-train-bench-") as tmp:
+        work = Path(tmp)
+        (work / "configs").mkdir()
+        shutil.copy(REPO / "configs" / "demo.yaml", work / "configs" / "demo.yaml")
+        subprocess.run(
+            [str(bin_dir / "leadscore"), "demo-data", "--out", "demo_data", "--leads",
+             str(args.leads), "--seed", "0"],
+            cwd=work, check=True, capture_output=True,
+        )  # fmt: skip
+        # the textbook job first: max RSS of children only grows, so its peak is its own
+        textbook = _run(
+            [sys.executable, str(REPO / "benchmarks" / "textbook_train.py"), "demo_data",
+             args.as_of],
+            work,
+        )  # fmt: skip
+        ours = _run([str(bin_dir / "leadscore"), "train", "--as-of", args.as_of], work)
+    result = {
+        "date": time.strftime("%Y-%m-%d"),
+        "leads": args.leads,
+        "leadscore_train_s": ours[0],
+        "textbook_train_s": textbook[0],
+        "ratio": ours[0] / textbook[0],
+        "leadscore_peak_mb_at_most": ours[1],
+        "textbook_peak_mb": textbook[1],
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "training.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

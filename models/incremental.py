@@ -44,7 +44,7 @@ class IncrementalRun:
             lead_id=keep["lead_id"].astype(spine["lead_id"].dtype),
             as_of=pd.to_datetime(keep["as_of"], utc=True),
             scored_at=pd.to_datetime(keep["scored_at"], utc=True),
-        )[list(SCORE_COLUMNS)]
+        ).reindex(columns=list(SCORE_COLUMNS))  # a table an older release wrote lacks some
 
     def dropped(self, spine: pd.DataFrame) -> int:
         """Rows of the current table whose leads are no longer open."""

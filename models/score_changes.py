@@ -52,29 +52,33 @@ def _texts(values: pd.Series) -> pd.Series:
 
 
 def score_changes(
-    previous: pd.DataFrame | None, batch: pd.DataFrame, batch_id: str
+    previous: pd.DataFrame | None,
+    batch: pd.DataFrame,
+    batch_id: str,
+    as_of: pd.Timestamp,
+    scored_at: pd.Timestamp,
 ) -> pd.DataFrame:
     """The change rows from `previous` (the current table before this batch, or None) to
-    `batch` (the rows replacing it), stamped with this batch's id, as-of and newest time."""
+    `batch` (the rows replacing it), stamped with this batch's id, as-of and time (given: the
+    rows may all be kept from an earlier batch)."""
     old, new = _side(previous), _side(batch)
     both = old.join(new, how="outer", suffixes=("_old", "_new"))
     old_mql = both["mql_old"].astype("boolean").fillna(False).to_numpy(dtype=bool)
     new_mql = both["mql_new"].astype("boolean").fillna(False).to_numpy(dtype=bool)
     old_grade = _texts(both["grade_old"])
     new_grade = _texts(both["grade_new"])
+    regraded = (old_grade != new_grade) & ~(old_grade.isna() & new_grade.isna())
     change = np.select(
-        [new_mql & ~old_mql, old_mql & ~new_mql, (old_grade != new_grade).to_numpy()],
+        [new_mql & ~old_mql, old_mql & ~new_mql, regraded.to_numpy()],
         [INTO_MQL, OUT_OF_MQL, GRADE],
         default="",
     )
     keep = change != ""
-    if not keep.any():
-        return pd.DataFrame(columns=CHANGE_COLUMNS)
     lead = both["lead_id_new"].where(both["lead_id_new"].notna(), both["lead_id_old"])
     stage = both["stage_new"].where(both["stage_new"].notna(), both["stage_old"])
     out = pd.DataFrame(
         {
-            "batch_id": batch_id,
+            "batch_id": pd.Series([batch_id] * int(keep.sum()), dtype=object),
             "lead_id": lead.to_numpy()[keep],
             "change": change[keep],
             "old_grade": old_grade.to_numpy()[keep],
@@ -84,8 +88,8 @@ def score_changes(
             "old_score": pd.to_numeric(both["score_old"]).to_numpy(dtype=float)[keep],
             "new_score": pd.to_numeric(both["score_new"]).to_numpy(dtype=float)[keep],
             "stage": stage.to_numpy()[keep],
-            "as_of": batch["as_of"].max() if len(batch) else None,
-            "scored_at": batch["scored_at"].max() if len(batch) else None,
+            "as_of": pd.Series([as_of] * int(keep.sum()), dtype="datetime64[ns, UTC]"),
+            "scored_at": pd.Series([scored_at] * int(keep.sum()), dtype="datetime64[ns, UTC]"),
         }
     )
     if len(batch):

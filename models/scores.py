@@ -106,10 +106,16 @@ def grade_thresholds(
     holdout_proba: np.ndarray, bands: Mapping[str, float], grade_by: str = "probability"
 ) -> dict[str, float]:
     """Minimum probability per grade for grading one lead at a time: the bands themselves, or,
-    for percentile bands, the probabilities that cut the holdout at those shares."""
+    for percentile bands, the lowest holdout probability that got each grade (so a block of
+    ties below a boundary stays below it, as in a batch); a grade nobody got is out of reach."""
     if grade_by != "percentile":
         return dict(bands)
     p = np.asarray(holdout_proba, dtype=float)
     if len(p) == 0:
         return {name: 1.0 for name in bands}
-    return {name: float(np.quantile(p, 1 - share)) for name, share in bands.items()}
+    grades = to_grade_by_percentile(p, bands).to_numpy()
+    out_of_reach = float(np.nextafter(p.max(), np.inf))
+    return {
+        name: float(p[grades == name].min()) if (grades == name).any() else out_of_reach
+        for name in bands
+    }

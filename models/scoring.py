@@ -254,7 +254,12 @@ def regrade(
     bands rank marketing's leads among themselves and sales' among theirs, and only marketing's
     leads can be MQL, within the weekly capacity the agreement sets."""
     proba = scores["probability"].to_numpy(dtype=float)
-    stage = scores["stage"].to_numpy() if "stage" in scores else np.full(len(scores), MARKETING)
+    # rows kept from a table an older release wrote have no stage: they were marketing's
+    stage = (
+        scores["stage"].astype(object).where(scores["stage"].notna(), MARKETING).to_numpy()
+        if "stage" in scores
+        else np.full(len(scores), MARKETING, dtype=object)
+    )
     grades = np.full(len(scores), None, dtype=object)
     for name in np.unique(stage):
         mask = stage == name

@@ -37,7 +37,13 @@ from leadscore.pipeline.io.activities import (
 from leadscore.pipeline.io.checks import check_named_columns
 from leadscore.pipeline.io.readers import describe_source
 from leadscore.pipeline.io.sources import fingerprint, load_tables, resolve_as_of, source_spec
-from leadscore.pipeline.io.writeback import read_changes, read_current, read_history, write_table
+from leadscore.pipeline.io.writeback import (
+    ChangeLog,
+    read_changes,
+    read_current,
+    read_history,
+    write_table,
+)
 from leadscore.pipeline.progress import Steps
 
 Engine = Literal["pandas", "spark"]
@@ -198,8 +204,16 @@ class Catalog:
 
     # -- the scores target ---------------------------------------------------------------------
 
-    def write_scores(self, scores: pd.DataFrame, history: pd.DataFrame) -> str:
-        """Replace the current scores and append the batch to the history, as one; where."""
+    def write_scores(
+        self,
+        scores: pd.DataFrame,
+        history: pd.DataFrame,
+        batch_id: str,
+        as_of: pd.Timestamp,
+        scored_at: pd.Timestamp,
+    ) -> str:
+        """Replace the current scores and append the batch to the history and its changes to
+        the change log, as one; where."""
         s = self.config.scoring
         return write_table(
             scores,
@@ -208,7 +222,7 @@ class Catalog:
             history=(history, s.history_table),
             columns=dict(s.columns),
             lock_timeout_s=s.lock_timeout_s,
-            changes=s.changes_table,
+            changes=ChangeLog(s.changes_table, batch_id, as_of, scored_at),
         )
 
     def current_scores(self) -> tuple[pd.DataFrame | None, pd.Timestamp | None]:

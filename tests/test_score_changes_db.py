@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from leadscore.models.scoring import HISTORY_COLUMNS
-from leadscore.pipeline.io.writeback import read_changes, read_history, write_table
+from leadscore.pipeline.io.writeback import ChangeLog, read_changes, read_history, write_table
 
 
 def _batch(seed: int, as_of: str, n: int = 300) -> pd.DataFrame:
@@ -44,7 +44,9 @@ def _write(batch: pd.DataFrame, target: str, names: dict[str, str], batch_id: st
         target,
         names["table"],
         history=(history, names["history"]),
-        changes=names["changes"],
+        changes=ChangeLog(
+            names["changes"], batch_id, batch["as_of"].max(), batch["scored_at"].max()
+        ),
     )
 
 

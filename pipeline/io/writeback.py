@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -31,6 +32,20 @@ UNCHANGED_IF_SAME = ("lead_id", "probability", "model_version", "as_of")
 # SQLSTATEs (PostgreSQL) that say what is wrong in words a person can act on
 INSUFFICIENT_PRIVILEGE = "42501"
 LOCK_NOT_AVAILABLE = "55P03"
+
+
+@dataclass(frozen=True)
+class ChangeLog:
+    """Where a batch's score changes go (a table, or a file beside a file target) and the
+    batch they are stamped with."""
+
+    table: str
+    batch_id: str
+    as_of: pd.Timestamp
+    scored_at: pd.Timestamp
+
+    def rows(self, previous: pd.DataFrame | None, batch: pd.DataFrame) -> pd.DataFrame:
+        return score_changes(previous, batch, self.batch_id, self.as_of, self.scored_at)
 
 
 def resolve_target(target: str) -> str:
@@ -138,11 +153,11 @@ def _write_files(
     history: tuple[pd.DataFrame, str] | None,
     columns: dict[str, str] | None,
     timeout_s: float,
-    changes: str | None = None,
+    changes: ChangeLog | None = None,
 ) -> None:
     paths = [path] if history is None else [path, history_path(path, history[1])]
     if history is not None and changes is not None:
-        paths.append(history_path(path, changes))
+        paths.append(history_path(path, changes.table))
     with _file_lock(paths, timeout_s, "write"):
         outputs = [frame]
         if history is not None:
@@ -157,7 +172,7 @@ def _write_files(
             ]
             if changes is not None:
                 logged = _read_file(paths[2], "score changes")
-                outputs.append(_appended(logged, score_changes(previous, frame, _batch(rows))))
+                outputs.append(_appended(logged, changes.rows(previous, frame)))
         outputs[0] = outputs[0].rename(columns=columns or {})
         with file_commit.replaced_together(paths) as temps:
             for out, tmp in zip(outputs, temps, strict=True):
@@ -168,11 +183,6 @@ def _appended(earlier: pd.DataFrame | None, rows: pd.DataFrame) -> pd.DataFrame:
     if earlier is None or earlier.empty:
         return rows
     return rows if rows.empty else pd.concat([earlier, rows], ignore_index=True)
-
-
-def _batch(rows: pd.DataFrame) -> str:
-    """The batch id the history rows carry (one per write)."""
-    return str(rows["batch_id"].iloc[0]) if len(rows) and "batch_id" in rows else ""
 
 
 def _read_files(
@@ -354,7 +364,7 @@ def _write_sql(
     history: tuple[pd.DataFrame, str] | None,
     columns: dict[str, str] | None,
     timeout_s: float,
-    changes: str | None = None,
+    changes: ChangeLog | None = None,
 ) -> None:
     with _database(url, table, timeout_s, write=True) as engine, engine.begin() as conn:
         _take_turns(conn, table, timeout_s)
@@ -364,7 +374,7 @@ def _write_sql(
         if history is not None and changes is not None:
             with _needs("SELECT", table):
                 previous = _stored_compared(conn, table, columns) if exists else None
-            change_rows = score_changes(previous, frame, _batch(history[0]))
+            change_rows = changes.rows(previous, frame)
         if exists and history is not None and "scored_at" in frame.columns:
             with _needs("SELECT", table):
                 frame = _stored_times(conn, table, frame, columns)
@@ -391,8 +401,8 @@ def _write_sql(
             rows, name = history
             log = score_tables.history_table(rows, name, dialect)
             _append_sql(conn, log, rows)
-        if change_rows is not None and changes is not None:
-            log = score_tables.changes_table(change_rows, changes, dialect)
+        if change_rows is not None and changes is not None and len(change_rows):
+            log = score_tables.changes_table(change_rows, changes.table, dialect)
             _append_sql(conn, log, change_rows)
 
 
@@ -430,16 +440,16 @@ def write_table(
     history: tuple[pd.DataFrame, str] | None = None,
     columns: dict[str, str] | None = None,
     lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
-    changes: str | None = None,
+    changes: ChangeLog | None = None,
 ) -> str:
     """Replace `table` at `target` with `frame` in one atomic step; return where it went.
 
     With `history` (rows, table name), the rows are appended to that append-only table in the
     same step, and leads whose scores did not change keep their `scored_at`. With `changes` (a
-    table name) too, the leads whose MQL flag or grade differ from the table being replaced are
-    appended to that table, in the same step. File targets keep the history and the changes in
-    files beside the current one. `columns` renames the current table's columns (a CRM's
-    import names); the history and the changes keep ours."""
+    table and the batch's stamp) too, the leads whose MQL flag or grade differ from the table
+    being replaced are appended to that table, in the same step. File targets keep the history
+    and the changes in files beside the current one. `columns` renames the current table's
+    columns (a CRM's import names); the history and the changes keep ours."""
     resolved = resolve_target(target)
     if _is_file(resolved):
         _write_files(frame, Path(resolved), history, columns, lock_timeout_s, changes)

@@ -138,7 +138,8 @@ def _closed_loop(
     config = catalog.config
     into = changes[changes["change"] == INTO_MQL]
     handoffs = into.rename(columns={"new_grade": "grade"})[["lead_id", "as_of", "grade"]]
-    handoffs = handoffs.drop_duplicates("lead_id", keep="first")
+    handoffs["as_of"] = pd.to_datetime(handoffs["as_of"], utc=True)
+    handoffs = handoffs.sort_values("as_of", kind="stable").drop_duplicates("lead_id")
     outcomes = lead_outcomes(tables.deals)
     accepted = accepted_at(tables, lifecycle or LifecycleRule())
     rows = hand_off_outcomes(handoffs, accepted, outcomes, now, config.agreement.sla_days)

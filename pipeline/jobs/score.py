@@ -89,8 +89,10 @@ def score(
     note = "" if base is None else f" ({len(rescored):,} rescored)"
     batch_id = uuid.uuid4().hex
     with steps.step(f"Writing {len(scores):,} scores{note}"):
-        history = rescored[HISTORY_COLUMNS].assign(batch_id=batch_id)
-        target = catalog.write_scores(scores, history)
+        # the rescored leads as the table holds them: grades and MQLs drawn over the whole table
+        fresh = scores["lead_id"].isin(rescored["lead_id"]).to_numpy()
+        history = scores.loc[fresh, HISTORY_COLUMNS].assign(batch_id=batch_id)
+        target = catalog.write_scores(scores, history, batch_id, data.as_of, scored_at)
     _log_batch(catalog, scores, batch_id, version, data.as_of, started)
     return ScoreResult(scores, target, version, data.as_of, _holdout_grades(bundle, catalog))
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from leadscore.models.scores import assign_grades, to_score
+
 Qualifies = Callable[[np.ndarray], np.ndarray]  # probabilities at one cutoff -> MQL or not
 Z95 = 1.959964
 
@@ -118,7 +120,6 @@ def policies(
 ) -> list[Policy]:
     """The agreed policy first, then the same MQL definition at other capacities, then MQL
     by minimum score alone, uncapped: the alternatives the two teams weigh it against."""
-    from leadscore.models.scores import assign_grades, to_score
 
     def by_definition(proba: np.ndarray) -> np.ndarray:
         flag = np.isin(assign_grades(proba, grades, grade_by).to_numpy(), list(mql_grades))

@@ -211,19 +211,21 @@ class Catalog:
         batch_id: str,
         as_of: pd.Timestamp,
         scored_at: pd.Timestamp,
-    ) -> str:
+    ) -> tuple[str, dict[str, int]]:
         """Replace the current scores and append the batch to the history and its changes to
-        the change log, as one; where."""
+        the change log, as one; where, and how many changes of each kind."""
         s = self.config.scoring
-        return write_table(
+        changes = ChangeLog(s.changes_table, batch_id, as_of, scored_at)
+        target = write_table(
             scores,
             self.target,
             s.table,
             history=(history, s.history_table),
             columns=dict(s.columns),
             lock_timeout_s=s.lock_timeout_s,
-            changes=ChangeLog(s.changes_table, batch_id, as_of, scored_at),
+            changes=changes,
         )
+        return target, dict(changes.counts)
 
     def current_scores(self) -> tuple[pd.DataFrame | None, pd.Timestamp | None]:
         """The current scores (our column names) and the history's newest as-of."""

@@ -128,8 +128,12 @@ def _drop(url: str, names: dict[str, str]) -> None:
     engine.dispose()
 
 
+def _engine(target: str) -> sa.engine.Engine:
+    return sa.create_engine(target if "://" in target else f"sqlite:///{target}")
+
+
 def _state(target: str, names: dict[str, str]) -> tuple[int, int, int, list[str]]:
-    engine = sa.create_engine(target if "://" in target else f"sqlite:///{target}")
+    engine = _engine(target)
     with engine.connect() as conn:
         counts = [
             conn.execute(sa.text(f'SELECT count(*) FROM "{names[k]}"')).scalar_one()
@@ -146,7 +150,7 @@ def _state(target: str, names: dict[str, str]) -> tuple[int, int, int, list[str]
 def _refuse_changes(target: str, names: dict[str, str]) -> None:
     """Make every insert into the changes table fail, the way a full disk or a broken
     constraint would, after the scores and the history were already written."""
-    engine = sa.create_engine(target if "://" in target else f"sqlite:///{target}")
+    engine = _engine(target)
     with engine.begin() as conn:
         if engine.dialect.name == "sqlite":
             conn.execute(

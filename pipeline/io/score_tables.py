@@ -101,6 +101,9 @@ def add_missing_columns(conn: sa.Connection, table: sa.Table) -> None:
     preparer = conn.dialect.identifier_preparer
     for column in table.columns:
         if column.name not in stored:
+            # SQLAlchemy has no ADD COLUMN construct (Alembic does): the statement is assembled
+            # from pieces the dialect rendered, the table name by its identifier preparer and
+            # the column (quoted name and type) by CreateColumn; no name goes in unquoted
             ddl = sa.schema.CreateColumn(column).compile(dialect=conn.dialect)
             conn.exec_driver_sql(f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN {ddl}")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import errno
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -43,9 +43,14 @@ class ChangeLog:
     batch_id: str
     as_of: pd.Timestamp
     scored_at: pd.Timestamp
+    # what the write recorded, by kind of change (filled in by `rows`)
+    counts: dict[str, int] = field(default_factory=dict, compare=False)
 
     def rows(self, previous: pd.DataFrame | None, batch: pd.DataFrame) -> pd.DataFrame:
-        return score_changes(previous, batch, self.batch_id, self.as_of, self.scored_at)
+        found = score_changes(previous, batch, self.batch_id, self.as_of, self.scored_at)
+        self.counts.clear()
+        self.counts.update(found["change"].value_counts().astype(int).to_dict())
+        return found
 
 
 def resolve_target(target: str) -> str:

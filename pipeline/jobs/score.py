@@ -66,7 +66,11 @@ def score(
     )
     _check_features(data.tables, bundle)
     spine = catalog.shape.open_spine(data.tables, data.as_of)
-    base = _incremental_base(catalog, data.tables, version, changed_since)
+    # the current table, read once: incremental runs build on it, a weekly capacity counts it
+    capacity = config.agreement.capacity_per_week
+    wanted = changed_since is not None or capacity is not None
+    current, last = catalog.current_scores() if wanted else (None, None)
+    base = _incremental_base(catalog, data.tables, version, changed_since, current, last)
     scored_at = pd.Timestamp.now(tz="UTC").floor("s")
     started = time.monotonic()
     title = f"Building features, scoring and explaining open leads{catalog.on_engine}"
@@ -79,7 +83,7 @@ def score(
             rules.chunk_size,
             bar,
         )
-    state = _hand_off_state(catalog, data.as_of)
+    state = _hand_off_state(catalog, data.as_of, current)
     rescored = finish(scored, version, data.as_of, scored_at, rules, config.agreement, state)
     scores = rescored if base is None else _merged(base, spine, rescored, catalog, state)
     if scores.empty:
@@ -92,8 +96,8 @@ def score(
         # the rescored leads as the table holds them: grades and MQLs drawn over the whole table
         fresh = scores["lead_id"].isin(rescored["lead_id"]).to_numpy()
         history = scores.loc[fresh, HISTORY_COLUMNS].assign(batch_id=batch_id)
-        target = catalog.write_scores(scores, history, batch_id, data.as_of, scored_at)
-    _log_batch(catalog, scores, batch_id, version, data.as_of, started)
+        target, changes = catalog.write_scores(scores, history, batch_id, data.as_of, scored_at)
+    _log_batch(catalog, scores, changes, batch_id, version, data.as_of, started)
     return ScoreResult(scores, target, version, data.as_of, _holdout_grades(bundle, catalog))
 
 
@@ -110,12 +114,17 @@ def _check_features(tables: CrmTables, bundle: ScoringBundle) -> None:
 
 
 def _incremental_base(
-    catalog: Catalog, tables: CrmTables, version: str, changed_since: pd.Timestamp | str | None
+    catalog: Catalog,
+    tables: CrmTables,
+    version: str,
+    changed_since: pd.Timestamp | str | None,
+    current: pd.DataFrame | None,
+    last: pd.Timestamp | None,
 ) -> IncrementalRun | None:
-    """The earlier scores to build on, or None when every open lead must be scored."""
+    """The earlier scores (`current`, the history's newest as-of `last`) to build on, or None
+    when every open lead must be scored."""
     if changed_since is None:
         return None
-    current, last = catalog.current_scores()
     since = last if changed_since == "last" else changed_since
     if current is None or current.empty or since is None:
         catalog.steps.note(
@@ -135,6 +144,7 @@ def _incremental_base(
 def _log_batch(
     catalog: Catalog,
     scores: pd.DataFrame,
+    changes: dict[str, int],
     batch_id: str,
     version: str,
     as_of: pd.Timestamp,
@@ -148,12 +158,8 @@ def _log_batch(
     counts: dict[str, float] = {"leads": len(scores), "mqls": float(scores["mql"].sum())}
     for (stage, grade), n in scores.groupby(["stage", "grade"]).size().items():
         counts[f"leads_{stage}_{grade}"] = float(n)
+    counts |= {f"changes_{kind}": float(n) for kind, n in changes.items()}
     try:
-        changes = catalog.score_changes(as_of)
-        if changes is not None and len(changes):
-            mine = changes[changes["batch_id"].astype(str) == batch_id]
-            for kind, n in mine["change"].value_counts().items():
-                counts[f"changes_{kind}"] = float(n)
         record = ScoreBatchRecord(
             batch_id, as_of, version, catalog.target, catalog.engine, counts,
             time.monotonic() - started,
@@ -164,15 +170,17 @@ def _log_batch(
         catalog.warn(f"the batch was written but not logged in MLflow: {type(exc).__name__}: {exc}")
 
 
-def _hand_off_state(catalog: Catalog, as_of: pd.Timestamp) -> HandOffState:
-    """With a weekly capacity: the leads MQL in the previous batch (they stay MQL while they
-    qualify) and the new hand-offs made in the 7 days before this batch (they spend it)."""
+def _hand_off_state(
+    catalog: Catalog, as_of: pd.Timestamp, current: pd.DataFrame | None
+) -> HandOffState:
+    """With a weekly capacity: the leads MQL in the previous batch (`current`; they stay MQL
+    while they qualify) and the new hand-offs made in the 7 days before this batch (they spend
+    it)."""
     from leadscore.models.scoring import HandOffState
 
     capacity = catalog.config.agreement.capacity_per_week
     if capacity is None:
         return HandOffState()
-    current, _ = catalog.current_scores()
     standing: frozenset[str] = frozenset()
     if current is not None and {"lead_id", "mql"} <= set(current.columns):
         flagged = current["mql"].fillna(False).astype(bool)

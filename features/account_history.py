@@ -43,8 +43,10 @@ def account_history_features(tables: CrmTables, spine: pd.DataFrame) -> pd.DataF
     )
     deals = deals[deals["closed_at"].notna().to_numpy() & deals["account_id"].isin(accounts)]
     leads = leads_by_id[leads_by_id["account_id"].isin(accounts).to_numpy()]
-    blocks = []
-    for cutoff, group in spine.groupby("cutoff", sort=True):
+    columns = ["account_won_deals", "account_lost_deals", "account_win_rate", "account_other_leads"]
+    out = np.empty((len(spine), len(columns)), dtype="float64")  # rows in spine order
+    for cutoff, rows in spine.groupby("cutoff", sort=True).indices.items():
+        group = spine.iloc[rows]
         account = group["lead_id"].map(lead_account)
         known = ~deals["via_lead"] | (deals["lead_created"] < cutoff)
         closed = deals[(deals["closed_at"] < cutoff) & known]
@@ -57,28 +59,6 @@ def account_history_features(tables: CrmTables, spine: pd.DataFrame) -> pd.DataF
         n_leads = account.map(earlier_leads).fillna(1).to_numpy(dtype=float) - 1
         with np.errstate(invalid="ignore", divide="ignore"):
             rate = np.where(n_won + n_lost > 0, n_won / (n_won + n_lost), np.nan)
-        index = pd.MultiIndex.from_frame(group[["lead_id", "cutoff"]])
-        blocks.append(
-            pd.DataFrame(
-                {
-                    "account_won_deals": n_won,
-                    "account_lost_deals": n_lost,
-                    "account_win_rate": rate,
-                    "account_other_leads": np.where(has_account, n_leads, np.nan),
-                },
-                index=index,
-            )
-        )
-    return (
-        pd.concat(blocks)
-        if blocks
-        else pd.DataFrame(
-            columns=[
-                "account_won_deals",
-                "account_lost_deals",
-                "account_win_rate",
-                "account_other_leads",
-            ],
-            dtype="float64",
-        )
-    )
+        out[rows] = np.column_stack([n_won, n_lost, rate, np.where(has_account, n_leads, np.nan)])
+    index = pd.MultiIndex.from_frame(spine[["lead_id", "cutoff"]])
+    return pd.DataFrame(out, index=index, columns=columns)

@@ -50,12 +50,16 @@ def _as_feature(values: pd.Series, number: bool) -> pd.Series:
     same dtype whichever leads are open at a cutoff.
     """
     if number:
-        as_float = values.map(lambda v: float(v) if isinstance(v, bool | np.bool_) else v)
-        return pd.to_numeric(as_float, errors="coerce").astype("float64")
-    labels = normalise_label(values)
-    return pd.Series(
-        np.where(labels.notna(), labels.astype(object), None), index=values.index, dtype=object
-    )
+        if values.dtype == object:  # booleans with gaps: True/False/None as objects
+            values = values.map(lambda v: float(v) if isinstance(v, bool | np.bool_) else v)
+        elif pd.api.types.is_bool_dtype(values):
+            values = values.astype("float64")
+        return pd.to_numeric(values, errors="coerce").astype("float64")
+    # normalised once per distinct value, then spread to the rows
+    codes, distinct = pd.factorize(values, use_na_sentinel=True)
+    labels = normalise_label(pd.Series(distinct, dtype=object))
+    text = np.where(labels.notna(), labels.astype(object), None)
+    return pd.Series(np.append(text, None)[codes], index=values.index, dtype=object)
 
 
 def attribute_features(

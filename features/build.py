@@ -37,7 +37,8 @@ class FeatureSpec:
 def build_features(tables: CrmTables, spine: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     """Features for each spine row, indexed by (lead_id, cutoff) in spine order.
 
-    Every builder only reads rows stamped strictly before the row's cutoff.
+    Every builder only reads rows stamped strictly before the row's cutoff, and returns one
+    row per spine row, in spine order.
     """
     parts = [
         attribute_features(tables, spine, spec.skip_columns, spec.known_at_creation),
@@ -53,8 +54,9 @@ def build_features(tables: CrmTables, spine: pd.DataFrame, spec: FeatureSpec) ->
         opportunity_features(tables, spine),
         account_history_features(tables, spine),
     ]
+    # each builder returns the spine's rows in spine order: one index, no realignment
     index = pd.MultiIndex.from_frame(spine[["lead_id", "cutoff"]])
-    return pd.concat([p.reindex(index) for p in parts], axis=1)
+    return pd.concat([p.set_axis(index) for p in parts], axis=1)
 
 
 def feature_info(

@@ -49,6 +49,11 @@ def engagement_features(
     last `recency_cap_days`), `engagement_decay` (each activity weighs 0.5 ** (age / half life))
     and `engagement_trend` (log ratio of the last 30 days' rate to the 60 days before).
     Activity types are expected already normalised (see `features.tables.clean`).
+
+    NumPy segment reductions over integer codes: leads and types are factorised once (no text
+    is compared per row), each cutoff selects its lookback by a mask, and every count is one
+    `bincount`. The decay is summed per lead in time order, so its value does not depend on
+    the order of the export's rows.
     """
     types = [*activity_types, "other"]
     n_types = len(types)
@@ -57,60 +62,93 @@ def engagement_features(
 
     acts = tables.activities
     times = utc_datetime64(acts["occurred_at"]).view(np.int64)
-    order = np.argsort(times, kind="stable")
-    times = times[order]
-    act_leads = acts["lead_id"].to_numpy()[order]
-    type_code = pd.Index(types).get_indexer(acts["activity_type"].to_numpy()[order])
-    type_code = np.where(type_code < 0, n_types - 1, type_code)  # unknown types count as other
+    lead_code, lead_keys = pd.factorize(acts["lead_id"], use_na_sentinel=True)
+    type_code = _type_codes(acts["activity_type"], types)
+    order = _time_order_within_lead(times, lead_code, len(lead_keys))
+    if order is not None:
+        times, lead_code, type_code = times[order], lead_code[order], type_code[order]
+    spine_code = pd.Index(lead_keys).get_indexer(spine["lead_id"].to_numpy())
 
     columns = [f"act_{t}_{w}d" for w in windows_days for t in types]
     columns += [f"act_total_{w}d" for w in windows_days]
     columns += [f"act_high_value_{w}d" for w in windows_days]
     columns += ["days_since_last_activity", "engagement_decay", "engagement_trend"]
-    blocks = []
-    for cutoff, group in spine.groupby("cutoff", sort=True):
+    n_windows = len(windows_days)
+    totals = n_windows * n_types  # the first column of the totals, then the high-value counts
+    out = np.empty((len(spine), len(columns)), dtype="float64")  # rows in spine order
+    row_of_lead = np.full(len(lead_keys) + 1, -1, dtype=np.int64)  # code -1 (no lead) -> -1
+    for cutoff, rows in spine.groupby("cutoff", sort=True).indices.items():
         c = pd.Timestamp(cutoff).as_unit("ns").value
-        lo = np.searchsorted(times, c - lookback_days * NS_PER_DAY, side="left")
-        hi = np.searchsorted(times, c, side="left")  # strictly before the cutoff
-        lead_index = pd.Index(group["lead_id"].to_numpy())
-        n = len(lead_index)
-        code = lead_index.get_indexer(act_leads[lo:hi])
+        n = len(rows)
+        codes_here = spine_code[rows]
+        has = codes_here >= 0
+        row_of_lead[codes_here[has]] = np.flatnonzero(has)
+        # strictly before the cutoff, within the lookback
+        sel = np.flatnonzero((times >= c - lookback_days * NS_PER_DAY) & (times < c))
+        code = row_of_lead[lead_code[sel]]
+        row_of_lead[codes_here[has]] = -1
         keep = code >= 0
-        code = code[keep]
-        age_days = (c - times[lo:hi][keep]) / NS_PER_DAY
-        kind = type_code[lo:hi][keep]
+        sel, code = sel[keep], code[keep]
+        age_days = (c - times[sel]) / NS_PER_DAY
 
-        values: dict[str, np.ndarray] = {}
-        for w in windows_days:
-            inside = age_days < w
-            counts = np.bincount(code[inside] * n_types + kind[inside], minlength=n * n_types)
-            counts = counts.reshape(n, n_types).astype("float64")
-            for j, t in enumerate(types):
-                values[f"act_{t}_{w}d"] = counts[:, j]
-            values[f"act_total_{w}d"] = counts.sum(axis=1)
-            values[f"act_high_value_{w}d"] = counts[:, high].sum(axis=1)
+        block = np.empty((n, len(columns)), dtype="float64")
+        cell = code * n_types + type_code[sel]
+        for k, w in enumerate(windows_days):
+            counts = np.bincount(cell[age_days < w], minlength=n * n_types).reshape(n, n_types)
+            block[:, k * n_types : (k + 1) * n_types] = counts
+            block[:, totals + k] = counts.sum(axis=1)
+            block[:, totals + n_windows + k] = counts[:, high].sum(axis=1)
 
         youngest = np.full(n, np.inf)
         np.minimum.at(youngest, code, age_days)
-        values["days_since_last_activity"] = np.where(youngest < recency_cap_days, youngest, np.nan)
+        block[:, -3] = np.where(youngest < recency_cap_days, youngest, np.nan)
         decay = np.power(0.5, age_days / half_life_days)
-        # float even when nothing falls in the lookback (bincount of nothing is int64)
-        values["engagement_decay"] = np.bincount(code, weights=decay, minlength=n).astype(float)
+        block[:, -2] = np.bincount(code, weights=decay, minlength=n)
         recent = np.bincount(code[age_days < TREND_RECENT_DAYS], minlength=n)
         prior_mask = (age_days >= TREND_RECENT_DAYS) & (
             age_days < TREND_RECENT_DAYS + TREND_PRIOR_DAYS
         )
         prior = np.bincount(code[prior_mask], minlength=n)
         per_month_prior = prior * TREND_RECENT_DAYS / TREND_PRIOR_DAYS
-        values["engagement_trend"] = np.log((recent + 1) / (per_month_prior + 1))
-        index = pd.MultiIndex.from_frame(group[["lead_id", "cutoff"]])
-        blocks.append(pd.DataFrame(values, index=index)[columns])
-    if not blocks:
-        empty = pd.MultiIndex.from_arrays(
+        block[:, -1] = np.log((recent + 1) / (per_month_prior + 1))
+        if n == len(spine):
+            out = block
+        else:
+            out[rows] = block
+    index = pd.MultiIndex.from_frame(spine[["lead_id", "cutoff"]])
+    if spine.empty:
+        index = pd.MultiIndex.from_arrays(
             [[], pd.DatetimeIndex([], tz="UTC")], names=["lead_id", "cutoff"]
         )
-        return pd.DataFrame(columns=columns, index=empty, dtype="float64")
-    return pd.concat(blocks)
+    return pd.DataFrame(out, index=index, columns=columns)
+
+
+def _type_codes(activity_type: pd.Series, types: list[str]) -> np.ndarray:
+    """Each activity's position in `types`; unknown (and missing) types are `other`, the last.
+    The text is compared once per distinct type, not per row."""
+    codes, labels = pd.factorize(activity_type, use_na_sentinel=True)
+    position = pd.Index(types).get_indexer(pd.Index(labels).astype(object))
+    position = np.where(position < 0, len(types) - 1, position)
+    return np.append(position, len(types) - 1)[codes]  # code -1 (missing) takes the last slot
+
+
+def _time_order_within_lead(
+    times: np.ndarray, lead_code: np.ndarray, n_leads: int
+) -> np.ndarray | None:
+    """A stable order by time, or None when each lead's rows are in time order already (an
+    export sorted by time, or by lead then time): sorting millions of rows is then skipped.
+    Sums depend on the order of each lead's own rows only, so both give the same values."""
+    if len(times) < 2:
+        return None
+    step = np.diff(times) >= 0
+    if step.all():
+        return None
+    same_lead = lead_code[1:] == lead_code[:-1]
+    runs = 1 + int(np.count_nonzero(~same_lead))
+    contiguous = runs == n_leads + int((lead_code < 0).any())  # each lead one run of rows
+    if contiguous and step[same_lead].all():
+        return None
+    return np.argsort(times, kind="stable")
 
 
 def engagement_info(

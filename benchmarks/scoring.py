@@ -189,7 +189,7 @@ def score_all(tables, spine, bundle, version: str, config) -> pd.DataFrame:  # n
     rules = config.scoring
     work = chunk_scorer(bundle, rules)
     scored = InMemoryActivities().map_leads(tables, spine, work, PART_KINDS, rules.chunk_size)
-    return finish(scored, version, AS_OF, pd.Timestamp.now(tz="UTC"), rules)
+    return finish(scored, version, AS_OF, pd.Timestamp.now(tz="UTC"), rules, config.agreement)
 
 
 def score_job(work: Path, data: Path, output: str, *extra: str) -> dict:

@@ -125,6 +125,16 @@ def _plain(value: object) -> object:
     return value
 
 
+def _json_value(value: object) -> str:
+    """`json.dumps(_plain(value))`, with finite floats (most values) written as json does,
+    by their repr, without the encoder's per-call cost (millions of calls at 1M leads)."""
+    if isinstance(value, np.floating):
+        value = value.item()
+    if type(value) is float and np.isfinite(value):
+        return repr(value)
+    return json.dumps(_plain(value))
+
+
 @dataclass(frozen=True)
 class ReasonColumns:
     """The reason columns of a chunk of leads, one entry per lead."""
@@ -164,6 +174,7 @@ def reason_columns(
     worst_value = values[np.arange(n), worst] if features else np.zeros(n)
     against_valid = worst_value <= -min_impact if features else np.zeros(n, dtype=bool)
 
+    names_json = [json.dumps(name) for name in features]
     texts: dict[tuple[int, int], str] = {}
     fragments: dict[tuple[int, int], str] = {}
 
@@ -181,8 +192,7 @@ def reason_columns(
                 value = uniques[j][c]
                 texts[pair] = describe(features[j], value)
                 fragments[pair] = (
-                    f'{{"feature": {json.dumps(features[j])}, '
-                    f'"value": {json.dumps(_plain(value))}, "impact": '
+                    f'{{"feature": {names_json[j]}, "value": {_json_value(value)}, "impact": '
                 )
             sentences[t], starts[t] = texts[pair], fragments[pair]
         sentence = np.full(n, "", dtype=object)

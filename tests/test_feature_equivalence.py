@@ -9,13 +9,16 @@ without deals, an attribute history, and a spine of several cutoffs (training) o
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 from frozen_features.build import build_features as frozen_build_features
 
 from leadscore.features.build import FeatureSpec, build_features
-from leadscore.features.tables import CrmTables, clean
+from leadscore.features.tables import CrmTables, _repeated, clean
+from leadscore.models.reasons import _json_value, _plain
 
 START = pd.Timestamp("2024-01-01", tz="UTC")
 SOURCES = ["Paid Search", "paid search ", "PAID-SEARCH", "Referral", ""]
@@ -143,3 +146,32 @@ def test_the_random_data_exercise_what_they_claim() -> None:
         features = build_features(tables, spine, FeatureSpec(skip_columns=("lead_id",)))
         seen["unknown"] |= bool((features.filter(like="act_other").to_numpy() > 0).any())
     assert all(seen.values()), seen
+
+
+@pytest.mark.parametrize("grouped", [True, False])
+def test_repeated_activities_are_found_as_duplicated_finds_them(grouped: bool) -> None:
+    """The fast path for logs grouped by lead in time order marks exactly the rows
+    `DataFrame.duplicated` marks (keep the first), and the general path is that call."""
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n = int(rng.integers(0, 80))
+        key = pd.DataFrame(
+            {
+                "lead_id": rng.integers(0, 6, n),
+                "occurred_at": rng.integers(0, 5, n),
+                "type": rng.integers(0, 3, n),
+            }
+        )
+        if grouped:
+            key = key.sort_values(["lead_id", "occurred_at"], kind="stable")
+        key = key.assign(lead_id=pd.factorize(key["lead_id"])[0]).reset_index(drop=True)
+        assert (_repeated(key) == key.duplicated().to_numpy()).all()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [0.1, 1e16, 1e-7, -0.0, 3.0, 123456789.123, np.float64(2.5), np.float32(0.1), np.nan,
+     np.inf, 5, np.int64(7), True, np.bool_(False), 'say "hi"', "é", None],
+)  # fmt: skip
+def test_reason_json_values_are_what_json_writes(value: object) -> None:
+    assert _json_value(value) == json.dumps(_plain(value))

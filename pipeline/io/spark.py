@@ -271,7 +271,9 @@ class SparkActivities:
             lead_part = pd.DataFrame(
                 {
                     "lead_id": rows["lead_id"].to_numpy().astype(lead_dtype),
-                    "cutoff": pd.to_datetime(rows["cutoff_ns"].to_numpy(), utc=True),
+                    "cutoff": pd.Series(
+                        rows["cutoff_ns"].to_numpy(dtype=np.int64).view("datetime64[ns]")
+                    ).dt.tz_localize("UTC"),
                 }
             )
             out = work(replace(tables, activities=acts), lead_part)

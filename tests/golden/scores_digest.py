@@ -1,0 +1,60 @@
+"""The digest of what `leadscore score` writes for a fixed synthetic CRM, through the real CLI:
+demo data (12,000 leads, seed 0), `train` and `score` as of 2026-11-01, the scores written to a
+CSV. Only the columns a run's clock does not stamp are digested (scores, probabilities, grades,
+sub-scores, MQL flags, stages and the three reason columns), rows in lead order.
+
+Usage: python tests/golden/scores_digest.py [OUT.json]
+
+`tests/test_scores_unchanged.py` runs this with today's code and compares it to
+`scores_digest.json`, which was made with the code before issue 16's speed work (commit
+e2b6f3a): the work changed how fast features, reasons and the activity log are built, not what
+they are. A change that alters scores on purpose regenerates the file and says so in its commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
+AS_OF = "2026-11-01"
+DIGESTED = [
+    "lead_id", "stage", "probability", "score", "grade", "fit_score", "engagement_score",
+    "mql", "reasons", "reason_against", "reasons_json", "model_version",
+]  # fmt: skip
+
+
+def scores_digest(leadscore: str) -> dict[str, object]:
+    with tempfile.TemporaryDirectory(prefix="leadscore-golden-") as tmp:
+        work = Path(tmp)
+        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}"}
+        config = ["--config", str(CONFIG)]
+        for args in (
+            ["demo-data", "--out", "data", "--leads", "12000", "--seed", "0"],
+            ["train", *config, "--data", "data", "--as-of", AS_OF],
+            ["score", *config, "--data", "data", "--as-of", AS_OF, "--output", "scores.csv"],
+        ):
+            subprocess.run([leadscore, *args], cwd=work, env=env, check=True, capture_output=True)
+        scores = pd.read_csv(work / "scores.csv", dtype=str, keep_default_na=False)
+    rows = scores[DIGESTED].sort_values("lead_id", key=lambda s: s.astype(int), kind="stable")
+    text = rows.to_csv(index=False)
+    return {
+        "rows": len(rows),
+        "sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "first_row": rows.iloc[0].to_dict(),
+    }
+
+
+if __name__ == "__main__":
+    exe = str(Path(sys.executable).with_name("leadscore"))
+    result = json.dumps(scores_digest(exe), indent=2)
+    if len(sys.argv) > 1:
+        Path(sys.argv[1]).write_text(result + "\n")
+    print(result)

@@ -296,6 +296,5 @@ def finish(
         return pd.DataFrame(columns=list(SCORE_COLUMNS))
     scored = scored.assign(score=to_score(scored["probability"].to_numpy()))
     scored = regrade(scored, rules, policy, state)
-    return scored.assign(model_version=version, as_of=as_of, scored_at=scored_at)[
-        list(SCORE_COLUMNS)
-    ]
+    out = scored.assign(model_version=version, as_of=as_of, scored_at=scored_at)
+    return out[[c for c in SCORE_COLUMNS if c in out.columns]]  # the reasons may be staged

@@ -14,7 +14,7 @@ store and the model registry) so that no job branches on engine, shape or kind o
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -37,6 +37,7 @@ from leadscore.pipeline.io.activities import (
 from leadscore.pipeline.io.checks import check_named_columns
 from leadscore.pipeline.io.readers import describe_source
 from leadscore.pipeline.io.sources import fingerprint, load_tables, resolve_as_of, source_spec
+from leadscore.pipeline.io.staging import StagedColumns
 from leadscore.pipeline.io.writeback import (
     ChangeLog,
     read_changes,
@@ -73,6 +74,7 @@ class Catalog:
     steps: Steps = field(default_factory=Steps)
     warnings: list[str] = field(default_factory=list)  # the run's validation report
     _cleanup: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    _scratch: Path | None = None
 
     @classmethod
     @contextlib.contextmanager
@@ -95,6 +97,13 @@ class Catalog:
         )
         with catalog._cleanup:
             yield catalog
+
+    def scratch(self) -> Path:
+        """A folder for this run's temporary files (the split activity log's kind: removed
+        when the run ends, or by a later run when this one was killed)."""
+        if self._scratch is None:
+            self._scratch = self._cleanup.enter_context(spill_folder(self.config.scoring.spill_dir))
+        return self._scratch
 
     @property
     def shape(self) -> Shape:
@@ -211,9 +220,11 @@ class Catalog:
         batch_id: str,
         as_of: pd.Timestamp,
         scored_at: pd.Timestamp,
+        staged: StagedColumns | None = None,
     ) -> tuple[str, dict[str, int]]:
         """Replace the current scores and append the batch to the history and its changes to
-        the change log, as one; where, and how many changes of each kind."""
+        the change log, as one; where, and how many changes of each kind. `staged`: the
+        reasons, on disk, joined to `scores` as they are written."""
         s = self.config.scoring
         changes = ChangeLog(s.changes_table, batch_id, as_of, scored_at)
         target = write_table(
@@ -224,13 +235,17 @@ class Catalog:
             columns=dict(s.columns),
             lock_timeout_s=s.lock_timeout_s,
             changes=changes,
+            staged=staged,
         )
         return target, dict(changes.counts)
 
-    def current_scores(self) -> tuple[pd.DataFrame | None, pd.Timestamp | None]:
-        """The current scores (our column names) and the history's newest as-of."""
+    def current_scores(
+        self, only: Sequence[str] | None = None
+    ) -> tuple[pd.DataFrame | None, pd.Timestamp | None]:
+        """The current scores (our column names; only these, when given) and the history's
+        newest as-of."""
         s = self.config.scoring
-        return read_current(self.target, s.table, s.history_table, dict(s.columns))
+        return read_current(self.target, s.table, s.history_table, dict(s.columns), only)
 
     def score_changes(self, since: pd.Timestamp | None = None) -> pd.DataFrame | None:
         """The score changes (MQL hand-offs and exits, grade changes) as of `since` or later."""

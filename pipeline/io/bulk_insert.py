@@ -18,13 +18,18 @@ import pyarrow.csv as pa_csv
 import sqlalchemy as sa
 
 SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # what SQLAlchemy's SQLite DateTime type stores
+ROWS_PER_CALL = 100_000  # rows converted and sent at a time: memory stays flat as rows grow
 
 
 def insert_rows(frame: pd.DataFrame, conn: sa.Connection, table: sa.Table) -> None:
     """Append `frame` to `table` (which must exist, with these columns) inside `conn`'s
-    transaction."""
-    if frame.empty:
-        return
+    transaction, `ROWS_PER_CALL` rows at a time (each row becomes Python objects on the way
+    to the driver: millions at once cost gigabytes)."""
+    for start in range(0, len(frame), ROWS_PER_CALL):
+        _insert(frame.iloc[start : start + ROWS_PER_CALL], conn, table)
+
+
+def _insert(frame: pd.DataFrame, conn: sa.Connection, table: sa.Table) -> None:
     dialect = conn.dialect.name
     if dialect == "sqlite":
         _insert_sqlite(frame, conn, table)

@@ -24,6 +24,7 @@ from leadscore.models.score_changes import COMPARED, score_changes
 from leadscore.pipeline.errors import InputError, JobBusy, JobFailure
 from leadscore.pipeline.io import file_commit, score_tables
 from leadscore.pipeline.io.bulk_insert import insert_rows
+from leadscore.pipeline.io.staging import StagedColumns
 from leadscore.pipeline.redaction import MissingVariable, expand_env, redact
 
 FILE_SUFFIXES = (".parquet", ".csv")
@@ -159,7 +160,10 @@ def _write_files(
     columns: dict[str, str] | None,
     timeout_s: float,
     changes: ChangeLog | None = None,
+    staged: StagedColumns | None = None,
 ) -> None:
+    if staged is not None:  # a file is written whole: the staged reasons join it in memory
+        frame = staged.whole(frame)
     paths = [path] if history is None else [path, history_path(path, history[1])]
     if history is not None and changes is not None:
         paths.append(history_path(path, changes.table))
@@ -370,6 +374,7 @@ def _write_sql(
     columns: dict[str, str] | None,
     timeout_s: float,
     changes: ChangeLog | None = None,
+    staged: StagedColumns | None = None,
 ) -> None:
     with _database(url, table, timeout_s, write=True) as engine, engine.begin() as conn:
         _take_turns(conn, table, timeout_s)
@@ -383,10 +388,10 @@ def _write_sql(
         if exists and history is not None and "scored_at" in frame.columns:
             with _needs("SELECT", table):
                 frame = _stored_times(conn, table, frame, columns)
-        written = frame.rename(columns=columns or {})
         rename = columns or {}
+        shape = frame if staged is None else staged.shape(frame)
         current = score_tables.current_table(
-            written,
+            shape.rename(columns=rename),
             table,
             dialect,
             lead=rename.get("lead_id", "lead_id"),
@@ -401,7 +406,9 @@ def _write_sql(
                     current.drop(conn)
                 current.create(conn)
         with _needs("INSERT", table):
-            insert_rows(written, conn, current)
+            # staged reasons are joined to their rows a chunk at a time, inside the transaction
+            for part in [frame] if staged is None else staged.joined(frame):
+                insert_rows(part.rename(columns=rename), conn, current)
         if history is not None:
             rows, name = history
             log = score_tables.history_table(rows, name, dialect)
@@ -446,6 +453,7 @@ def write_table(
     columns: dict[str, str] | None = None,
     lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
     changes: ChangeLog | None = None,
+    staged: StagedColumns | None = None,
 ) -> str:
     """Replace `table` at `target` with `frame` in one atomic step; return where it went.
 
@@ -454,20 +462,27 @@ def write_table(
     table and the batch's stamp) too, the leads whose MQL flag or grade differ from the table
     being replaced are appended to that table, in the same step. File targets keep the history
     and the changes in files beside the current one. `columns` renames the current table's
-    columns (a CRM's import names); the history and the changes keep ours."""
+    columns (a CRM's import names); the history and the changes keep ours. With `staged`,
+    `frame` lacks the wide columns (the reasons), which are read from the staging file and
+    joined to their rows as they are written."""
     resolved = resolve_target(target)
     if _is_file(resolved):
-        _write_files(frame, Path(resolved), history, columns, lock_timeout_s, changes)
+        _write_files(frame, Path(resolved), history, columns, lock_timeout_s, changes, staged)
         return redact(target)
-    _write_sql(frame, resolved, table, history, columns, lock_timeout_s, changes)
+    _write_sql(frame, resolved, table, history, columns, lock_timeout_s, changes, staged)
     return f"{redact(target)} (table {table})"
 
 
 def read_current(
-    target: str, table: str, history_table: str, columns: dict[str, str] | None = None
+    target: str,
+    table: str,
+    history_table: str,
+    columns: dict[str, str] | None = None,
+    only: Sequence[str] | None = None,
 ) -> tuple[pd.DataFrame | None, pd.Timestamp | None]:
-    """The current scores at `target` (our column names) and the newest `as_of` in its history,
-    each None when there is none yet."""
+    """The current scores at `target` (our column names; of those, only the `only` ones the
+    table has, when given: a table of millions of leads is mostly reasons) and the newest
+    `as_of` in its history, each None when there is none yet."""
     resolved = resolve_target(target)
     if _is_file(resolved):
         path = Path(resolved)
@@ -475,7 +490,12 @@ def read_current(
     else:
         with _database(resolved, table) as engine, engine.connect() as conn:
             inspector = sa.inspect(conn)
-            current = pd.read_sql_table(table, conn) if inspector.has_table(table) else None
+            current = None
+            if inspector.has_table(table):
+                stored = score_tables.reflect(conn, table)
+                wanted = [(columns or {}).get(c, c) for c in only] if only else None
+                picked = [c for c in stored.columns if wanted is None or c.name in wanted]
+                current = pd.read_sql_query(sa.select(*picked), conn)
             history = None
             if inspector.has_table(history_table):
                 stored = score_tables.reflect(conn, history_table)
@@ -483,6 +503,8 @@ def read_current(
                 history = pd.read_sql_query(newest, conn)
     if current is not None:
         current = current.rename(columns=_inverse(columns))
+        if only:
+            current = current[[c for c in current.columns if c in only]]
     last = None
     if history is not None and len(history) and history["as_of"].notna().any():
         last = pd.to_datetime(history["as_of"], utc=True).max()

@@ -21,9 +21,11 @@ import pandas as pd
 from leadscore.features.tables import CrmTables
 from leadscore.models.incremental import IncrementalRun
 from leadscore.models.score_changes import handoffs_since
-from leadscore.models.scores import assign_grades, grade_table
+from leadscore.models.scores import SCORE_COLUMNS, assign_grades, grade_table
 from leadscore.pipeline.catalog import Catalog
 from leadscore.pipeline.errors import InputError
+from leadscore.pipeline.io.activities import Work
+from leadscore.pipeline.io.staging import StagedColumns
 from leadscore.pipeline.redaction import redact
 
 if TYPE_CHECKING:
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ScoreResult:
-    scores: pd.DataFrame
+    scores: pd.DataFrame  # the batch as written, without the reasons when they were staged
     target: str
     version: str
     as_of: pd.Timestamp
@@ -69,23 +71,35 @@ def score(
     # the current table, read once: incremental runs build on it, a weekly capacity counts it
     capacity = config.agreement.capacity_per_week
     wanted = changed_since is not None or capacity is not None
-    current, last = catalog.current_scores() if wanted else (None, None)
+    # a weekly capacity needs only who is MQL; an incremental run keeps whole rows
+    only = None if changed_since is not None else ("lead_id", "mql")
+    current, last = catalog.current_scores(only) if wanted else (None, None)
     base = _incremental_base(catalog, data.tables, version, changed_since, current, last)
     scored_at = pd.Timestamp.now(tz="UTC").floor("s")
     started = time.monotonic()
     title = f"Building features, scoring and explaining open leads{catalog.on_engine}"
+    staged = StagedColumns(catalog.scratch() / "reasons.arrow", SCORE_COLUMNS)
+    work = chunk_scorer(bundle, rules, None if base is None else base.select)
     with steps.progress(title, len(spine)) as bar:
-        scored = data.activities.map_leads(
-            data.tables,
-            spine,
-            chunk_scorer(bundle, rules, None if base is None else base.select),
-            PART_KINDS,
-            rules.chunk_size,
-            bar,
-        )
+        if catalog.engine == "spark":  # the chunks run on executors: stage what they return
+            scored = data.activities.map_leads(
+                data.tables, spine, work, PART_KINDS, rules.chunk_size, bar
+            )
+            staged.append(scored)
+            scored = scored.drop(columns=staged.columns)
+        else:  # each chunk's reasons go to disk as soon as it is scored
+            narrow = {k: v for k, v in PART_KINDS.items() if k not in staged.columns}
+            scored = data.activities.map_leads(
+                data.tables, spine, _staging(work, staged), narrow, rules.chunk_size, bar
+            )
     state = _hand_off_state(catalog, data.as_of, current)
     rescored = finish(scored, version, data.as_of, scored_at, rules, config.agreement, state)
-    scores = rescored if base is None else _merged(base, spine, rescored, catalog, state)
+    if base is None:
+        scores = rescored
+    else:  # the kept rows come with their reasons: the rescored ones join them in memory
+        rescored = staged.whole(rescored)
+        scores = _merged(base, spine, rescored, catalog, state)
+        staged = None
     if scores.empty:
         raise InputError(
             f"{catalog.data_dir}: {catalog.shape.nothing_open(data.as_of)}; nothing to score"
@@ -96,9 +110,23 @@ def score(
         # the rescored leads as the table holds them: grades and MQLs drawn over the whole table
         fresh = scores["lead_id"].isin(rescored["lead_id"]).to_numpy()
         history = scores.loc[fresh, HISTORY_COLUMNS].assign(batch_id=batch_id)
-        target, changes = catalog.write_scores(scores, history, batch_id, data.as_of, scored_at)
+        target, changes = catalog.write_scores(
+            scores, history, batch_id, data.as_of, scored_at, staged
+        )
     _log_batch(catalog, scores, changes, batch_id, version, data.as_of, started)
     return ScoreResult(scores, target, version, data.as_of, _holdout_grades(bundle, catalog))
+
+
+def _staging(work: Work, staged: StagedColumns) -> Work:
+    """`work`, with each chunk's reasons staged on disk and the rest returned."""
+
+    def staging(tables: CrmTables, spine: pd.DataFrame) -> pd.DataFrame:
+        out = work(tables, spine)
+        if len(out):
+            staged.append(out)
+        return out.drop(columns=staged.columns)
+
+    return staging
 
 
 def _check_features(tables: CrmTables, bundle: ScoringBundle) -> None:

@@ -7,7 +7,9 @@ For each size it generates a synthetic CRM with about that many open leads (abou
 activities each), trains a model on a 20,000-lead history, then times:
 
 - load: reading and checking the four tables (`load_tables`);
-- features: building the features of every open lead;
+- features: building the features of every open lead; `features_before` the same with the
+  builders before issue 16's rewrite (`tests/frozen_features`), on the same tables, and whether
+  the two give identical values;
 - predict: calibrated probabilities without reasons (LightGBM predict + calibration);
 - reasons: TreeSHAP contributions, reasons and sub-scores (`score_leads`' extra work);
 - write: the scores into SQLite, in one transaction, with the history table; `rewrite` the
@@ -106,6 +108,21 @@ def bench(work: Path, open_target: int, bundle, version: str, config) -> dict:  
         n,
         lambda: build_features(tables, spine, bundle.feature_spec).reset_index(drop=True),
     )
+    # the builders before issue 16's rewrite, on the same tables (tests/frozen_features)
+    sys.path.insert(0, str(REPO / "tests"))
+    from frozen_features.build import build_features as frozen_build_features
+
+    before = timed(
+        record,
+        "features_before",
+        n,
+        lambda: frozen_build_features(tables, spine, bundle.feature_spec).reset_index(drop=True),
+    )
+    record["features_identical"] = bool(before.equals(X))
+    record["features_speedup"] = round(
+        record["features_before"]["seconds"] / record["features"]["seconds"], 2
+    )
+    del before
     model = bundle.estimator
     timed(record, "predict", n, lambda: model.predict_proba(X))
     start = time.perf_counter()

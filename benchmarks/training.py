@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,15 +23,27 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _run(command: list[str], cwd: Path) -> tuple[float, float]:
-    """Wall seconds and the process's own peak RSS in MB (its rusage, from wait4)."""
-    start = time.perf_counter()
-    child = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - start
+def _run(command: list[str], cwd: Path) -> tuple[float, float, str]:
+    """Wall seconds, the process's own peak RSS in MB (its rusage, from wait4), and what it
+    wrote to stderr (to a file: a pipe nobody reads can fill and stall the child)."""
+    with tempfile.TemporaryFile(mode="w+") as err:
+        start = time.perf_counter()
+        child = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - start
+        err.seek(0)
+        text = err.read()
     if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{command[0]} failed: {child.stderr.read().decode()[-2000:]}")
-    return seconds, usage.ru_maxrss / 1024
+        raise RuntimeError(f"{command[0]} failed: {text[-2000:]}")
+    return seconds, usage.ru_maxrss / 1024, text
+
+
+def step_seconds(log: str) -> dict[str, float]:
+    """Each finished step's own time, from its line: `✓ <title> (<seconds>s)`."""
+    found: dict[str, float] = {}
+    for title, seconds in re.findall(r"✓ (.+?) \((\d+(?:\.\d+)?)s\)", log):
+        found[title] = found.get(title, 0.0) + float(seconds)
+    return found
 
 
 def main() -> None:
@@ -55,6 +68,7 @@ def main() -> None:
             work,
         )  # fmt: skip
         ours = _run([str(bin_dir / "leadscore"), "train", "--as-of", args.as_of], work)
+    steps = step_seconds(ours[2])
     result = {
         "date": time.strftime("%Y-%m-%d"),
         "leads": args.leads,
@@ -63,6 +77,8 @@ def main() -> None:
         "ratio": ours[0] / textbook[0],
         "leadscore_peak_mb": ours[1],
         "textbook_peak_mb": textbook[1],
+        "leadscore_steps_s": steps,
+        "mlflow_logging_s": sum(v for k, v in steps.items() if "MLflow" in k),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "training.json").write_text(json.dumps(result, indent=2))

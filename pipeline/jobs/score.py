@@ -4,9 +4,10 @@ Reading it is the answer to "where does a lead's row go from the CSV to the scor
 `load_as_of` reads and checks the CSV (or Parquet, or SQL) sources and views them as of the
 run's time; the open spine lists the leads to score; per chunk of leads, `score_chunk` builds
 their features with the model's own feature spec and computes the calibrated probability, the
-fit and engagement sub-scores and the reasons; `finish` draws scores, grades and MQL flags over
-the whole batch; `write_scores` replaces the current table and appends the batch to the
-history, as one.
+fit and engagement sub-scores and the reasons, and stages the reasons on disk; `finish` draws
+scores, grades and MQL flags over the whole batch from the probabilities; `write_scores`
+replaces the current table (the staged reasons joined back a chunk at a time) and appends the
+batch to the history, as one.
 """
 
 from __future__ import annotations

@@ -31,24 +31,39 @@ INTO_MQL, OUT_OF_MQL, GRADE = "into_mql", "out_of_mql", "grade"
 COMPARED = ["lead_id", "grade", "mql", "score", "stage"]
 
 
-def _side(frame: pd.DataFrame | None) -> pd.DataFrame:
-    """One batch's compared columns, keyed by the lead id as text (a database may hand back
-    another integer type than the frame had)."""
-    if frame is None or frame.empty or not {"lead_id", "grade", "mql"} <= set(frame.columns):
+def _usable(frame: pd.DataFrame | None) -> bool:
+    return frame is not None and not frame.empty and {"lead_id", "grade", "mql"} <= set(frame)
+
+
+def _integer_ids(*frames: pd.DataFrame | None) -> bool:
+    """Whether every batch's lead ids are integers without gaps (then they key the join as
+    int64, far lighter than text for millions of leads)."""
+    return all(
+        pd.api.types.is_integer_dtype(f["lead_id"]) and not f["lead_id"].hasnans
+        for f in frames
+        if _usable(f)
+    )
+
+
+def _side(frame: pd.DataFrame | None, as_integers: bool) -> pd.DataFrame:
+    """One batch's compared columns, keyed by the lead id (as int64 when every batch has
+    integer ids, else as text: a database may hand back another integer type than the frame
+    had, or text)."""
+    if not _usable(frame):
         return pd.DataFrame(columns=[*COMPARED, "key"]).set_index("key")
+    assert frame is not None
     out = pd.DataFrame({c: frame[c] if c in frame.columns else None for c in COMPARED})
     out["mql"] = out["mql"].fillna(False).astype(bool)
-    out["key"] = frame["lead_id"].astype(str).to_numpy()
+    ids = frame["lead_id"]
+    out["key"] = ids.to_numpy(dtype=np.int64) if as_integers else ids.astype(str).to_numpy()
     return out.set_index("key")
 
 
 def _texts(values: pd.Series) -> pd.Series:
     """Grades as Python strings, None where missing (whatever string dtype pandas chose)."""
-    return pd.Series(
-        [str(v) if v is not None and v == v else None for v in values.tolist()],
-        index=values.index,
-        dtype=object,
-    )
+    present = values.notna().to_numpy()
+    text = values.astype(object).where(present, "").astype(str).to_numpy(dtype=object)
+    return pd.Series(np.where(present, text, None), index=values.index, dtype=object)
 
 
 def score_changes(
@@ -61,7 +76,8 @@ def score_changes(
     """The change rows from `previous` (the current table before this batch, or None) to
     `batch` (the rows replacing it), stamped with this batch's id, as-of and time (given: the
     rows may all be kept from an earlier batch)."""
-    old, new = _side(previous), _side(batch)
+    as_integers = _integer_ids(previous, batch)
+    old, new = _side(previous, as_integers), _side(batch, as_integers)
     both = old.join(new, how="outer", suffixes=("_old", "_new"))
     old_mql = both["mql_old"].astype("boolean").fillna(False).to_numpy(dtype=bool)
     new_mql = both["mql_new"].astype("boolean").fillna(False).to_numpy(dtype=bool)
@@ -76,9 +92,10 @@ def score_changes(
     keep = change != ""
     lead = both["lead_id_new"].where(both["lead_id_new"].notna(), both["lead_id_old"])
     stage = both["stage_new"].where(both["stage_new"].notna(), both["stage_old"])
+    n = int(keep.sum())
     out = pd.DataFrame(
         {
-            "batch_id": pd.Series([batch_id] * int(keep.sum()), dtype=object),
+            "batch_id": np.full(n, batch_id, dtype=object),
             "lead_id": lead.to_numpy()[keep],
             "change": change[keep],
             "old_grade": old_grade.to_numpy()[keep],
@@ -88,13 +105,18 @@ def score_changes(
             "old_score": pd.to_numeric(both["score_old"]).to_numpy(dtype=float)[keep],
             "new_score": pd.to_numeric(both["score_new"]).to_numpy(dtype=float)[keep],
             "stage": stage.to_numpy()[keep],
-            "as_of": pd.Series([as_of] * int(keep.sum()), dtype="datetime64[ns, UTC]"),
-            "scored_at": pd.Series([scored_at] * int(keep.sum()), dtype="datetime64[ns, UTC]"),
+            "as_of": _repeated(as_of, n),
+            "scored_at": _repeated(scored_at, n),
         }
     )
     if len(batch):
         out["lead_id"] = out["lead_id"].astype(batch["lead_id"].dtype, errors="ignore")
     return out[CHANGE_COLUMNS].reset_index(drop=True)
+
+
+def _repeated(moment: pd.Timestamp, n: int) -> pd.Series:
+    """`moment` n times, as UTC times (without a Python object per row)."""
+    return pd.Series(pd.to_datetime([moment], utc=True).as_unit("ns").repeat(n))
 
 
 def handoffs_since(changes: pd.DataFrame | None, start: pd.Timestamp, end: pd.Timestamp) -> int:

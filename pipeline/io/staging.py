@@ -66,7 +66,8 @@ class StagedColumns:
         self.close()
         if not self.path.exists():
             return
-        with pa.memory_map(str(self.path)) as source:
+        # read, not memory-mapped: mapped pages would count in the job's resident memory
+        with pa.OSFile(str(self.path)) as source:
             for batch in pa.ipc.open_stream(source):
                 yield pd.DataFrame(
                     {name: batch.column(name).to_pylist() for name in batch.schema.names}

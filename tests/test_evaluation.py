@@ -349,3 +349,23 @@ def test_a_rare_missing_value_keeps_its_own_row_beyond_the_top_values():
     segments = pd.DataFrame({"source": ["x", "x", "x", None, "y"]})
     table = segment_metrics(y, np.full(5, 0.3), segments, top=1)
     assert table.set_index("value")["n"].to_dict() == {"x": 3, "(missing)": 1, "(other)": 1}
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_fast_metrics_equal_scikit_learns(seed: int) -> None:
+    """The bootstrap's own metrics give scikit-learn's values (ties, clipped extremes, rare
+    wins), without its per-call input checks."""
+    from leadscore.models.evaluation import average_precision, binary_log_loss, roc_auc
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 3_000))
+    y = (rng.random(n) < rng.uniform(0.01, 0.5)).astype(int)
+    y[0], y[1] = 0, 1  # both classes
+    p = rng.random(n)
+    if seed % 2:  # blocks of tied scores, as isotonic calibration gives
+        p = np.round(p, 1)
+    if seed % 3 == 0:  # scores at the extremes, clipped by log loss
+        p[:3] = [0.0, 1.0, 1.0]
+    assert roc_auc(y, p) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert average_precision(y, p) == pytest.approx(average_precision_score(y, p), abs=1e-12)
+    assert binary_log_loss(y, p) == pytest.approx(log_loss(y, p, labels=[0, 1]), rel=1e-12)

@@ -45,16 +45,31 @@ class MarginCalibrator(BaseEstimator):
         return self.estimator_.predict_proba(margin.reshape(-1, 1))[:, 1]
 
 
-def cross_validated_log_loss(
-    method: Method, margin: np.ndarray, y: np.ndarray, groups: np.ndarray | None, n_splits: int = 5
-) -> float:
-    """Out-of-fold log loss of a calibrator, so isotonic's flexibility is not rewarded for free."""
+Folds = list[tuple[np.ndarray, np.ndarray]]
+
+
+def calibration_folds(
+    margin: np.ndarray, y: np.ndarray, groups: np.ndarray | None, n_splits: int = 5
+) -> Folds:
+    """Stratified folds that keep a lead's rows together (when there are enough leads)."""
     if groups is not None and len(np.unique(groups)) >= n_splits:
-        folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=0).split(
-            margin, y, groups
-        )
-    else:
-        folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=0).split(margin, y)
+        splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=0)
+        return list(splitter.split(margin, y, groups))
+    return list(StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=0).split(margin, y))
+
+
+def cross_validated_log_loss(
+    method: Method,
+    margin: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray | None,
+    n_splits: int = 5,
+    folds: Folds | None = None,
+) -> float:
+    """Out-of-fold log loss of a calibrator, so isotonic's flexibility is not rewarded for free
+    (`folds`: made once for every candidate, or here)."""
+    if folds is None:
+        folds = calibration_folds(margin, y, groups, n_splits)
     out = np.empty(len(y), dtype=float)
     for fit_idx, eval_idx in folds:
         out[eval_idx] = (
@@ -74,6 +89,7 @@ def choose_calibrator(
             "each class are needed"
         )
     candidates: list[Method] = ["isotonic", "sigmoid"] if method == "auto" else [method]  # type: ignore[list-item]
-    losses = {m: cross_validated_log_loss(m, margin, y, groups) for m in candidates}
+    folds = calibration_folds(margin, y, groups)  # the same folds judge every candidate
+    losses = {m: cross_validated_log_loss(m, margin, y, groups, folds=folds) for m in candidates}
     best = min(losses, key=losses.__getitem__)
     return MarginCalibrator(best).fit(margin, y), losses

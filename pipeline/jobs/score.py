@@ -26,6 +26,7 @@ from leadscore.models.scores import SCORE_COLUMNS, assign_grades, grade_table
 from leadscore.pipeline.catalog import Catalog
 from leadscore.pipeline.errors import InputError
 from leadscore.pipeline.io.activities import Work
+from leadscore.pipeline.io.allocator import release_freed_memory
 from leadscore.pipeline.io.staging import StagedColumns
 from leadscore.pipeline.redaction import redact
 
@@ -61,6 +62,7 @@ def score(
     every lead."""
     config, steps, rules = catalog.config, catalog.steps, catalog.config.scoring
     data = catalog.load_as_of(as_of, activities="streamed")
+    release_freed_memory()  # the load's transient copies: scoring builds on a lower base
     from leadscore.models.scoring import HISTORY_COLUMNS, PART_KINDS, chunk_scorer, finish
     from leadscore.pipeline.io.registry import chosen_bundle
 
@@ -93,6 +95,7 @@ def score(
             scored = data.activities.map_leads(
                 data.tables, spine, _staging(work, staged), narrow, rules.chunk_size, bar
             )
+    release_freed_memory()
     state = _hand_off_state(catalog, data.as_of, current)
     rescored = finish(scored, version, data.as_of, scored_at, rules, config.agreement, state)
     if base is None:

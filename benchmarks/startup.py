@@ -58,7 +58,7 @@ def main() -> None:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
         config = ["--config", str(REPO / "configs" / "demo.yaml")]
         subprocess.run(
-            [exe, "demo-data", "--out", "demo_data", "--leads", "6000", "--seed", "0"],
+            [exe, "demo-data", "--out", "demo_data", "--leads", "12000", "--seed", "0"],
             cwd=work, check=True, capture_output=True,
         )  # fmt: skip
         subprocess.run(

@@ -86,9 +86,10 @@ def binary_log_loss(y: np.ndarray, y_proba: np.ndarray) -> float:
 
 
 def _metric_values(y: np.ndarray, y_proba: np.ndarray) -> dict[str, float]:
+    both = 0 < int(np.sum(y)) < len(y)  # a draw of one class has no AUC of either kind
     return {
         "roc_auc": roc_auc(y, y_proba),
-        "pr_auc": average_precision(y, y_proba),
+        "pr_auc": average_precision(y, y_proba) if both else float("nan"),
         "log_loss": binary_log_loss(y, y_proba),
         "brier": float(np.mean((y - y_proba) ** 2)),
         "ece": expected_calibration_error(y, y_proba),

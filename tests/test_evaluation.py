@@ -369,3 +369,10 @@ def test_the_fast_metrics_equal_scikit_learns(seed: int) -> None:
     assert roc_auc(y, p) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
     assert average_precision(y, p) == pytest.approx(average_precision_score(y, p), abs=1e-12)
     assert binary_log_loss(y, p) == pytest.approx(log_loss(y, p, labels=[0, 1]), rel=1e-12)
+
+
+def test_a_draw_of_one_class_has_no_pr_auc_either() -> None:
+    from leadscore.models.evaluation import _metric_values
+
+    values = _metric_values(np.ones(20, dtype=int), np.linspace(0.1, 0.9, 20))
+    assert math.isnan(values["roc_auc"]) and math.isnan(values["pr_auc"])

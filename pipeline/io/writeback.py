@@ -498,7 +498,7 @@ def read_current(
                 stored = score_tables.reflect(conn, table)
                 wanted = [(columns or {}).get(c, c) for c in only] if only else None
                 picked = [c for c in stored.columns if wanted is None or c.name in wanted]
-                current = pd.read_sql_query(sa.select(*picked), conn)
+                current = pd.read_sql_query(sa.select(*picked), conn) if picked else None
             history = None
             if inspector.has_table(history_table):
                 stored = score_tables.reflect(conn, history_table)

@@ -81,7 +81,7 @@ def score(
     scored_at = pd.Timestamp.now(tz="UTC").floor("s")
     started = time.monotonic()
     title = f"Building features, scoring and explaining open leads{catalog.on_engine}"
-    staged = StagedColumns(catalog.scratch() / "reasons.arrow", SCORE_COLUMNS)
+    staged = StagedColumns(catalog.scratch() / f"reasons-{uuid.uuid4().hex}.arrow", SCORE_COLUMNS)
     work = chunk_scorer(bundle, rules, None if base is None else base.select)
     with steps.progress(title, len(spine)) as bar:
         if catalog.engine == "spark":  # the chunks run on executors: stage what they return

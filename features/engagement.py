@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from leadscore.features.descriptions import FeatureInfo
-from leadscore.features.tables import CrmTables, utc_datetime64
+from leadscore.features.tables import CrmTables, grouped_in_time_order, utc_datetime64
 
 ACTIVITY_TYPES = (
     "web_visit",
@@ -64,7 +64,7 @@ def engagement_features(
     times = utc_datetime64(acts["occurred_at"]).view(np.int64)
     lead_code, lead_keys = pd.factorize(acts["lead_id"], use_na_sentinel=True)
     type_code = _type_codes(acts["activity_type"], types)
-    order = _time_order_within_lead(times, lead_code, len(lead_keys))
+    order = _time_order_within_lead(times, lead_code)
     if order is not None:
         times, lead_code, type_code = times[order], lead_code[order], type_code[order]
     spine_code = pd.Index(lead_keys).get_indexer(spine["lead_id"].to_numpy())
@@ -132,21 +132,11 @@ def _type_codes(activity_type: pd.Series, types: list[str]) -> np.ndarray:
     return np.append(position, len(types) - 1)[codes]  # code -1 (missing) takes the last slot
 
 
-def _time_order_within_lead(
-    times: np.ndarray, lead_code: np.ndarray, n_leads: int
-) -> np.ndarray | None:
+def _time_order_within_lead(times: np.ndarray, lead_code: np.ndarray) -> np.ndarray | None:
     """A stable order by time, or None when each lead's rows are in time order already (an
     export sorted by time, or by lead then time): sorting millions of rows is then skipped.
     Sums depend on the order of each lead's own rows only, so both give the same values."""
-    if len(times) < 2:
-        return None
-    step = np.diff(times) >= 0
-    if step.all():
-        return None
-    same_lead = lead_code[1:] == lead_code[:-1]
-    runs = 1 + int(np.count_nonzero(~same_lead))
-    contiguous = runs == n_leads + int((lead_code < 0).any())  # each lead one run of rows
-    if contiguous and step[same_lead].all():
+    if len(times) < 2 or (np.diff(times) >= 0).all() or grouped_in_time_order(lead_code, times):
         return None
     return np.argsort(times, kind="stable")
 

@@ -100,6 +100,15 @@ def clean_activities(activities: pd.DataFrame) -> pd.DataFrame:
     return activities[~_repeated(key)]
 
 
+def grouped_in_time_order(lead_code: np.ndarray, moment: np.ndarray) -> bool:
+    """Whether rows are grouped by lead, each lead's rows in time order (a loaded log's
+    canonical order). `lead_code` from `pd.factorize`: codes rise along grouped rows."""
+    same_lead = lead_code[1:] == lead_code[:-1]
+    return bool((lead_code[1:] >= lead_code[:-1]).all()) and bool(
+        (moment[1:][same_lead] >= moment[:-1][same_lead]).all()
+    )
+
+
 def _repeated(key: pd.DataFrame) -> np.ndarray:
     """`key.duplicated()` (integer columns: lead code, time, type code), without hashing every
     row when the rows are grouped by lead in time order (a loaded log's canonical order): a
@@ -107,13 +116,9 @@ def _repeated(key: pd.DataFrame) -> np.ndarray:
     lead, moment = key["lead_id"].to_numpy(), key["occurred_at"].to_numpy()
     if len(key) < 2:
         return np.zeros(len(key), dtype=bool)
-    same_lead = lead[1:] == lead[:-1]
-    grouped = bool((lead[1:] >= lead[:-1]).all()) and bool(
-        (moment[1:][same_lead] >= moment[:-1][same_lead]).all()
-    )
-    if not grouped:  # factorised codes rise along a log grouped by lead
+    if not grouped_in_time_order(lead, moment):
         return key.duplicated().to_numpy()
-    tie = same_lead & (moment[1:] == moment[:-1])
+    tie = (lead[1:] == lead[:-1]) & (moment[1:] == moment[:-1])
     candidate = np.zeros(len(key), dtype=bool)
     candidate[1:] |= tie
     candidate[:-1] |= tie

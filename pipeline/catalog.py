@@ -245,12 +245,15 @@ class Catalog:
         """The current scores (our column names; only these, when given) and the history's
         newest as-of."""
         s = self.config.scoring
-        return read_current(self.target, s.table, s.history_table, dict(s.columns), only)
+        return read_current(
+            self.target, s.table, s.history_table, dict(s.columns), only, s.lock_timeout_s
+        )
 
     def score_changes(self, since: pd.Timestamp | None = None) -> pd.DataFrame | None:
         """The score changes (MQL hand-offs and exits, grade changes) as of `since` or later."""
-        return read_changes(self.target, self.config.scoring.changes_table, since)
+        s = self.config.scoring
+        return read_changes(self.target, s.changes_table, since, s.lock_timeout_s)
 
     def score_history(self) -> pd.DataFrame | None:
         s = self.config.scoring
-        return read_history(self.target, s.history_table, dict(s.columns))
+        return read_history(self.target, s.history_table, dict(s.columns), s.lock_timeout_s)

@@ -92,6 +92,7 @@ def test_a_held_file_target_makes_the_run_wait_then_exit_5(trained_copy):
         )  # fmt: skip
     assert result.returncode == EXIT_BUSY, result.stderr
     assert str(target) in result.stderr and "another leadscore job" in result.stderr
+    assert "waited 2 s" in result.stderr  # the configured wait, reading the target included
     assert not target.exists()
 
 

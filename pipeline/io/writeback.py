@@ -198,16 +198,18 @@ def _appended(earlier: pd.DataFrame | None, rows: pd.DataFrame) -> pd.DataFrame:
 def _read_files(
     paths: Sequence[Path],
     names: Sequence[str | None] = ("current scores file", "score history"),
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
 ) -> list[pd.DataFrame | None]:
     """The files as the last complete write left them (an interrupted one is finished or
     undone first); read as they are when the folder cannot be written to. The first path is
-    the target's (its lock and journal); a name None skips reading that file."""
+    the target's (its lock and journal, waited for up to `lock_timeout_s`); a name None skips
+    reading that file."""
 
     def read() -> list[pd.DataFrame | None]:
         return [None if n is None else _read_file(p, n) for p, n in zip(paths, names, strict=True)]
 
     try:
-        with file_commit.locked(paths, DEFAULT_LOCK_TIMEOUT_S, f"the scores file {paths[0]}"):
+        with file_commit.locked(paths, lock_timeout_s, f"the scores file {paths[0]}"):
             return read()
     except OSError as exc:
         if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -482,6 +484,7 @@ def read_current(
     history_table: str,
     columns: dict[str, str] | None = None,
     only: Sequence[str] | None = None,
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
 ) -> tuple[pd.DataFrame | None, pd.Timestamp | None]:
     """The current scores at `target` (our column names; of those, only the `only` ones the
     table has, when given: a table of millions of leads is mostly reasons) and the newest
@@ -489,7 +492,9 @@ def read_current(
     resolved = resolve_target(target)
     if _is_file(resolved):
         path = Path(resolved)
-        current, history = _read_files([path, history_path(path, history_table)])
+        current, history = _read_files(
+            [path, history_path(path, history_table)], lock_timeout_s=lock_timeout_s
+        )
     else:
         with _database(resolved, table) as engine, engine.connect() as conn:
             inspector = sa.inspect(conn)
@@ -515,13 +520,18 @@ def read_current(
 
 
 def read_history(
-    target: str, history_table: str, columns: dict[str, str] | None = None
+    target: str,
+    history_table: str,
+    columns: dict[str, str] | None = None,
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
 ) -> pd.DataFrame | None:
     """Every batch in the history table at `target` (our column names), or None without one."""
     resolved = resolve_target(target)
     if _is_file(resolved):
         path = Path(resolved)
-        history = _read_files([path, history_path(path, history_table)])[1]
+        history = _read_files(
+            [path, history_path(path, history_table)], lock_timeout_s=lock_timeout_s
+        )[1]
     else:
         with _database(resolved, history_table) as engine, engine.connect() as conn:
             history = (
@@ -533,14 +543,19 @@ def read_history(
 
 
 def read_changes(
-    target: str, changes_table: str, since: pd.Timestamp | None = None
+    target: str,
+    changes_table: str,
+    since: pd.Timestamp | None = None,
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
 ) -> pd.DataFrame | None:
     """The score changes at `target` (as of `since` or later, when given), or None without
     any."""
     resolved = resolve_target(target)
     if _is_file(resolved):
         path = Path(resolved)
-        changes = _read_files([path, history_path(path, changes_table)], [None, "score changes"])[1]
+        changes = _read_files(
+            [path, history_path(path, changes_table)], [None, "score changes"], lock_timeout_s
+        )[1]
     else:
         with _database(resolved, changes_table) as engine, engine.connect() as conn:
             if not sa.inspect(conn).has_table(changes_table):

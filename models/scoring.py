@@ -89,6 +89,8 @@ class ScoringBundle:
     # which model this is, as the model itself can know it (the run that made it)
     stamp: str = ""
     rules: RecordRules = field(default_factory=RecordRules)
+    # the versions of the libraries it was trained with, {name: version} (empty in older bundles)
+    libraries: dict[str, str] = field(default_factory=dict)
 
     def describer(self) -> Describer:
         return Describer(getattr(self, "descriptions", {}))

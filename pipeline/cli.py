@@ -227,15 +227,14 @@ def train(
     logs holdout metrics with 95% bootstrap intervals, a grade table, metrics per segment,
     plots and a one-file HTML report.
     """
-    from leadscore.models.evaluation import METRICS
     from leadscore.pipeline.catalog import Catalog
-    from leadscore.pipeline.io.tracking import configure_tracking
     from leadscore.pipeline.jobs.train import train as run_training
 
     config = _load(config_path, overrides)
-    configure_tracking()  # the store exists before any work starts
-    with Catalog.open(config, data, engine) as catalog:
+    with Catalog.open(config, data, engine) as catalog:  # the store opens once the data is good
         result = run_training(catalog, _as_of(as_of))
+    from leadscore.models.evaluation import METRICS
+
     evaluation = result.evaluation
     if report is not None:
         write_text_atomically(report, redact_text(result.report_html))

@@ -10,14 +10,18 @@ import sqlite3
 import subprocess
 import sys
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
+import joblib
+import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
 
 from leadscore.pipeline.io.activities import OWNER_LOCK, SPILL_PREFIX
+from leadscore.pipeline.io.registry import installed_versions
 
 pytestmark = pytest.mark.e2e
 AS_OF = "2026-10-01"
@@ -98,6 +102,25 @@ def test_a_damaged_model_is_named_with_what_to_do(own_model, damage):
         for path, data in saved.items():
             path.write_bytes(data)
     assert _score(own_model, "--output", "restored.db").returncode == 0
+
+
+def test_a_model_trained_with_other_libraries_is_scored_with_a_warning_naming_them(own_model):
+    """The bundle records its libraries' versions; a different installed one is said, once,
+    without MLflow's slow check of every installed package."""
+    bundle_path = _bundle(own_model)
+    saved = bundle_path.read_bytes()
+    bundle = joblib.load(bundle_path)
+    assert bundle.libraries == installed_versions()  # recorded at training
+    try:
+        joblib.dump(replace(bundle, libraries={**bundle.libraries, "numpy": "1.0.0"}), bundle_path)
+        result = _score(own_model, "--output", "other_libraries.db")
+        assert result.returncode == 0, result.stderr
+        said = " ".join(result.stderr.split())
+        assert f"numpy trained with 1.0.0, installed {np.__version__}" in said
+        assert "mismatch" not in said.lower()  # MLflow's own warning is not printed too
+    finally:
+        bundle_path.write_bytes(saved)
+    assert "trained with" not in _score(own_model, "--output", "same_libraries.db").stderr
 
 
 def test_a_tracking_store_that_is_not_a_database(tmp_path):

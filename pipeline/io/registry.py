@@ -48,12 +48,36 @@ def versions_of(registered_model: str) -> list[ModelVersion]:
 PINNED = ("lightgbm", "scikit-learn", "pandas", "numpy", "pyarrow", "joblib", "mlflow", "numba")
 
 
+def installed_versions() -> dict[str, str]:
+    """The installed version of each library the model's code imports."""
+    from importlib.metadata import version
+
+    return {name: version(name) for name in PINNED}
+
+
 def pinned_requirements() -> list[str]:
     """What the model's code imports, pinned to the versions it was trained with (the
     leadscore code itself travels in the model, through `code_paths`)."""
-    from importlib.metadata import version
+    return [f"{name}=={found}" for name, found in installed_versions().items()]
 
-    return [f"{name}=={version(name)}" for name in PINNED]
+
+def version_mismatches(bundle: ScoringBundle) -> list[str]:
+    """The libraries whose installed version differs from the one the model was trained with,
+    as "name trained with A, installed B" (none for bundles that did not record them).
+
+    MLflow's own check at load time maps every installed package to its modules first (half a
+    second per load); the bundle's record of the same pins answers in milliseconds."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = []
+    for name, trained in getattr(bundle, "libraries", {}).items():
+        try:
+            installed = version(name)
+        except PackageNotFoundError:
+            installed = "none"
+        if installed != trained:
+            found.append(f"{name} trained with {trained}, installed {installed}")
+    return found
 
 
 def signature_for(schema: InputSchema) -> ModelSignature:
@@ -157,6 +181,7 @@ def log_and_register(
     active = mlflow.active_run()
     if active is not None:  # the model knows the run that made it (not its registry version)
         bundle = replace(bundle, stamp=f"run {active.info.run_id}")
+    bundle = replace(bundle, libraries=installed_versions())
     with tempfile.TemporaryDirectory() as tmp:
         bundle_path = Path(tmp) / "bundle.joblib"
         joblib.dump(bundle, bundle_path)
@@ -393,7 +418,15 @@ def chosen_bundle(
     configure_tracking()
     version, why = choose_version(registered_model, as_of, model_version)
     with steps.step(f"Loading {registered_model}: {why}"):
-        return version, load_bundle(registered_model, version)
+        bundle = load_bundle(registered_model, version)
+    mismatches = version_mismatches(bundle)
+    if mismatches:
+        steps.warn(
+            f"version {version} was trained with other libraries than this environment's: "
+            + "; ".join(mismatches)
+            + ". Its scores may differ slightly from the ones it was evaluated with"
+        )
+    return version, bundle
 
 
 class ModelUnavailable(InputError):
@@ -409,7 +442,8 @@ def load_bundle(registered_model: str, version: str) -> ScoringBundle:
 
     uri = f"models:/{registered_model}/{version}"
     try:
-        model = mlflow.pyfunc.load_model(uri)
+        # the libraries are compared with the bundle's record instead (`version_mismatches`)
+        model = mlflow.pyfunc.load_model(uri, suppress_warnings=True)
         bundle = model.unwrap_python_model().bundle
     except Exception as exc:  # joblib, YAML, MLflow and OS errors all mean the same here
         where = _artifact_location(registered_model, version)

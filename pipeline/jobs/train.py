@@ -4,26 +4,17 @@ evaluate -> register."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from leadscore.models.evaluation import Evaluation
-from leadscore.models.raw_records import InputSchema
-from leadscore.models.scores import grade_thresholds
-from leadscore.models.scoring import RecordRules, ScoringBundle
-from leadscore.models.what_closes import what_closes
 from leadscore.pipeline.catalog import Catalog, LoadedData
 from leadscore.pipeline.config import Config
-from leadscore.pipeline.steps.examples import labelled_examples, lifecycle_rule
-from leadscore.pipeline.steps.leakage import AuditResult, audited_features
-from leadscore.pipeline.steps.modelling import (
-    evaluate_holdout,
-    fit_model,
-    marketing_examples,
-    opportunity_model,
-    scoring_bundle,
-)
-from leadscore.pipeline.steps.recording import record_training, slice_counts
+
+if TYPE_CHECKING:  # LightGBM, scikit-learn, MLflow and matplotlib load once the input is good
+    from leadscore.models.evaluation import Evaluation
+    from leadscore.models.scoring import RecordRules, ScoringBundle
+    from leadscore.pipeline.steps.leakage import AuditResult
 
 
 @dataclass(frozen=True)
@@ -58,6 +49,23 @@ def train(
     decides on)."""
     config, steps = catalog.config, catalog.steps
     data = catalog.load_as_of(as_of, activities="whole", with_fingerprint=True)
+    # the input is good: now the store (a run refused for its input leaves none behind) and the
+    # libraries that train, evaluate and record (a refused run does not wait for them)
+    from leadscore.models.raw_records import InputSchema
+    from leadscore.models.what_closes import what_closes
+    from leadscore.pipeline.io.tracking import configure_tracking
+    from leadscore.pipeline.steps.examples import labelled_examples, lifecycle_rule
+    from leadscore.pipeline.steps.leakage import audited_features
+    from leadscore.pipeline.steps.modelling import (
+        evaluate_holdout,
+        fit_model,
+        marketing_examples,
+        opportunity_model,
+        scoring_bundle,
+    )
+    from leadscore.pipeline.steps.recording import record_training, slice_counts
+
+    configure_tracking()
     examples = labelled_examples(data, catalog)
     audited = audited_features(examples, data.tables, config, steps)
     counts = slice_counts(examples)
@@ -116,10 +124,14 @@ def train(
 
 
 def _thresholds(bundle: ScoringBundle, config: Config) -> dict[str, float]:
+    from leadscore.models.scores import grade_thresholds
+
     s = config.scoring
     return grade_thresholds(bundle.holdout["probability"].to_numpy(), s.grades, s.grade_by)
 
 
 def _rules(config: Config) -> RecordRules:
+    from leadscore.models.scoring import RecordRules
+
     s = config.scoring
     return RecordRules(s.grade_by, dict(s.grades), s.max_reasons, s.min_reason_impact)

@@ -74,6 +74,7 @@ def test_missing_required_column(run_cli, tmp_path, data):
     _as_csv(data, "deals", lambda f: f.pop("outcome"))
     result = _train(run_cli, tmp_path, {"data": {"deals": {"path": "deals.csv"}}})
     _assert_refused(result, tmp_path, "deals.csv", "missing required column(s) 'outcome'")
+    assert not (tmp_path / "mlflow.db").exists()  # refused at its load: no store was opened
 
 
 @pytest.mark.parametrize(

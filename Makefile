@@ -38,8 +38,8 @@ $(SPARK_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,spark]'
 	touch $(SPARK_STAMP)
 
-test: install $(SPARK_STAMP) ## Run the whole test suite, Spark tests included (two workers: one per core)
-	$(BIN)/pytest -n 2
+test: install $(SPARK_STAMP) ## Run the whole test suite, Spark tests included (three workers on two cores: end-to-end tests wait on their subprocesses)
+	$(BIN)/pytest -n 3 --dist worksteal
 
 test-fast: install ## Unit and property tests only (no CLI runs, PostgreSQL, Spark or shared data): under a minute
 	$(BIN)/pytest -n 2 -m "not e2e and not spark and not postgres and not shared_data and not slow"

@@ -1,5 +1,7 @@
-"""Start-up: how long `leadscore score --help` takes, and how long a real `leadscore score` run
-takes to print its first step line, both from launch, as a user starts them.
+"""Start-up: how long `leadscore score --help` takes, how long a real `leadscore score` run
+takes to print its first step line and to finish on a small export (fixed costs: imports, the
+model from the registry), and how long `leadscore train` takes to refuse an export with a
+missing column, all from launch, as a user starts them.
 
 Usage: python benchmarks/startup.py [--repeats 5] [--out benchmarks/results]
 
@@ -25,10 +27,26 @@ REPO = Path(__file__).resolve().parents[1]
 AS_OF = "2026-11-01"
 
 
-def _until_exit(command: list[str], cwd: Path) -> float:
+def _until_exit(command: list[str], cwd: Path, code: int = 0) -> float:
     start = time.perf_counter()
-    subprocess.run(command, cwd=cwd, check=True, capture_output=True)
-    return time.perf_counter() - start
+    result = subprocess.run(command, cwd=cwd, capture_output=True)
+    seconds = time.perf_counter() - start
+    if result.returncode != code:
+        said = result.stderr[-500:].decode(errors="replace")
+        raise RuntimeError(f"{' '.join(command)} exited {result.returncode}: {said}")
+    return seconds
+
+
+def _without_outcomes(work: Path) -> Path:
+    """The demo export with the deals' outcome column dropped: a run must refuse it."""
+    import shutil
+
+    import pandas as pd
+
+    bad = work / "bad_data"
+    shutil.copytree(work / "demo_data", bad)
+    pd.read_parquet(bad / "deals.parquet").drop(columns="outcome").to_parquet(bad / "deals.parquet")
+    return bad
 
 
 def _until_first_line(command: list[str], cwd: Path) -> tuple[float, str]:
@@ -70,6 +88,9 @@ def main() -> None:
         python = [_until_exit([sys.executable, "-c", "pass"], work) for _ in range(args.repeats)]
         helps = [_until_exit([exe, "score", "--help"], work) for _ in range(args.repeats)]
         firsts = [_until_first_line(score, work) for _ in range(args.repeats)]
+        wholes = [_until_exit(score, work) for _ in range(args.repeats)]
+        refuse = [exe, "train", *config, "--data", str(_without_outcomes(work)), "--as-of", AS_OF]
+        refused = [_until_exit(refuse, work, code=2) for _ in range(args.repeats)]
     result = {
         "date": time.strftime("%Y-%m-%d"),
         "repeats": args.repeats,
@@ -77,6 +98,8 @@ def main() -> None:
         "score_help_s": round(statistics.median(helps), 3),
         "first_step_line_s": round(statistics.median(s for s, _ in firsts), 3),
         "first_step_line": firsts[0][1],
+        "score_run_s": round(statistics.median(wholes), 3),
+        "refused_train_s": round(statistics.median(refused), 3),
         "targets": {"score_help_s": 1.0, "first_step_line_s": 1.5},
     }
     args.out.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,9 @@ from leadscore.pipeline.io.writeback import read_current, read_history
 pytestmark = pytest.mark.e2e
 
 TRAINED_AS_OF = "2026-10-01"
-TRIALS = 3
+# kills per target: the transactional targets get three; the file targets two, as their commit
+# is also crashed at every step it takes (test_file_commit_crashed_at_every_step...)
+TRIALS = {"sql": 3, "files": 2}
 
 CHILD = textwrap.dedent(
     """
@@ -218,7 +220,8 @@ def _kill_trials(
     base = pd.Timestamp(TRAINED_AS_OF)
     window = _write_seconds(folder, args(f"{base:%Y-%m-%d}"))  # also the first, old state
     outcomes = []
-    for trial in range(1, TRIALS + 1):
+    trials = TRIALS["files"] if output.endswith((".parquet", ".csv")) else TRIALS["sql"]
+    for trial in range(1, trials + 1):
         as_of = f"{base + pd.Timedelta(days=trial):%Y-%m-%d}"
         before = state()
         process = _launch(folder, args(as_of))

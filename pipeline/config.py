@@ -327,8 +327,8 @@ class ScoringConfig(_Section):
     lock_timeout_s: float = Field(
         600,
         ge=0,
-        description="How long a run waits for another job writing the same target (to read "
-        "it or to write it) before it stops with exit code 5 (nothing written).",
+        description="How long a run waits for another job writing the same target before it "
+        "stops with exit code 5 (nothing written): to write it, and to read a file target.",
     )
     columns: dict[str, str] = Field(
         default_factory=dict,

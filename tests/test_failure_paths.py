@@ -105,8 +105,7 @@ def test_a_damaged_model_is_named_with_what_to_do(own_model, damage):
 
 
 def test_a_model_trained_with_other_libraries_is_scored_with_a_warning_naming_them(own_model):
-    """The bundle records its libraries' versions; a different installed one is said, once,
-    without MLflow's slow check of every installed package."""
+    """The bundle records its libraries' versions; a different installed one is said by name."""
     bundle_path = _bundle(own_model)
     saved = bundle_path.read_bytes()
     bundle = joblib.load(bundle_path)
@@ -117,7 +116,6 @@ def test_a_model_trained_with_other_libraries_is_scored_with_a_warning_naming_th
         assert result.returncode == 0, result.stderr
         said = " ".join(result.stderr.split())
         assert f"numpy trained with 1.0.0, installed {np.__version__}" in said
-        assert "mismatch" not in said.lower()  # MLflow's own warning is not printed too
     finally:
         bundle_path.write_bytes(saved)
     assert "trained with" not in _score(own_model, "--output", "same_libraries.db").stderr

@@ -39,7 +39,8 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 def configure_tracking() -> str:
     """Use $MLFLOW_TRACKING_URI if set, else a SQLite store `mlflow.db` in the working folder,
-    and make sure the store exists before any work starts.
+    and make sure the store exists (`train` calls this once its input is loaded and checked,
+    the other jobs before their work).
 
     A new store is created (or an old one upgraded by MLflow) once, under a lock: two first runs
     in one folder would otherwise both create its tables, and one would die at its end."""

@@ -37,10 +37,18 @@ DIGESTED = [
 ]  # fmt: skip
 
 
+def _cpu() -> tuple[dict[str, bool], list[str]]:
+    """numpy's view of this CPU: its features, and the ones numpy has kernels for."""
+    try:
+        from numpy._core import _multiarray_umath as umath  # numpy 2
+    except ImportError:
+        from numpy.core import _multiarray_umath as umath  # numpy 1.26
+    return umath.__cpu_features__, umath.__cpu_dispatch__
+
+
 def without_avx512() -> str:
     """The value of NPY_DISABLE_CPU_FEATURES that turns off numpy's AVX-512 kernels here."""
-    from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
-
+    __cpu_features__, __cpu_dispatch__ = _cpu()
     wider = [f for f in __cpu_dispatch__ if __cpu_features__.get(f) and _beyond_avx2(f)]
     return " ".join(wider)
 
@@ -51,9 +59,7 @@ def _beyond_avx2(feature: str) -> bool:
 
 def has_avx2() -> bool:
     """Whether numpy runs its AVX2 kernels here (the level the golden digest was made at)."""
-    from numpy._core._multiarray_umath import __cpu_features__
-
-    return bool(__cpu_features__.get("AVX2"))
+    return bool(_cpu()[0].get("AVX2"))
 
 
 def scores_digest(leadscore: str) -> dict[str, object]:

@@ -80,6 +80,18 @@ def version_mismatches(bundle: ScoringBundle) -> list[str]:
     return found
 
 
+def warn_of_other_libraries(bundle: ScoringBundle, model: str, so: str, steps: Steps) -> None:
+    """Say so when `model` (e.g. "version 3") was trained with other library versions than
+    these, and what follows (`so`)."""
+    mismatches = version_mismatches(bundle)
+    if mismatches:
+        steps.warn(
+            f"{model} was trained with other libraries than this environment's: "
+            + "; ".join(mismatches)
+            + f". {so}"
+        )
+
+
 def signature_for(schema: InputSchema) -> ModelSignature:
     """Raw lead records in (lead_id and created_at required, the rest optional), what a batch
     writes out; the parameters `as_of` and `features`."""
@@ -419,13 +431,12 @@ def chosen_bundle(
     version, why = choose_version(registered_model, as_of, model_version)
     with steps.step(f"Loading {registered_model}: {why}"):
         bundle = load_bundle(registered_model, version)
-    mismatches = version_mismatches(bundle)
-    if mismatches:
-        steps.warn(
-            f"version {version} was trained with other libraries than this environment's: "
-            + "; ".join(mismatches)
-            + ". Its scores may differ slightly from the ones it was evaluated with"
-        )
+    warn_of_other_libraries(
+        bundle,
+        f"version {version}",
+        "Its scores may differ slightly from the ones it was evaluated with",
+        steps,
+    )
     return version, bundle
 
 

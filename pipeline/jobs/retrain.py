@@ -20,7 +20,7 @@ from leadscore.pipeline.io.registry import (
     load_bundle,
     registry_lock,
     set_champion,
-    version_mismatches,
+    warn_of_other_libraries,
 )
 from leadscore.pipeline.io.tracking import (
     add_to_run_description,
@@ -89,13 +89,12 @@ def _evaluate_champion(
         return None, [
             f"the champion, version {version}, cannot be loaded ({exc}): judged without it"
         ]
-    mismatches = version_mismatches(bundle)
-    if mismatches:
-        catalog.steps.warn(
-            f"the champion, version {version}, was trained with other libraries than this "
-            "environment's: " + "; ".join(mismatches) + ". Its figures here may differ slightly "
-            "from its own run's"
-        )
+    warn_of_other_libraries(
+        bundle,
+        f"the champion, version {version},",
+        "Its figures here may differ slightly from its own run's",
+        catalog.steps,
+    )
     data = challenger.data
     rows = challenger.holdout.reset_index(drop=True)
     X = catalog.shape.features(data.tables, rows, bundle.feature_spec, data.activities.features)

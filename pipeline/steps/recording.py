@@ -56,11 +56,11 @@ def record_training(
     opportunity: OpportunityModel | None = None,
 ) -> RecordedRun:
     """One MLflow run: tags, every config value, the training table, the holdout metrics with
-    intervals, the artifacts and the HTML report; then the model logged and registered."""
+    intervals, the artifacts and the HTML report; then the model logged and registered. The
+    caller (`train`) has opened the MLflow store."""
     config = catalog.config
     counts = slice_counts(ts)
     config_hash = config_fingerprint(config)
-    tracking.configure_tracking()
     tracking.use_experiment(config.mlflow.experiment)
     with (
         catalog.steps.step("Logging the run and registering the model in MLflow"),

@@ -48,13 +48,9 @@ def _cpu() -> tuple[dict[str, bool], list[str]]:
 
 def without_avx512() -> str:
     """The value of NPY_DISABLE_CPU_FEATURES that turns off numpy's AVX-512 kernels here."""
-    __cpu_features__, __cpu_dispatch__ = _cpu()
-    wider = [f for f in __cpu_dispatch__ if __cpu_features__.get(f) and _beyond_avx2(f)]
+    features, dispatched = _cpu()
+    wider = [f for f in dispatched if features.get(f) and ("AVX512" in f or f == "X86_V4")]
     return " ".join(wider)
-
-
-def _beyond_avx2(feature: str) -> bool:
-    return "AVX512" in feature or feature == "X86_V4"
 
 
 def has_avx2() -> bool:

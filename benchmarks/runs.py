@@ -1,11 +1,13 @@
-"""How long `leadscore runs` takes to list 100 runs, against Python importing MLflow alone.
+"""How long `leadscore runs` takes to list 100 runs, beside Python importing MLflow alone.
 
 Usage: python benchmarks/runs.py [--runs 100] [--repeats 5]
 
 Makes a fresh SQLite MLflow store with --runs finished train runs (tags, ten metrics with
 intervals each, like leadscore's) plus as many score runs (which the listing filters out), then
-times the whole `leadscore runs --limit N` process, and a `python -c "import mlflow"` process as
-the floor, medians of --repeats. Writes benchmarks/results/runs.json.
+times the whole `leadscore runs --limit N` process, and a `python -c "import mlflow"` process
+for context (the listing read the store through MLflow until 2026-11-30; on a database store it
+now reads the tables itself and does not import MLflow), medians of --repeats. Writes
+benchmarks/results/runs.json.
 """
 
 from __future__ import annotations

@@ -418,11 +418,11 @@ def runs(config_path: Path | None, limit: int, as_json: bool) -> None:
     import json
 
     from leadscore.pipeline.io.run_comparison import SHOWN, recent_runs
-    from leadscore.pipeline.io.tracking import configure_tracking
 
     config = _load(config_path, ())
-    configure_tracking()
-    frame = recent_runs(config.mlflow.experiment, config.mlflow.registered_model, limit)
+    frame = recent_runs(
+        _tracking_uri(), config.mlflow.experiment, config.mlflow.registered_model, limit
+    )
     if as_json:
         click.echo(json.dumps(frame.astype({"started": str}).to_dict("records"), default=str))
         return
@@ -544,9 +544,9 @@ def write_json_atomically(path: Path, value: object) -> None:
 
 
 def _tracking_uri() -> str:
-    from leadscore.pipeline.io.tracking import DEFAULT_TRACKING_URI
+    from leadscore.pipeline.io.tracking_uri import tracking_uri
 
-    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    return tracking_uri()
 
 
 def _grade_table(grades: pd.DataFrame) -> Table:

@@ -19,7 +19,8 @@ from mlflow.types import ColSpec, Schema
 
 from leadscore.pipeline.errors import InputError
 from leadscore.pipeline.io.locks import exclusive
-from leadscore.pipeline.io.tracking import configure_tracking, lock_folder
+from leadscore.pipeline.io.tracking import configure_tracking
+from leadscore.pipeline.io.tracking_uri import lock_folder
 from leadscore.pipeline.progress import Steps
 from leadscore.pipeline.redaction import redact
 

@@ -29,12 +29,11 @@ from mlflow.tracking import MlflowClient
 from leadscore.pipeline.config import Config, config_as_dict
 from leadscore.pipeline.errors import InputError
 from leadscore.pipeline.io.locks import exclusive
+from leadscore.pipeline.io.tracking_uri import lock_folder, tracking_uri
 from leadscore.pipeline.redaction import redact, redact_text
 
 if TYPE_CHECKING:  # matplotlib is only needed where figures are drawn
     from matplotlib.figure import Figure
-
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 
 def configure_tracking() -> str:
@@ -48,7 +47,7 @@ def configure_tracking() -> str:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for name in ("mlflow", "alembic"):  # they narrate migrations and registrations; we print ours
         logging.getLogger(name).setLevel(logging.ERROR)
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     with exclusive(lock_folder(uri) / ".leadscore-mlflow-store.lock", 600, "the MLflow store"):
         try:
@@ -71,13 +70,6 @@ def _store_problem(uri: str, exc: Exception) -> str:
     if "out-of-date database schema" in text.lower():
         return f"the MLflow store {where} needs an upgrade: run `mlflow db upgrade {where}`"
     return f"cannot open the MLflow store {where}: {type(exc).__name__}: {redact(text)[:500]}"
-
-
-def lock_folder(uri: str) -> Path:
-    """Where locks about the store live: beside a SQLite store, else the working folder."""
-    if uri.startswith("sqlite:///"):
-        return Path(uri.removeprefix("sqlite:///")).resolve().parent
-    return Path.cwd()
 
 
 def flat_params(config: Config) -> dict[str, str]:

@@ -5,10 +5,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from leadscore.pipeline.errors import InputError
 from leadscore.pipeline.io.checks import SORT_KEYS, canonical_order
-from leadscore.pipeline.io.sources import fingerprint, load_tables
+from leadscore.pipeline.io.sources import _canonical_text, fingerprint, load_tables
 
 
 @pytest.fixture
@@ -181,3 +183,40 @@ def test_canonical_order_with_missing_keys_does_not_depend_on_input_order() -> N
     keys = list(SORT_KEYS["activities"])
     shuffled = frame.sample(frac=1, random_state=2).reset_index(drop=True)
     pd.testing.assert_frame_equal(canonical_order(shuffled, keys), canonical_order(frame, keys))
+
+
+def _canonical_text_before(values: pd.Series) -> pd.Series:
+    """`_canonical_text` as it was before it was vectorised (2026-11-30): one value at a time."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(values):
+        return _canonical_text(values)  # unchanged
+    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+        numbers = pd.to_numeric(values, errors="coerce").astype(float)
+        return numbers.map(lambda v: "" if np.isnan(v) else f"{v:.10g}")
+    return values.astype(object).map(lambda v: "" if v is None or v != v else str(v))
+
+
+EDGES = [0.0, -0.0, 1.0, -1.0, 9_999_999_999.0, 1e10, -1e10, 123456789.5, 1e-7, 2.5e15,
+         np.nan, np.inf, -np.inf, 0.1 + 0.2, 2**53, -(2**63), 1e300]  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    floats=st.lists(st.one_of(st.floats(), st.sampled_from(EDGES)), max_size=40),
+    ints=st.lists(st.integers(-(10**12), 10**12), max_size=40),
+    texts=st.lists(st.one_of(st.none(), st.text(max_size=5), st.just(np.nan)), max_size=40),
+)
+def test_the_vectorised_canonical_text_spells_every_value_as_before(floats, ints, texts):
+    columns = [
+        pd.Series(floats, dtype=float),
+        pd.Series(ints, dtype="int64"),
+        pd.Series(ints, dtype="Int64").where(pd.Series(ints, dtype="int64") % 3 != 0),
+        pd.Series([i % 2 == 0 for i in ints], dtype=bool),
+        pd.Series(texts, dtype=object),
+        pd.Series(texts, dtype=object).astype("category"),
+        pd.Series([t if isinstance(t, str) else None for t in texts], dtype="str"),
+        pd.Series([*ints[:3], "mixed", None], dtype=object),  # not all text: one at a time
+        pd.Series(ints, dtype="int64").astype("category"),
+    ]
+    for column in columns:
+        expected = _canonical_text_before(column).to_numpy(dtype=object)
+        assert list(_canonical_text(column).to_numpy(dtype=object)) == list(expected), column.dtype

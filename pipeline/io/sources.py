@@ -362,9 +362,36 @@ def _canonical_text(values: pd.Series) -> pd.Series:
         text = stamps.view("int64").astype(str)
         return pd.Series(np.where(np.isnat(stamps), "", text))
     if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
-        numbers = pd.to_numeric(values, errors="coerce").astype(float)
-        return numbers.map(lambda v: "" if np.isnan(v) else f"{v:.10g}")
-    return values.astype(object).map(lambda v: "" if v is None or v != v else str(v))
+        numbers = pd.to_numeric(values, errors="coerce").astype(float).to_numpy()
+        return pd.Series(_number_text(numbers))
+    if isinstance(values.dtype, pd.CategoricalDtype):  # each category spelt once
+        spelt = np.array([*map(_object_text, values.cat.categories), ""], dtype=object)
+        return pd.Series(spelt[values.cat.codes.to_numpy()])  # code -1 (missing) picks ""
+    objects = values.astype(object)
+    if pd.api.types.infer_dtype(objects, skipna=True) in ("string", "empty"):
+        return objects.where(objects.notna(), "")
+    return objects.map(_object_text)
+
+
+def _object_text(value: object) -> str:
+    return "" if value is None or value != value else str(value)
+
+
+def _number_text(numbers: np.ndarray) -> np.ndarray:
+    """`f"{v:.10g}"` of each number ("" for NaN), whole numbers of up to ten digits spelt by
+    numpy at once (the same digits), the rest one at a time."""
+    text = np.full(len(numbers), "", dtype=object)
+    with np.errstate(invalid="ignore"):
+        whole = (
+            np.isfinite(numbers)
+            & (numbers == np.trunc(numbers))
+            & (np.abs(numbers) < 1e10)
+            & ~((numbers == 0) & np.signbit(numbers))  # -0.0 is spelt "-0"
+        )
+    text[whole] = numbers[whole].astype(np.int64).astype(str)
+    rest = ~whole & ~np.isnan(numbers)
+    text[rest] = [f"{v:.10g}" for v in numbers[rest]]
+    return text
 
 
 def fingerprint(tables: CrmTables) -> str:

@@ -107,15 +107,18 @@ def shap_summary(contributions: pd.DataFrame, X: pd.DataFrame, top: int = 15) ->
     features = list(strength.index[::-1])
     fig, ax = _subplots(7, 0.32 * len(features) + 1.2)
     rng = np.random.default_rng(0)
+    # points without an outline, as large as outlined ones of size 3: the outline doubled the
+    # drawing time (0.9 s of a 5,000-lead holdout's plots)
+    dots = {"s": 7, "linewidths": 0}
     for row, name in enumerate(features):
         values = contributions[name].to_numpy()
         raw = X[name]
+        jitter = row + rng.uniform(-0.3, 0.3, len(values))
         if pd.api.types.is_numeric_dtype(raw):
             colour = raw.rank(pct=True).fillna(0.5).to_numpy()
-            ax.scatter(values, row + rng.uniform(-0.3, 0.3, len(values)), c=colour, s=3,
-                       cmap="coolwarm", vmin=0, vmax=1)  # fmt: skip
+            ax.scatter(values, jitter, c=colour, cmap="coolwarm", vmin=0, vmax=1, **dots)
         else:
-            ax.scatter(values, row + rng.uniform(-0.3, 0.3, len(values)), c="grey", s=3)
+            ax.scatter(values, jitter, c="grey", **dots)
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(range(len(features)), features)
     ax.set(

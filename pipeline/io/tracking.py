@@ -13,11 +13,8 @@ import json
 import logging
 import os
 import re
-import tempfile
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import mlflow
@@ -32,8 +29,8 @@ from leadscore.pipeline.io.locks import exclusive
 from leadscore.pipeline.io.tracking_uri import lock_folder, tracking_uri
 from leadscore.pipeline.redaction import redact, redact_text
 
-if TYPE_CHECKING:  # matplotlib is only needed where figures are drawn
-    from matplotlib.figure import Figure
+if TYPE_CHECKING:
+    from leadscore.pipeline.io.figure_drawing import Drawing
 
 
 def configure_tracking() -> str:
@@ -87,16 +84,6 @@ def flat_params(config: Config) -> dict[str, str]:
     return params
 
 
-def save_figures(folder: Path, figures: dict[str, Callable[[], Figure]]) -> list[Path]:
-    """Draw and save each figure as `<name>.png` in `folder`; the files, in order."""
-    written = []
-    for name, draw in figures.items():
-        path = folder / f"{name}.png"
-        draw().savefig(path, bbox_inches="tight")
-        written.append(path)
-    return written
-
-
 def log_text(text: str, artifact: str) -> None:
     """A text artifact of the active run, secrets hidden."""
     mlflow.log_text(redact_text(text), artifact)
@@ -129,12 +116,12 @@ def log_frames(frames: dict[str, pd.DataFrame]) -> None:
         mlflow.log_table(frame, artifact)
 
 
-def log_plots(figures: dict[str, Callable[[], Figure]]) -> dict[str, bytes]:
-    """The figures as `plots/*.png` artifacts of the active run; each PNG's bytes by name."""
-    with tempfile.TemporaryDirectory(prefix="leadscore-plots-") as folder:
-        written = save_figures(Path(folder), figures)
-        mlflow.log_artifacts(folder, "plots")
-        return {path.stem: path.read_bytes() for path in written}
+def log_plots(drawing: Drawing) -> dict[str, bytes]:
+    """The figures being drawn as `plots/*.png` artifacts of the active run (waiting for them);
+    each PNG's bytes by name."""
+    png = drawing.png()
+    mlflow.log_artifacts(str(drawing.folder), "plots")
+    return png
 
 
 def finite(metrics: dict[str, float]) -> dict[str, float]:

@@ -17,6 +17,7 @@ from leadscore.models.scoring import ScoringBundle
 from leadscore.pipeline.catalog import Catalog, LoadedData
 from leadscore.pipeline.config import config_as_dict
 from leadscore.pipeline.io import tracking
+from leadscore.pipeline.io.figure_drawing import drawn_aside
 from leadscore.pipeline.io.registry import describe_model, log_and_register
 from leadscore.pipeline.io.run_identity import config_fingerprint, git_commit, run_name
 from leadscore.pipeline.redaction import redact_text
@@ -62,8 +63,18 @@ def record_training(
     counts = slice_counts(ts)
     config_hash = config_fingerprint(config)
     tracking.use_experiment(config.mlflow.experiment)
+    importance = model.feature_importance()
+    figures = plots(
+        holdout.y,
+        holdout.p,
+        holdout.evaluation.metrics,
+        importance,
+        holdout.contributions,
+        holdout.X,
+    )
     with (
         catalog.steps.step("Logging the run and registering the model in MLflow"),
+        drawn_aside(figures) as drawing,  # on the other core, while the run is logged
         mlflow.start_run(run_name=run_name(job, data.as_of, config_hash)) as run,
     ):
         mlflow.set_tags(
@@ -83,7 +94,6 @@ def record_training(
         )
         tracking.log_text(json.dumps(audited.audit.records(), indent=2), "leakage_audit.json")
         tracking.log_text(json.dumps(catalog.warnings, indent=2), "validation_report.json")
-        importance = model.feature_importance()
         tracking.log_frames(
             {
                 "holdout_grades.json": holdout.evaluation.grades.reset_index(),
@@ -92,18 +102,6 @@ def record_training(
                 .reset_index(),
             }
         )
-        figures = plots(
-            holdout.y,
-            holdout.p,
-            holdout.evaluation.metrics,
-            importance,
-            holdout.contributions,
-            holdout.X,
-        )
-        report_html = _report(
-            catalog, data, ts, audited, model, holdout, tracking.log_plots(figures), counts, run
-        )
-        tracking.log_text(report_html, "report.html")
         tracking.log_frames({"holdout_segments.json": holdout.evaluation.segments})
         handoff = {"what_closes.json": bundle.learnings}
         table = agreement_table(bundle, config)
@@ -130,6 +128,10 @@ def record_training(
         text = _description(catalog, data, ts, holdout, opportunity, version, champion)
         tracking.describe_run(run.info.run_id, text)
         describe_model(config.mlflow.registered_model, version, text, _model_text(catalog))
+        report_html = _report(
+            catalog, data, ts, audited, model, holdout, tracking.log_plots(drawing), counts, run
+        )
+        tracking.log_text(report_html, "report.html")
     return RecordedRun(
         run.info.run_id, run.info.run_name, run.info.experiment_id, report_html, version, champion
     )

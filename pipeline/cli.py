@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
+import logging
 import os
 import sys
 import tempfile
+import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -804,10 +808,40 @@ def _agreement_json(result: Any) -> dict[str, Any]:
 
 
 def main() -> None:
+    """The `leadscore` command: the CLI, then a quick exit."""
     # LightGBM's OpenMP threads spin while they wait. On a busy 2-core machine that turned a
     # 2-second training into 90 seconds; passive waiting costs nothing measurable when idle.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    cli()
+    try:
+        cli()
+    except SystemExit as exc:
+        code = exc.code
+    else:
+        code = 0
+    leave(code)
+
+
+def leave(code: int | str | None) -> None:
+    """Exit with `code` as `sys.exit` would, without tearing the interpreter down.
+
+    Everything a command writes is committed, closed or flushed by then; the atexit handlers
+    still run (MLflow's, Spark's). What is skipped is freeing every object and module one by
+    one: 1.4 s after a training run that opened the MLflow store (0.6 s of it the imported
+    libraries alone), measured on the demo. A thread still at work gets the normal exit, which
+    waits for it."""
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):  # sys.exit("text"): print it, exit 1
+        print(code, file=sys.stderr)
+        code = 1
+    if threading.active_count() > 1 or not hasattr(atexit, "_run_exitfuncs"):
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: the reader has gone
+            stream.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

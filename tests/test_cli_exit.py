@@ -1,0 +1,68 @@
+"""`leadscore` leaves without tearing the interpreter down, and loses nothing by it: output is
+flushed, exit handlers run, the exit code is sys.exit's, and a thread still at work is waited
+for."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_output_and_exit_handlers_survive_the_quick_exit(tmp_path):
+    code = (
+        "import atexit, sys\n"
+        "from leadscore.pipeline.cli import leave\n"
+        "atexit.register(lambda: open('handler-ran', 'w').write('yes'))\n"
+        "sys.stdout.write('buffered, no newline'); sys.stderr.write('to stderr')\n"
+        "leave(3)\n"
+        "print('never')\n"
+    )
+    result = _python(code, tmp_path)
+    assert (result.returncode, result.stdout, result.stderr) == (
+        3,
+        "buffered, no newline",
+        "to stderr",
+    )
+    assert (tmp_path / "handler-ran").read_text() == "yes"
+
+
+def test_exit_codes_are_sys_exits():
+    for argument, expected in (("None", 0), ("0", 0), ("2", 2), ("'a message'", 1)):
+        result = _python(
+            f"from leadscore.pipeline.cli import leave\nleave({argument})\n", Path.cwd()
+        )
+        assert result.returncode == expected, argument
+    assert "a message" in result.stderr
+
+
+def test_a_thread_at_work_is_waited_for(tmp_path):
+    code = (
+        "import threading, time\n"
+        "from leadscore.pipeline.cli import leave\n"
+        "def work():\n"
+        "    time.sleep(0.5); open('written', 'w').write('done')\n"
+        "threading.Thread(target=work).start()\n"
+        "leave(0)\n"
+    )
+    assert _python(code, tmp_path).returncode == 0
+    assert (tmp_path / "written").read_text() == "done"
+
+
+def test_the_command_exits_with_its_code_and_its_output(tmp_path):
+    exe = str(Path(sys.executable).with_name("leadscore"))
+    usage = subprocess.run([exe, "score", "--limit"], capture_output=True, text=True, cwd=tmp_path)
+    assert usage.returncode == 2 and "No such option" in usage.stderr
+    missing = subprocess.run(
+        [exe, "score", "--data", "nowhere"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    helped = subprocess.run([exe, "--help"], capture_output=True, text=True, cwd=tmp_path)
+    assert helped.returncode == 0
+    assert all(command in helped.stdout for command in ("train", "score", "runs", "monitor"))

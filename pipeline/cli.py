@@ -809,9 +809,7 @@ def _agreement_json(result: Any) -> dict[str, Any]:
 
 def main() -> None:
     """The `leadscore` command: the CLI, then a quick exit."""
-    # LightGBM's OpenMP threads spin while they wait. On a busy 2-core machine that turned a
-    # 2-second training into 90 seconds; passive waiting costs nothing measurable when idle.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    environment_defaults()
     try:
         cli()
     except SystemExit as exc:
@@ -819,6 +817,17 @@ def main() -> None:
     else:
         code = 0
     leave(code)
+
+
+def environment_defaults() -> None:
+    """Settings made before any library reads them; a user's own setting of each wins."""
+    # LightGBM's OpenMP threads spin while they wait. On a busy 2-core machine that turned a
+    # 2-second training into 90 seconds; passive waiting costs nothing measurable when idle.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # MLflow 3 fetches its telemetry settings from the internet and sends usage records from
+    # every process that imports it. A lead scorer makes no network call its user did not
+    # configure: MLFLOW_DISABLE_TELEMETRY=false turns MLflow's telemetry back on.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 def leave(code: int | str | None) -> None:

@@ -4,6 +4,7 @@ itself whenever the child cannot deliver (it failed, or it ran too long)."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 import warnings
@@ -80,3 +81,47 @@ def test_leaving_the_block_early_stops_the_child():
     with pytest.raises(RuntimeError), drawn_aside({"slow": slow}) as drawing:
         raise RuntimeError("the run failed while the figures were being drawn")
     assert not drawing.child.is_alive() and not drawing.folder.exists()
+
+
+def test_a_fork_that_fails_leaves_the_figures_to_the_parent(monkeypatch):
+    from multiprocessing.context import ForkProcess
+
+    def no_fork(self) -> None:
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(ForkProcess, "start", no_fork)
+    with drawn_aside(_figures()) as drawing:
+        png = drawing.png()
+    assert drawing.child is None and not drawing.drawn_aside
+    assert list(png) == ["first", "second"]
+
+
+def test_the_child_dies_with_its_parent(tmp_path):
+    # a parent killed with SIGKILL cannot stop its child: the kernel does (the child holds
+    # copies of the parent's files, its locks among them)
+    code = (
+        "import os, signal, time\n"
+        "from pathlib import Path\n"
+        "from leadscore.pipeline.io.figure_drawing import drawn_aside\n"
+        "def slow():\n"
+        "    time.sleep(60)\n"
+        "with drawn_aside({'slow': slow}) as drawing:\n"
+        "    time.sleep(0.5)\n"
+        "    Path('child').write_text(str(drawing.child.pid))\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    parent = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, timeout=60)
+    assert parent.returncode == -9
+    child = int((tmp_path / "child").read_text())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(child):
+        time.sleep(0.1)
+    assert not _alive(child)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has ended; only its parent's wait is missing

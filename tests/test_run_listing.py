@@ -29,9 +29,9 @@ MODEL = "lead-scoring"
 
 def _fill(uri: str, artifacts: Path) -> list[str]:
     """A store with what a listing must sort out: train and retrain runs, a score and a tune run,
-    a failed and a deleted train run, a NaN metric, a metric logged at two steps, three model
-    versions (one deleted, one the champion), and a second experiment. The run ids, oldest
-    first, of the runs the listing should show."""
+    a failed and a deleted train run, a NaN metric, a metric logged at two steps, five model
+    versions (one deleted, one the champion, two of one run), and a second experiment. The run
+    ids, oldest first, of the runs the listing should show."""
     mlflow.set_tracking_uri(uri)
     client = MlflowClient()
     experiment = client.create_experiment("leadscore", artifact_location=artifacts.as_uri())
@@ -66,6 +66,8 @@ def _fill(uri: str, artifacts: Path) -> list[str]:
             client.log_metric(run_id, "ece", math.nan)
         client.set_terminated(run_id, status, end_time=start + i * 1000 + 500)
         if i in (2, 6, 7, 8):
+            client.create_model_version(MODEL, str(artifacts), run_id=run_id)
+        if i == 8:  # registered twice: each listing must map the run to the same version
             client.create_model_version(MODEL, str(artifacts), run_id=run_id)
         if i == 6:
             client.delete_run(run_id)
@@ -153,6 +155,11 @@ def test_what_the_direct_read_leaves_to_the_client(tmp_path, sqlite_store):
     garbage.write_bytes(b"not sqlite" * 100)
     assert read_from_database(f"sqlite:///{garbage}", "leadscore", MODEL, 5) is None
     assert read_from_database("http://127.0.0.1:5000", "leadscore", MODEL, 5) is None
+    bad_port = "postgresql+psycopg://u@127.0.0.1:port/db"  # SQLAlchemy: ValueError
+    assert read_from_database(bad_port, "leadscore", MODEL, 5) is None
+    with pytest.MonkeyPatch.context() as patch:  # a workspace narrows every query
+        patch.setenv("MLFLOW_WORKSPACE", "marketing")
+        assert read_from_database(uri, "leadscore", MODEL, 5) is None
     assert read_from_database(uri, "no such experiment", MODEL, 5) is None
     assert read_from_database(uri, "leadscore", "no such model", 5) is not None  # no versions
     with pytest.raises(InputError, match="no MLflow experiment 'no such experiment'"):

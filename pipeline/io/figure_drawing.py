@@ -9,17 +9,21 @@ MLflow run's end) run in it. It writes nothing to the terminal either: its stdou
 to /dev/null before it draws, since the fork may have copied a lock of the parent's spinner
 (rich's console) in its held state, and a write through it would wait forever.
 
-Whenever the child cannot deliver (no `fork` on this platform, the child failed, or it ran past
-`timeout_s`), the parent draws the figures itself: the same files, so a failure in drawing
-surfaces as the same exception it would raise in process.
+Whenever the child cannot deliver (not Linux, where forking a process with threads is safe
+enough; no fork possible; the child failed, or ran past `timeout_s`), the parent draws the
+figures itself: the same files, so a failure in drawing surfaces as the same exception it would
+raise in process. The child holds copies of the parent's open files (its locks among them), so
+it never outlives the parent (the kernel kills it when the parent dies) nor its own time.
 """
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 import tempfile
 import warnings
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 Figures = dict[str, Callable[[], "Figure"]]
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def save_figures(folder: Path, figures: Figures) -> list[Path]:
@@ -44,7 +49,14 @@ def save_figures(folder: Path, figures: Figures) -> list[Path]:
     return written
 
 
-def _draw_in_child(folder: Path, figures: Figures) -> None:
+def _draw_in_child(folder: Path, figures: Figures, parent: int, timeout_s: float) -> None:
+    # The child holds copies of the parent's open files, its locks among them: it must not
+    # outlive the parent (killed with SIGKILL, it could not stop the child) nor its own time.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # killed when the parent dies
+    if os.getppid() != parent:  # the parent died before that took effect
+        os._exit(1)
+    signal.alarm(int(timeout_s) + 5)  # SIGALRM ends the process
     sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (the process ends here)
     logging.disable(logging.CRITICAL)
     warnings.simplefilter("ignore")
@@ -57,13 +69,18 @@ class Drawing:
     def __init__(self, figures: Figures, folder: Path, timeout_s: float) -> None:
         self.figures, self.folder, self.timeout_s = figures, folder, timeout_s
         self.child: multiprocessing.process.BaseProcess | None = None
-        if "fork" in multiprocessing.get_all_start_methods():
+        if sys.platform.startswith("linux"):  # macOS can fork, but its system libraries may not
             gc.freeze()  # the child's collector leaves the parent's objects (and their finalizers)
             try:
-                self.child = multiprocessing.get_context("fork").Process(
-                    target=_draw_in_child, args=(folder, figures), daemon=True
+                child = multiprocessing.get_context("fork").Process(
+                    target=_draw_in_child,
+                    args=(folder, figures, os.getpid(), timeout_s),
+                    daemon=True,
                 )
-                self.child.start()
+                child.start()
+                self.child = child
+            except OSError:  # no memory or no process left for a fork: drawn here instead
+                self.child = None
             finally:
                 gc.unfreeze()
         self.drawn_aside = False

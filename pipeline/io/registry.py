@@ -25,6 +25,8 @@ from leadscore.pipeline.progress import Steps
 from leadscore.pipeline.redaction import redact
 
 if TYPE_CHECKING:  # the model's code (LightGBM, scikit-learn) loads only where a model is used
+    from mlflow.models.model import ModelInfo
+
     from leadscore.models.raw_records import InputSchema
     from leadscore.models.scoring import ScoringBundle
 
@@ -176,17 +178,8 @@ def _code_folder(folder: Path) -> Path:
     return target
 
 
-def log_and_register(
-    bundle: ScoringBundle,
-    example: pd.DataFrame,
-    registered_model: str,
-    make_champion: bool | None = None,
-) -> tuple[str, bool]:
-    """Log the pyfunc model in the active run and register it. `make_champion` None: the first
-    version becomes champion (later ones wait for a gate or a person); True or False: as said.
-
-    Returns the registered version and whether it was made champion.
-    """
+def log_model(bundle: ScoringBundle, example: pd.DataFrame) -> ModelInfo:
+    """Log the pyfunc model in the active run (not yet a registered version: `register`)."""
     from dataclasses import replace
 
     import joblib
@@ -198,7 +191,7 @@ def log_and_register(
     with tempfile.TemporaryDirectory() as tmp:
         bundle_path = Path(tmp) / "bundle.joblib"
         joblib.dump(bundle, bundle_path)
-        info = mlflow.pyfunc.log_model(
+        return mlflow.pyfunc.log_model(
             name="model",
             python_model=str(Path(__file__).with_name("pyfunc_entry.py")),
             artifacts={"bundle": str(bundle_path)},
@@ -211,6 +204,19 @@ def log_and_register(
             pip_requirements=pinned_requirements(),
             code_paths=[str(_code_folder(Path(tmp)))],
         )
+
+
+def register(
+    info: ModelInfo,
+    as_of: pd.Timestamp,
+    registered_model: str,
+    make_champion: bool | None = None,
+) -> tuple[str, bool]:
+    """Register a logged model as a new version. `make_champion` None: the first version
+    becomes champion (later ones wait for a gate or a person); True or False: as said.
+
+    Returns the registered version and whether it was made champion.
+    """
     client = MlflowClient()
     try:
         client.create_registered_model(registered_model)
@@ -222,7 +228,7 @@ def log_and_register(
         source=info.model_uri,
         run_id=info.run_id,
         model_id=info.model_id,
-        tags={"as_of": bundle.as_of.isoformat()},
+        tags={"as_of": as_of.isoformat()},
     ).version
     if make_champion is None:  # the first version becomes champion, decided under the lock
         with registry_lock():

@@ -5,14 +5,15 @@ runs are read from its tables with plain SELECTs: importing MLflow and opening i
 costs about 3 s before a query runs, the query itself milliseconds. The tables read (experiments,
 runs, tags, latest_metrics, model_versions, registered_model_aliases) are the ones MLflow's
 own store maps; a test holds the listing equal to MlflowClient's on a real store. Anything that
-read cannot answer plainly (a store that is missing, not a database, of another schema, or with
-an experiment name in more than one workspace) and every other kind of store (a tracking server)
-goes through MlflowClient, with its checks and its error messages.
+read cannot answer plainly (a store that is missing, not a database, of another schema, with
+workspaces set or enabled, or with a name in more than one workspace) and every other kind of
+store (a tracking server) goes through MlflowClient, with its checks and its error messages.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,7 +65,11 @@ def read_from_database(
 ) -> Found | None:
     """The runs read straight from the store's tables, or None where that read cannot answer
     plainly (the caller then asks MlflowClient)."""
-    if not database_store(uri):
+    if (
+        not database_store(uri)
+        or os.environ.get("MLFLOW_WORKSPACE")
+        or _truthy(os.environ.get("MLFLOW_ENABLE_WORKSPACES", ""))
+    ):  # a workspace narrows every query: MLflow's own client knows how
         return None
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         return None  # SQLite would create an empty file; MLflow makes the store properly
@@ -74,7 +79,7 @@ def read_from_database(
 
     try:
         engine = create_engine(uri, poolclass=NullPool)
-    except (SQLAlchemyError, ImportError):  # e.g. the database's driver is not installed
+    except (SQLAlchemyError, ImportError, ValueError):  # no driver installed, a bad URL
         return None
     try:
         with engine.connect() as connection:
@@ -89,7 +94,7 @@ def _select(
     connection: Connection, experiment: str, registered_model: str, limit: int
 ) -> Found | None:
     """SQLAlchemy Core on MLflow's tables, so each dialect quotes its reserved words (`key`)."""
-    from sqlalchemy import column, select, table
+    from sqlalchemy import case, column, select, table
 
     def columns(name: str, *names: str) -> TableClause:
         return table(name, *(column(c) for c in names))
@@ -101,7 +106,9 @@ def _select(
     tags = columns("tags", "run_uuid", "key", "value")
     latest = columns("latest_metrics", "run_uuid", "key", "value", "is_nan")
     models = columns("registered_models", "name")
-    versions = columns("model_versions", "name", "version", "run_id", "current_stage")
+    versions = columns(
+        "model_versions", "name", "version", "run_id", "current_stage", "last_updated_time"
+    )
     aliases = columns("registered_model_aliases", "name", "alias", "version")
 
     found = connection.execute(
@@ -120,7 +127,10 @@ def _select(
             runs.c.lifecycle_stage == "active",
             job.c.value.in_(JOBS),
         )
-        .order_by(runs.c.start_time.desc(), runs.c.run_uuid)
+        # the client's order: newest first, and at equal times train runs before retrain runs
+        .order_by(
+            runs.c.start_time.desc(), case((job.c.value == "train", 0), else_=1), runs.c.run_uuid
+        )
         .limit(limit)
     ).all()
     ids = [run_id for run_id, _, _ in newest]
@@ -137,9 +147,10 @@ def _select(
     ):
         run_metrics[run_id][key] = math.nan if is_nan else float(value)
     registered = connection.execute(
-        select(versions.c.run_id, versions.c.version).where(
-            versions.c.name == registered_model, versions.c.current_stage != "Deleted_Internal"
-        )
+        select(versions.c.run_id, versions.c.version)
+        .where(versions.c.name == registered_model, versions.c.current_stage != "Deleted_Internal")
+        # the client's order, so that a run registered twice maps to the same version here
+        .order_by(versions.c.last_updated_time.desc(), versions.c.version.desc())
     )
     champion = connection.execute(
         select(aliases.c.version).where(
@@ -154,6 +165,10 @@ def _select(
         {run_id: str(version) for run_id, version in registered if run_id is not None},
         None if champion is None else str(champion),
     )
+
+
+def _truthy(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "yes", "on")
 
 
 def read_with_client(experiment: str, registered_model: str, limit: int) -> Found:

@@ -18,7 +18,7 @@ from leadscore.pipeline.catalog import Catalog, LoadedData
 from leadscore.pipeline.config import config_as_dict
 from leadscore.pipeline.io import tracking
 from leadscore.pipeline.io.figure_drawing import drawn_aside
-from leadscore.pipeline.io.registry import describe_model, log_and_register
+from leadscore.pipeline.io.registry import describe_model, log_model, register
 from leadscore.pipeline.io.run_identity import config_fingerprint, git_commit, run_name
 from leadscore.pipeline.redaction import redact_text
 from leadscore.pipeline.reports.model_report import ReportInputs, render
@@ -122,16 +122,19 @@ def record_training(
             if bundle.input_schema is not None
             else holdout.X.head(5).reset_index(drop=True)
         )
-        version, champion = log_and_register(
-            bundle, example, config.mlflow.registered_model, make_champion
-        )
-        text = _description(catalog, data, ts, holdout, opportunity, version, champion)
-        tracking.describe_run(run.info.run_id, text)
-        describe_model(config.mlflow.registered_model, version, text, _model_text(catalog))
+        logged = log_model(bundle, example)
+        # the plots, drawn meanwhile, and the report complete the run before its model becomes
+        # a registered version: a figure that fails leaves a failed run, and no version
         report_html = _report(
             catalog, data, ts, audited, model, holdout, tracking.log_plots(drawing), counts, run
         )
         tracking.log_text(report_html, "report.html")
+        version, champion = register(
+            logged, bundle.as_of, config.mlflow.registered_model, make_champion
+        )
+        text = _description(catalog, data, ts, holdout, opportunity, version, champion)
+        tracking.describe_run(run.info.run_id, text)
+        describe_model(config.mlflow.registered_model, version, text, _model_text(catalog))
     return RecordedRun(
         run.info.run_id, run.info.run_name, run.info.experiment_id, report_html, version, champion
     )

@@ -31,10 +31,12 @@ def main() -> None:
     parser.add_argument("--open-leads", type=int, default=1_000_000)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args()
+    args.out = args.out.resolve()  # the run works in a temporary folder
     runs = []
     with tempfile.TemporaryDirectory(prefix="leadscore-memory-") as tmp:
         work = Path(tmp)
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
+        os.chdir(work)  # MLflow puts a new store's artifacts in ./mlruns: here, not in the repo
         config = load_config(REPO / "configs" / "demo.yaml")
         write_crm(work / "history", 20_000, seed=0)
         with Catalog.open(config, work / "history", steps=Steps(quiet=True)) as catalog:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import contextlib
 import functools
 import logging
 import os
@@ -837,7 +836,8 @@ def leave(code: int | str | None) -> None:
     still run (MLflow's, Spark's). What is skipped is freeing every object and module one by
     one: 1.4 s after a training run that opened the MLflow store (0.6 s of it the imported
     libraries alone), measured on the demo. A thread still at work gets the normal exit, which
-    waits for it."""
+    waits for it. Output that cannot be flushed (a closed pipe, a full disk) exits 120, as
+    Python's own exit does."""
     if code is None:
         code = 0
     elif not isinstance(code, int):  # sys.exit("text"): print it, exit 1
@@ -848,8 +848,10 @@ def leave(code: int | str | None) -> None:
     atexit._run_exitfuncs()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a closed pipe: the reader has gone
+        try:
             stream.flush()
+        except (OSError, ValueError):  # as CPython's own exit: output lost, exit code 120
+            code = 120
     os._exit(code)
 
 

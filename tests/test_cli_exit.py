@@ -4,6 +4,7 @@ for."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -66,3 +67,19 @@ def test_the_command_exits_with_its_code_and_its_output(tmp_path):
     helped = subprocess.run([exe, "--help"], capture_output=True, text=True, cwd=tmp_path)
     assert helped.returncode == 0
     assert all(command in helped.stdout for command in ("train", "score", "runs", "monitor"))
+
+
+def test_output_that_cannot_be_written_exits_120_as_python_does(tmp_path):
+    code = "import sys\nfrom leadscore.pipeline.cli import leave\nsys.stdout.write('x')\nleave(0)\n"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # written at exit
+    child = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    child.stdout.close()  # the reader has gone before the child flushes its output
+    child.wait(timeout=60)
+    child.stderr.close()
+    assert child.returncode == 120

@@ -4,6 +4,7 @@ itself whenever the child cannot deliver (it failed, or it ran too long)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -125,3 +126,13 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"  # a zombie has ended; only its parent's wait is missing
+
+
+def test_the_child_ends_after_its_own_time():
+    def slow() -> Figure:
+        time.sleep(60)
+        return _line(5)
+
+    with drawn_aside({"slow": slow}, timeout_s=1) as drawing:
+        drawing.child.join(30)  # the parent does not stop it: its own alarm does (1 s + 5 s)
+        assert drawing.child.exitcode == -signal.SIGALRM

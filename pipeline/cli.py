@@ -28,6 +28,7 @@ from leadscore.pipeline.errors import (
     JobFailure,
 )
 from leadscore.pipeline.io.atomic_files import write_text_atomically
+from leadscore.pipeline.io.tracking_uri import tracking_uri
 from leadscore.pipeline.progress import SafeConsole
 from leadscore.pipeline.redaction import redact_text
 
@@ -258,7 +259,7 @@ def train(
         f"{result.calibration}; top features: {top}\n"
         f"MLflow run {result.run_name} ({result.run_id}); its report.html and plots are "
         f"artifacts{f', report also in {report}' if report else ''}. Browse runs: mlflow ui "
-        f"--backend-store-uri {_tracking_uri()}, then open "
+        f"--backend-store-uri {tracking_uri()}, then open "
         f"http://127.0.0.1:5000/#/experiments/{result.experiment_id}/runs"
         "?workflowType=machine_learning (MLflow 3 opens on its GenAI view otherwise)"
     )
@@ -424,7 +425,7 @@ def runs(config_path: Path | None, limit: int, as_json: bool) -> None:
 
     config = _load(config_path, ())
     frame = recent_runs(
-        _tracking_uri(), config.mlflow.experiment, config.mlflow.registered_model, limit
+        tracking_uri(), config.mlflow.experiment, config.mlflow.registered_model, limit
     )
     if as_json:
         click.echo(json.dumps(frame.astype({"started": str}).to_dict("records"), default=str))
@@ -544,12 +545,6 @@ def write_json_atomically(path: Path, value: object) -> None:
     import json
 
     write_text_atomically(path, redact_text(json.dumps(value, indent=2, default=str)))
-
-
-def _tracking_uri() -> str:
-    from leadscore.pipeline.io.tracking_uri import tracking_uri
-
-    return tracking_uri()
 
 
 def _grade_table(grades: pd.DataFrame) -> Table:

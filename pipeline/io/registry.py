@@ -20,7 +20,7 @@ from mlflow.types import ColSpec, Schema
 from leadscore.pipeline.errors import InputError
 from leadscore.pipeline.io.locks import exclusive
 from leadscore.pipeline.io.tracking import configure_tracking
-from leadscore.pipeline.io.tracking_uri import lock_folder
+from leadscore.pipeline.io.tracking_uri import CHAMPION, lock_folder
 from leadscore.pipeline.progress import Steps
 from leadscore.pipeline.redaction import redact
 
@@ -30,7 +30,6 @@ if TYPE_CHECKING:  # the model's code (LightGBM, scikit-learn) loads only where 
     from leadscore.models.raw_records import InputSchema
     from leadscore.models.scoring import ScoringBundle
 
-CHAMPION = "champion"
 HISTORY_TAG = "champion_history"  # a registered-model tag: JSON list of alias moves
 HISTORY_KEPT = 40  # moves kept in the tag (MLflow caps tag values)
 

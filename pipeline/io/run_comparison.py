@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from leadscore.pipeline.errors import InputError
-from leadscore.pipeline.io.tracking_uri import database_store
+from leadscore.pipeline.io.tracking_uri import CHAMPION, database_store
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 SHOWN = ("roc_auc", "pr_auc", "ece", "lift_at_10", "capture_at_20")
 JOBS = ("train", "retrain")
-CHAMPION = "champion"  # the alias (registry.CHAMPION; that module imports MLflow)
 
 
 @dataclass(frozen=True)

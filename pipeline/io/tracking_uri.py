@@ -1,4 +1,5 @@
-"""Where the MLflow store is, worked out without importing MLflow (which costs a second)."""
+"""What jobs need to know of the MLflow store without importing MLflow (which costs a second):
+where it is, what kind it is, and the name of the champion alias."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 from pathlib import Path
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+CHAMPION = "champion"  # the registry alias scoring follows
 # the stores MLflow opens through SQLAlchemy (mlflow.store.db.db_types.DATABASE_ENGINES)
 DATABASE_SCHEMES = ("postgresql", "mysql", "sqlite", "mssql")
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -38,6 +39,7 @@ from leadscore.pipeline.io.checks import check_named_columns
 from leadscore.pipeline.io.readers import describe_source
 from leadscore.pipeline.io.sources import fingerprint, load_tables, resolve_as_of, source_spec
 from leadscore.pipeline.io.staging import StagedColumns
+from leadscore.pipeline.io.work_aside import Aside
 from leadscore.pipeline.io.writeback import (
     ChangeLog,
     read_changes,
@@ -48,6 +50,7 @@ from leadscore.pipeline.io.writeback import (
 from leadscore.pipeline.progress import Steps
 
 Engine = Literal["pandas", "spark"]
+FINGERPRINT_TIMEOUT_S = 1800.0  # a stuck child is stopped and the print computed in process
 Activities = Literal["whole", "streamed"]
 
 
@@ -59,8 +62,13 @@ class LoadedData:
     tables: CrmTables
     activities: ActivityLog
     as_of: pd.Timestamp
-    fingerprint: str | None  # of the loaded tables, when asked for
+    printing: Aside[str] | None  # the fingerprint being computed aside, when asked for
     activity_rows: int | None  # None when the log is not counted here (on Spark, streamed)
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The loaded tables' fingerprint (waiting for it), when asked for."""
+        return None if self.printing is None else self.printing.result()
 
 
 @dataclass
@@ -146,9 +154,9 @@ class Catalog:
         with self.steps.step(f"Loading {self.data_dir}"):
             raw = load_tables(self.config, self.data_dir, self.warn, activities=whole)
             check_named_columns(self.config, raw)
-            printed = fingerprint(raw) if with_fingerprint else None
-        if printed is not None and on_spark:  # the activity log stays on Spark: say so
-            printed = f"{printed}-without-activities"
+            printing = None
+            if with_fingerprint:  # on the other core while the run goes on; read at its end
+                printing = Aside(partial(fingerprint, raw, on_spark), FINGERPRINT_TIMEOUT_S)
         log = self._activity_log(raw, whole)
         as_of = resolve_as_of(raw, as_of, self.steps.note, log.newest)
         self._warn_future_leads(raw, as_of)
@@ -157,7 +165,7 @@ class Catalog:
         if whole:
             self._warn_unknown_activity_types(tables)
         rows = len(tables.activities) if whole else None
-        return LoadedData(tables, log, as_of, printed, rows)
+        return LoadedData(tables, log, as_of, printing, rows)
 
     def _activity_log(self, raw: CrmTables, whole: bool) -> ActivityLog:
         """The one place that decides where activities come from."""

@@ -3,11 +3,14 @@ nothing written: no MLflow run, no registered model, no scores."""
 
 from __future__ import annotations
 
+import fcntl
 import re
 import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -75,6 +78,24 @@ def test_missing_required_column(run_cli, tmp_path, data):
     result = _train(run_cli, tmp_path, {"data": {"deals": {"path": "deals.csv"}}})
     _assert_refused(result, tmp_path, "deals.csv", "missing required column(s) 'outcome'")
     assert not (tmp_path / "mlflow.db").exists()  # refused at its load: no store was opened
+
+
+def test_refused_after_its_load_leaves_a_whole_store(run_cli, tmp_path, data):
+    # a new store's tables are made in a child process while the examples are built; a run
+    # refused meanwhile waits for them instead of leaving a half-migrated store behind. The
+    # store's lock, held here for a while, keeps the child at work past the refusal
+    lock = (tmp_path / ".leadscore-mlflow-store.lock").open("a")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    threading.Timer(8.0, lock.close).start()  # closing the file releases its lock
+    started = time.monotonic()
+    result = _train(run_cli, tmp_path, {"validation": {"min_wins": 100_000}})
+    assert time.monotonic() - started > 8.0  # it waited for the child
+    _assert_refused(result, tmp_path, "training needs at least 100000 wins")
+    assert (tmp_path / "mlflow.db").is_file()
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")  # checks the schema is current
+    assert [e.name for e in client.search_experiments()] == ["Default"]
 
 
 @pytest.mark.parametrize(

@@ -394,9 +394,10 @@ def _number_text(numbers: np.ndarray) -> np.ndarray:
     return text
 
 
-def fingerprint(tables: CrmTables) -> str:
+def fingerprint(tables: CrmTables, activities_elsewhere: bool = False) -> str:
     """The first 16 hex digits of a SHA-256 over the loaded tables' values, in any row order
-    and whatever the source (Parquet, CSV or SQL), so the same data give the same print."""
+    and whatever the source (Parquet, CSV or SQL), so the same data give the same print.
+    `activities_elsewhere`: the activity log stays on Spark, and the print says so."""
     digest = hashlib.sha256()
     for name in TABLE_NAMES:
         frame = getattr(tables, name)
@@ -405,4 +406,5 @@ def fingerprint(tables: CrmTables) -> str:
         text = pd.DataFrame({c: _canonical_text(frame[c]).to_numpy() for c in columns})
         rows = np.sort(pd.util.hash_pandas_object(text, index=False).to_numpy())
         digest.update(rows.tobytes())
-    return digest.hexdigest()[:16]
+    printed = digest.hexdigest()[:16]
+    return f"{printed}-without-activities" if activities_elsewhere else printed

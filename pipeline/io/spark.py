@@ -262,8 +262,12 @@ class SparkActivities:
         lead_dtype = self.lead_ids.dtype
 
         def bucket(part: pd.DataFrame, raw: pd.DataFrame) -> pd.DataFrame:
-            if part.empty:  # activities of leads not in this spine
-                return pd.DataFrame({c: [] for c in [*names, ROW]})
+            if part.empty:  # activities of leads not in this spine: no rows, typed (an untyped
+                # empty column reaches Spark's Arrow hand-off as a chunked array it cannot take)
+                return pd.DataFrame(
+                    {c: pd.Series([], dtype=object) for c in names}
+                    | {ROW: pd.Series([], dtype="int64")}
+                )
             tables = shared.value
             acts = _activities(raw.drop(columns=[BUCKET]), spec, where, stamps, lead_dtype)
             acts = clean_activities(activities_as_of(acts, as_of))

@@ -1,15 +1,20 @@
 """What jobs need to know of the MLflow store without importing MLflow (which costs a second):
-where it is, what kind it is, and the name of the champion alias."""
+where it is, what kind it is, the name of the champion alias; and a new store's tables made
+aside."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from leadscore.pipeline.io.work_aside import Aside
+
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 CHAMPION = "champion"  # the registry alias scoring follows
 # the stores MLflow opens through SQLAlchemy (mlflow.store.db.db_types.DATABASE_ENGINES)
 DATABASE_SCHEMES = ("postgresql", "mysql", "sqlite", "mssql")
+# the store's lock is waited for up to 600 s (`configure_tracking`), then the tables are made
+STORE_TIMEOUT_S = 900.0
 
 
 def tracking_uri() -> str:
@@ -28,3 +33,27 @@ def lock_folder(uri: str) -> Path:
     if uri.startswith("sqlite:///"):
         return Path(uri.removeprefix("sqlite:///")).resolve().parent
     return Path.cwd()
+
+
+def new_sqlite_store(uri: str) -> bool:
+    """Whether the store is a SQLite file that does not exist yet (or is empty)."""
+    if not uri.startswith("sqlite:///") or ":memory:" in uri:
+        return False
+    path = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+    return not path.exists() or (path.is_file() and path.stat().st_size == 0)
+
+
+def store_made_aside() -> Aside[None] | None:
+    """A new SQLite store's tables made in a child process while the job goes on (MLflow's
+    migrations take about 2 s on a first run); None when the store exists. The job still calls
+    `configure_tracking` itself once `result()` returns: it then opens a store that is there,
+    or, if the child failed, meets the same problem and says so."""
+    if not new_sqlite_store(tracking_uri()):
+        return None
+    return Aside(_make_store, STORE_TIMEOUT_S)
+
+
+def _make_store() -> None:
+    from leadscore.pipeline.io.tracking import configure_tracking
+
+    configure_tracking()

@@ -10,6 +10,7 @@ import pandas as pd
 
 from leadscore.pipeline.catalog import Catalog, LoadedData
 from leadscore.pipeline.config import Config
+from leadscore.pipeline.io.tracking_uri import store_made_aside
 
 if TYPE_CHECKING:  # LightGBM, scikit-learn, MLflow and matplotlib load once the input is good
     from leadscore.models.evaluation import Evaluation
@@ -50,7 +51,10 @@ def train(
     config, steps = catalog.config, catalog.steps
     data = catalog.load_as_of(as_of, activities="whole", with_fingerprint=True)
     # the input is good: now the store (a run refused for its input leaves none behind) and the
-    # libraries that train, evaluate and record (a refused run does not wait for them)
+    # libraries that train, evaluate and record (a refused run does not wait for them). A new
+    # store's tables are made on the other core while the examples are built; a store that is
+    # there is opened now, so that a problem with it is found before any work
+    new_store = store_made_aside()
     from leadscore.models.raw_records import InputSchema
     from leadscore.models.what_closes import what_closes
     from leadscore.pipeline.io.tracking import configure_tracking
@@ -65,9 +69,18 @@ def train(
     )
     from leadscore.pipeline.steps.recording import record_training, slice_counts
 
-    configure_tracking()
-    examples = labelled_examples(data, catalog)
-    audited = audited_features(examples, data.tables, config, steps)
+    if new_store is None:
+        configure_tracking()
+    try:
+        examples = labelled_examples(data, catalog)
+        audited = audited_features(examples, data.tables, config, steps)
+    except BaseException:  # a refused run leaves a whole store, as it did
+        if new_store is not None:
+            new_store.wait()
+        raise
+    if new_store is not None:  # made, and opened here, before the lead model is fit
+        new_store.result()
+        configure_tracking()
     counts = slice_counts(examples)
     steps.note(
         " / ".join(f"{counts[f'n_{k}']:,} {k}" for k in examples.masks())

@@ -1,0 +1,80 @@
+"""Work done aside in a forked child: the value comes back from the child, and the parent
+computes it itself whenever the child cannot deliver (it failed, ran too long, or no fork was
+possible). The child's own guards (its silence, its death with the parent, its alarm) are tested
+through the figures drawn aside, in test_figure_drawing.py."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from leadscore.pipeline.io.work_aside import Aside
+
+PARENT = os.getpid()
+
+
+def test_the_value_comes_from_the_child():
+    aside = Aside(os.getpid, timeout_s=60)
+    assert aside.child is not None
+    assert aside.result() == aside.child.pid != PARENT
+    assert aside.delivered and not aside.child.is_alive()
+    assert aside.result() == aside.child.pid  # computed once
+
+
+def test_a_child_that_fails_leaves_the_value_to_the_parent():
+    def fails_in_the_child() -> int:
+        if os.getpid() != PARENT:
+            raise RuntimeError("only in the child")
+        return os.getpid()
+
+    aside = Aside(fails_in_the_child, timeout_s=60)
+    assert aside.result() == PARENT and not aside.delivered
+
+
+def test_work_that_fails_fails_in_the_parent_too():
+    def broken() -> int:
+        raise ValueError("bad input")
+
+    aside = Aside(broken, timeout_s=60)
+    with pytest.raises(ValueError, match="bad input"):
+        aside.result()
+    assert not aside.delivered and not aside.child.is_alive()
+
+
+def test_a_child_past_its_time_is_stopped_and_the_parent_computes():
+    def slow_in_the_child() -> int:
+        if os.getpid() != PARENT:
+            time.sleep(60)
+        return os.getpid()
+
+    started = time.perf_counter()
+    aside = Aside(slow_in_the_child, timeout_s=1)
+    assert aside.result() == PARENT
+    assert time.perf_counter() - started < 30
+    assert not aside.delivered and not aside.child.is_alive()
+
+
+def test_a_fork_that_fails_leaves_the_value_to_the_parent(monkeypatch):
+    from multiprocessing.context import ForkProcess
+
+    def no_fork(self) -> None:
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(ForkProcess, "start", no_fork)
+    aside = Aside(os.getpid, timeout_s=60)
+    assert aside.child is None and aside.result() == PARENT and not aside.delivered
+
+
+def test_wait_lets_the_child_finish_its_work(tmp_path: Path):
+    # a job that fails while a child makes the MLflow store must not leave it half made
+    def slow_write() -> None:
+        time.sleep(1)
+        (tmp_path / "made").write_text(str(os.getpid()))
+
+    aside = Aside(slow_write, timeout_s=60)
+    aside.wait()
+    assert not aside.child.is_alive() and aside.child.exitcode == 0
+    assert int((tmp_path / "made").read_text()) == aside.child.pid  # the child's, not redone

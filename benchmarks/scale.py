@@ -65,9 +65,10 @@ def main() -> None:
             command = [exe, "train", "--config", str(REPO / "configs" / "demo.yaml"), "--data",
                        "data", "--as-of", AS_OF, "--engine", engine, "--set",
                        f"snapshots.history_start_days={start_days}"]  # fmt: skip
-            seconds, peak, log = _run(command, work)
-            runs.append({"engine": engine, "seconds": round(seconds, 1), "peak_mb": round(peak),
-                         **training_table(log), "steps_s": step_seconds(log)})  # fmt: skip
+            run = _run(command, work)
+            runs.append({"engine": engine, "seconds": round(run.seconds, 1),
+                         "peak_mb": round(run.peak_mb), "tree_peak_mb": round(run.tree_peak_mb),
+                         **training_table(run.log), "steps_s": step_seconds(run.log)})  # fmt: skip
             print(json.dumps(runs[-1], indent=2), flush=True)
     result = {"date": time.strftime("%Y-%m-%d"), "leads": args.leads, "activities": activities,
               "runs": runs}  # fmt: skip

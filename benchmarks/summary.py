@@ -96,7 +96,7 @@ def rows(folder: Path) -> list[tuple[str, str, str, str]]:
             "processes)",
             f"{training['leadscore_train_s']:.1f} s / {training['textbook_train_s']:.1f} s = "
             f"{training['ratio']:.2f}x; peaks {training['leadscore_peak_mb']:,.0f} / "
-            f"{training['textbook_peak_mb']:,.0f} MB",
+            f"{training['textbook_peak_mb']:,.0f} MB{_tree(training, 'leadscore_tree_peak_mb')}",
             "at most 1.5x", _verdict(training["ratio"], 1.5),
         ))  # fmt: skip
         if "mlflow_logging_s" in training:
@@ -132,14 +132,20 @@ def rows(folder: Path) -> list[tuple[str, str, str, str]]:
             out.append((
                 f"`leadscore train` at scale, {scale['leads']:,} leads, {scale['activities']:,} "
                 f"activities, {r['engine']}",
-                f"{r['seconds'] / 60:.1f} min, peak {r['peak_mb']:,.0f} MB, training table "
-                f"{r.get('training_rows', 0):,} rows",
+                f"{r['seconds'] / 60:.1f} min, peak {r['peak_mb']:,.0f} MB"
+                f"{_tree(r, 'tree_peak_mb')}, training table {r.get('training_rows', 0):,} rows "
+                f"x {r.get('features', 0)} features ({r.get('training_table_mb', 0):,} MB)",
                 "measured", "",
             ))  # fmt: skip
     else:
         out.append(("`leadscore train` at scale (`make bench-scale`)", "not measured in this run",
                     "measured", "not measured"))  # fmt: skip
     return out
+
+
+def _tree(record: dict, key: str) -> str:
+    """The peak of the process and its children at once, where measured."""
+    return f" (with its children at once: {record[key]:,.0f} MB)" if key in record else ""
 
 
 def _serving(serving: dict) -> str:

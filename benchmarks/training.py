@@ -17,25 +17,70 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _run(command: list[str], cwd: Path) -> tuple[float, float, str]:
-    """Wall seconds, the process's own peak RSS in MB (its rusage, from wait4), and what it
-    wrote to stderr (to a file: a pipe nobody reads can fill and stall the child)."""
+class Run(NamedTuple):
+    seconds: float
+    peak_mb: float  # the largest single process's peak RSS (wait4's rusage)
+    log: str  # what it wrote to stderr
+    tree_peak_mb: float  # the peak of the process and its children at once (sampled PSS)
+
+
+def _run(command: list[str], cwd: Path) -> Run:
+    """Run `command` to its end: wall seconds, peak memory, and what it wrote to stderr (to a
+    file: a pipe nobody reads can fill and stall the child).
+
+    wait4's peak is the largest single process's (the command or one of its children), not
+    their sum; leadscore forks children that work beside it (`pipeline/io/work_aside.py`) and
+    Spark starts a JVM, so the sum of the process tree's proportional set sizes (PSS: pages a
+    fork shares are counted once) is also sampled, every 0.2 s."""
     with tempfile.TemporaryFile(mode="w+") as err:
         start = time.perf_counter()
         child = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
+        sampler = _TreeSampler(child.pid)
+        sampler.start()
         _, status, usage = os.wait4(child.pid, 0)
         seconds = time.perf_counter() - start
+        sampler.stop.set()
+        sampler.join()
         err.seek(0)
         text = err.read()
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{command[0]} failed: {text[-2000:]}")
-    return seconds, usage.ru_maxrss / 1024, text
+    return Run(seconds, usage.ru_maxrss / 1024, text, sampler.peak_kb / 1024)
+
+
+class _TreeSampler(threading.Thread):
+    """The peak of a process tree's summed PSS, sampled until `stop` is set."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak_kb, self.stop = pid, 0, threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.2):
+            self.peak_kb = max(self.peak_kb, _tree_pss_kb(self.pid))
+
+
+def _tree_pss_kb(pid: int) -> int:
+    total, pending = 0, [pid]
+    while pending:
+        process = pending.pop()
+        try:
+            for line in Path(f"/proc/{process}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+            for task in Path(f"/proc/{process}/task").iterdir():
+                pending += map(int, (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError, PermissionError):  # it just ended
+            continue
+    return total
 
 
 def step_seconds(log: str) -> dict[str, float]:
@@ -68,15 +113,17 @@ def main() -> None:
             work,
         )  # fmt: skip
         ours = _run([str(bin_dir / "leadscore"), "train", "--as-of", args.as_of], work)
-    steps = step_seconds(ours[2])
+    steps = step_seconds(ours.log)
     result = {
         "date": time.strftime("%Y-%m-%d"),
         "leads": args.leads,
-        "leadscore_train_s": ours[0],
-        "textbook_train_s": textbook[0],
-        "ratio": ours[0] / textbook[0],
-        "leadscore_peak_mb": ours[1],
-        "textbook_peak_mb": textbook[1],
+        "leadscore_train_s": ours.seconds,
+        "textbook_train_s": textbook.seconds,
+        "ratio": ours.seconds / textbook.seconds,
+        "leadscore_peak_mb": ours.peak_mb,
+        "textbook_peak_mb": textbook.peak_mb,
+        "leadscore_tree_peak_mb": ours.tree_peak_mb,
+        "textbook_tree_peak_mb": textbook.tree_peak_mb,
         "leadscore_steps_s": steps,
         "mlflow_logging_s": sum(v for k, v in steps.items() if "MLflow" in k),
     }

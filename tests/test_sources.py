@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from leadscore.pipeline.errors import InputError
 from leadscore.pipeline.io.checks import SORT_KEYS, canonical_order
-from leadscore.pipeline.io.sources import _canonical_text, fingerprint, load_tables
+from leadscore.pipeline.io.sources import _canonical_text, _row_hashes, fingerprint, load_tables
 
 
 @pytest.fixture
@@ -220,3 +220,24 @@ def test_the_vectorised_canonical_text_spells_every_value_as_before(floats, ints
     for column in columns:
         expected = _canonical_text_before(column).to_numpy(dtype=object)
         assert list(_canonical_text(column).to_numpy(dtype=object)) == list(expected), column.dtype
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    ints=st.lists(st.integers(-(10**12), 10**12), max_size=30),
+    texts=st.lists(st.one_of(st.none(), st.text(max_size=5)), max_size=30),
+    columns=st.integers(0, 4),
+)
+def test_row_hashes_one_column_at_a_time_equal_pandas_whole_frame_hashes(ints, texts, columns):
+    n = min(len(ints), len(texts))
+    kinds = [
+        pd.Series(ints[:n], dtype="int64"),
+        pd.Series(texts[:n], dtype=object),
+        pd.Series(texts[:n], dtype=object).astype("category"),
+        pd.to_datetime(pd.Series(ints[:n], dtype="int64") * 1000, utc=True),
+    ]
+    frame = pd.DataFrame({f"c{i}": kinds[i % len(kinds)] for i in range(columns)}, index=range(n))
+    names = list(frame.columns)
+    text = pd.DataFrame({c: _canonical_text(frame[c]).to_numpy() for c in names}, index=range(n))
+    expected = pd.util.hash_pandas_object(text, index=False).to_numpy()
+    assert _row_hashes(frame, names).tolist() == expected.tolist()

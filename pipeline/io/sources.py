@@ -394,6 +394,22 @@ def _number_text(numbers: np.ndarray) -> np.ndarray:
     return text
 
 
+def _row_hashes(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """pandas' `hash_pandas_object` of the frame of the columns' canonical text (its row
+    hashes, index left out), one column's text at a time: a large table's text is never held
+    whole (20M activities spelt out take gigabytes). The columns' hashes combine as pandas
+    combines them (`combine_hash_arrays`, CPython's tuple hash), so the hashes are the same."""
+    out = np.full(len(frame), 0x345678, dtype=np.uint64)
+    mult = np.uint64(1000003)
+    for i, column in enumerate(columns):
+        text = pd.Series(_canonical_text(frame[column]).to_numpy())
+        out ^= pd.util.hash_pandas_object(text, index=False).to_numpy()
+        out *= mult
+        inverse = len(columns) - i
+        mult += np.uint64(82520 + inverse + inverse)
+    return out + np.uint64(97531)
+
+
 def fingerprint(tables: CrmTables, activities_elsewhere: bool = False) -> str:
     """The first 16 hex digits of a SHA-256 over the loaded tables' values, in any row order
     and whatever the source (Parquet, CSV or SQL), so the same data give the same print.
@@ -403,8 +419,6 @@ def fingerprint(tables: CrmTables, activities_elsewhere: bool = False) -> str:
         frame = getattr(tables, name)
         columns = sorted(map(str, frame.columns))
         digest.update(f"{name}:{','.join(columns)}".encode())
-        text = pd.DataFrame({c: _canonical_text(frame[c]).to_numpy() for c in columns})
-        rows = np.sort(pd.util.hash_pandas_object(text, index=False).to_numpy())
-        digest.update(rows.tobytes())
+        digest.update(np.sort(_row_hashes(frame, columns)).tobytes())
     printed = digest.hexdigest()[:16]
     return f"{printed}-without-activities" if activities_elsewhere else printed

@@ -1,22 +1,29 @@
 """The evaluation plots of a run, drawn as matplotlib Figures (no pyplot, no screen, no global
-backend): whoever saves them picks the file."""
+backend): whoever saves them picks the file. matplotlib is imported when a figure is drawn, not
+with this module: training draws its figures in a child process (`work_aside`), so the parent
+never pays for the import (about half a second)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from leadscore.models.scores import to_score
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 WON, LOST = "#1b7f3b", "#b0b0b0"
 
 
 def _subplots(width: float, height: float) -> tuple[Figure, Axes]:
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width, height), dpi=100)
     return fig, fig.subplots()
 

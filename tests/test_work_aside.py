@@ -5,8 +5,11 @@ through the figures drawn aside, in test_figure_drawing.py."""
 
 from __future__ import annotations
 
+import gc
 import os
 import time
+import weakref
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -78,3 +81,21 @@ def test_wait_lets_the_child_finish_its_work(tmp_path: Path):
     aside.wait()
     assert not aside.child.is_alive() and aside.child.exitcode == 0
     assert int((tmp_path / "made").read_text()) == aside.child.pid  # the child's, not redone
+
+
+def test_the_work_and_what_it_holds_are_let_go_once_the_value_came():
+    # the data fingerprint's work holds the run's loaded tables: they are freed when the
+    # child's value comes, not at the end of the run when it is read
+    class Tables:
+        pass
+
+    tables = Tables()
+    held = weakref.ref(tables)
+    aside = Aside(partial(len, [tables]), timeout_s=60)
+    del tables
+    deadline = time.monotonic() + 30
+    while held() is not None and time.monotonic() < deadline:
+        gc.collect()
+        time.sleep(0.05)
+    assert held() is None and aside.delivered
+    assert aside.result() == 1

@@ -26,6 +26,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -53,23 +54,25 @@ class Aside(Generic[T]):
     """`work()` being computed in a child process; `result()` waits for its value."""
 
     def __init__(self, work: Callable[[], T], timeout_s: float) -> None:
-        self.work, self.timeout_s = work, timeout_s
+        self.work: Callable[[], T] | None = work
+        self.timeout_s = timeout_s
         self.child: multiprocessing.process.BaseProcess | None = None
         self.delivered = False  # the value came from the child
         self._reader: Connection | None = None
+        self._receiver: threading.Thread | None = None
         self._value: T | None = None
         self._done = False
         if sys.platform.startswith("linux"):  # macOS can fork, but its system libraries may not
-            self._start()
+            self._start(work)
 
-    def _start(self) -> None:
+    def _start(self, work: Callable[[], T]) -> None:
         context = multiprocessing.get_context("fork")
         reader, writer = context.Pipe(duplex=False)
         gc.freeze()  # the child's collector leaves the parent's objects (and their finalizers)
         try:
             child = context.Process(
                 target=_work_in_child,
-                args=(self.work, writer, os.getpid(), self.timeout_s),
+                args=(work, writer, os.getpid(), self.timeout_s),
                 daemon=True,
             )
             child.start()
@@ -79,29 +82,36 @@ class Aside(Generic[T]):
         finally:
             gc.unfreeze()
             writer.close()  # the child's copy stays open: its end (or death) shows as EOF here
-
-    def result(self) -> T:
-        """The child's value, or `work()` computed here when the child could not deliver."""
-        if not self._done:
-            if self.child is not None:
-                self._receive()
-            if not self.delivered:
-                self._value = self.work()
-            self._done = True
-        return self._value  # type: ignore[return-value]
+        if self.child is not None:
+            self._receiver = threading.Thread(target=self._receive, daemon=True)
+            self._receiver.start()
 
     def _receive(self) -> None:
+        """Take the value as soon as it comes (on a thread of its own), and let go of the work:
+        what it holds (a run's loaded tables, say) is freed then, not when the value is read."""
         assert self._reader is not None
         try:
             if self._reader.poll(self.timeout_s):
                 self._value = self._reader.recv()
                 self.delivered = True
+                self.work = None
         except (EOFError, OSError):  # the child ended without a value: it failed
-            self.delivered = False
-        finally:
-            if self.child is not None and self.delivered:
-                self.child.join(5)  # it has sent its value and is leaving
-            self.stop()
+            pass
+
+    def result(self) -> T:
+        """The child's value, or `work()` computed here when the child could not deliver."""
+        if not self._done:
+            if self._receiver is not None:
+                self._receiver.join()  # the value, the child's end, or `timeout_s`
+                if self.delivered and self.child is not None:
+                    self.child.join(5)  # it has sent its value and is leaving
+                self.stop()
+            if not self.delivered:
+                assert self.work is not None  # let go of only once the value came
+                self._value = self.work()
+            self.work = None
+            self._done = True
+        return self._value  # type: ignore[return-value]
 
     def wait(self) -> None:
         """Let the child finish, up to `timeout_s`, without computing the value here (a job
@@ -112,8 +122,10 @@ class Aside(Generic[T]):
 
     def stop(self) -> None:
         """Stop the child if it is still at work (a late value is not waited for)."""
-        if self._reader is not None:
-            self._reader.close()
         if self.child is not None and self.child.is_alive():
             self.child.kill()
             self.child.join()
+        if self._receiver is not None:
+            self._receiver.join()  # the child has ended: its end of the pipe is closed
+        if self._reader is not None:
+            self._reader.close()

@@ -78,7 +78,7 @@ def _tree_pss_kb(pid: int) -> int:
                     total += int(line.split()[1])
             for task in Path(f"/proc/{process}/task").iterdir():
                 pending += map(int, (task / "children").read_text().split())
-        except (FileNotFoundError, ProcessLookupError, PermissionError):  # it just ended
+        except (OSError, ValueError):  # it just ended (or /proc is not what was expected)
             continue
     return total
 

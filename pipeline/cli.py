@@ -830,15 +830,19 @@ def leave(code: int | str | None) -> None:
     Everything a command writes is committed, closed or flushed by then; the atexit handlers
     still run (MLflow's, Spark's). What is skipped is freeing every object and module one by
     one: 1.4 s after a training run that opened the MLflow store (0.6 s of it the imported
-    libraries alone), measured on the demo. A thread still at work gets the normal exit, which
-    waits for it. Output that cannot be flushed (a closed pipe, a full disk) exits 120, as
-    Python's own exit does."""
+    libraries alone), measured on the demo. A thread still at work (not a daemon) gets the
+    normal exit, which waits for it. Output that cannot be flushed (a closed pipe, a full disk)
+    exits 120, as Python's own exit does."""
     if code is None:
         code = 0
     elif not isinstance(code, int):  # sys.exit("text"): print it, exit 1
         print(code, file=sys.stderr)
         code = 1
-    if threading.active_count() > 1 or not hasattr(atexit, "_run_exitfuncs"):
+    # the normal exit waits for threads that are not daemons; daemon threads (one waiting for a
+    # child's value, `work_aside`) it would stop at its end as this exit does
+    main = threading.main_thread()
+    working = [t for t in threading.enumerate() if t is not main and not t.daemon]
+    if working or not hasattr(atexit, "_run_exitfuncs"):
         sys.exit(code)
     atexit._run_exitfuncs()
     logging.shutdown()

@@ -56,6 +56,23 @@ def test_a_thread_at_work_is_waited_for(tmp_path):
     assert (tmp_path / "written").read_text() == "done"
 
 
+def test_a_daemon_thread_does_not_hold_the_quick_exit_back(tmp_path):
+    # a refused run can leave a daemon thread waiting for a child's value (work_aside); the
+    # normal exit would not wait for it either, only tear the interpreter down first
+    code = (
+        "import threading, time\n"
+        "from leadscore.pipeline.cli import leave\n"
+        "class TornDown:\n"
+        "    def __del__(self, open=open):\n"
+        "        open('torn-down', 'w').write('yes')\n"
+        "kept = TornDown()\n"
+        "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+        "leave(2)\n"
+    )
+    assert _python(code, tmp_path).returncode == 2
+    assert not (tmp_path / "torn-down").exists()  # left without the teardown
+
+
 def test_the_command_exits_with_its_code_and_its_output(tmp_path):
     exe = str(Path(sys.executable).with_name("leadscore"))
     usage = subprocess.run([exe, "score", "--limit"], capture_output=True, text=True, cwd=tmp_path)

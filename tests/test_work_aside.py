@@ -99,3 +99,38 @@ def test_the_work_and_what_it_holds_are_let_go_once_the_value_came():
         time.sleep(0.05)
     assert held() is None and aside.delivered
     assert aside.result() == 1
+
+
+def test_a_new_stores_problem_comes_back_from_the_child_once(monkeypatch, tmp_path: Path):
+    # another job holding the store: the child waits for it and gives up; the job raises what
+    # the child met, once (it does not wait again for the lock in process)
+    from leadscore.pipeline.errors import JobBusy
+    from leadscore.pipeline.io import tracking, tracking_uri
+
+    tries = tmp_path / "tries"
+
+    def held_elsewhere() -> str:
+        with tries.open("a") as out:
+            out.write(f"{os.getpid()}\n")
+        raise JobBusy("another leadscore job holds the MLflow store")
+
+    monkeypatch.setattr(tracking, "configure_tracking", held_elsewhere)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    aside = tracking_uri.store_made_aside()
+    assert aside is not None
+    problem = aside.result()
+    assert isinstance(problem, JobBusy) and "holds the MLflow store" in str(problem)
+    assert aside.delivered
+    assert [int(pid) for pid in tries.read_text().split()] == [aside.child.pid]
+
+
+def test_an_existing_store_is_not_made_aside(monkeypatch, tmp_path: Path):
+    from leadscore.pipeline.io import tracking_uri
+
+    store = tmp_path / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    assert tracking_uri.new_sqlite_store(tracking_uri.tracking_uri())
+    store.write_bytes(b"SQLite format 3\x00")
+    assert tracking_uri.store_made_aside() is None
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "postgresql://localhost/mlflow")
+    assert tracking_uri.store_made_aside() is None

@@ -43,17 +43,23 @@ def new_sqlite_store(uri: str) -> bool:
     return not path.exists() or (path.is_file() and path.stat().st_size == 0)
 
 
-def store_made_aside() -> Aside[None] | None:
+def store_made_aside() -> Aside[Exception | None] | None:
     """A new SQLite store's tables made in a child process while the job goes on (MLflow's
-    migrations take about 2 s on a first run); None when the store exists. The job still calls
-    `configure_tracking` itself once `result()` returns: it then opens a store that is there,
-    or, if the child failed, meets the same problem and says so."""
+    migrations take about 2 s on a first run); None when the store exists. `result()` is the
+    problem the child met (another job holding the store, a folder that cannot be written), to
+    be raised as it is, or None; the job then calls `configure_tracking` itself, which opens the
+    store the child made."""
     if not new_sqlite_store(tracking_uri()):
         return None
     return Aside(_make_store, STORE_TIMEOUT_S)
 
 
-def _make_store() -> None:
+def _make_store() -> Exception | None:
+    from leadscore.pipeline.errors import InputError, JobBusy
     from leadscore.pipeline.io.tracking import configure_tracking
 
-    configure_tracking()
+    try:
+        configure_tracking()
+    except (InputError, JobBusy) as exc:  # said once, by the job, with its own exit code
+        return exc
+    return None

@@ -55,31 +55,33 @@ def train(
     # store's tables are made on the other core while the examples are built; a store that is
     # there is opened now, so that a problem with it is found before any work
     new_store = store_made_aside()
-    from leadscore.models.raw_records import InputSchema
-    from leadscore.models.what_closes import what_closes
-    from leadscore.pipeline.io.tracking import configure_tracking
-    from leadscore.pipeline.steps.examples import labelled_examples, lifecycle_rule
-    from leadscore.pipeline.steps.leakage import audited_features
-    from leadscore.pipeline.steps.modelling import (
-        evaluate_holdout,
-        fit_model,
-        marketing_examples,
-        opportunity_model,
-        scoring_bundle,
-    )
-    from leadscore.pipeline.steps.recording import record_training, slice_counts
-
-    if new_store is None:
-        configure_tracking()
     try:
+        from leadscore.models.raw_records import InputSchema
+        from leadscore.models.what_closes import what_closes
+        from leadscore.pipeline.io.tracking import configure_tracking
+        from leadscore.pipeline.steps.examples import labelled_examples, lifecycle_rule
+        from leadscore.pipeline.steps.leakage import audited_features
+        from leadscore.pipeline.steps.modelling import (
+            evaluate_holdout,
+            fit_model,
+            marketing_examples,
+            opportunity_model,
+            scoring_bundle,
+        )
+        from leadscore.pipeline.steps.recording import record_training, slice_counts
+
+        if new_store is None:
+            configure_tracking()
         examples = labelled_examples(data, catalog)
         audited = audited_features(examples, data.tables, config, steps)
     except BaseException:  # a refused run leaves a whole store, as it did
         if new_store is not None:
             new_store.wait()
         raise
-    if new_store is not None:  # made, and opened here, before the lead model is fit
-        new_store.result()
+    if new_store is not None:  # made (or its problem met, once), before the lead model is fit
+        problem = new_store.result()
+        if problem is not None:
+            raise problem
         configure_tracking()
     counts = slice_counts(examples)
     steps.note(

@@ -62,6 +62,9 @@ def record_training(
     config = catalog.config
     counts = slice_counts(ts)
     config_hash = config_fingerprint(config)
+    # the data's print, computed aside since the load: waited for (or computed here if the child
+    # could not deliver) before a run is opened, so that a failure there leaves no failed run
+    printed = data.fingerprint
     tracking.use_experiment(config.mlflow.experiment)
     importance = model.feature_importance()
     figures = plots(
@@ -83,7 +86,7 @@ def record_training(
         )
         tracking.log_config(config)
         table = pd.concat([ts.rows[["lead_id", "cutoff", "label", "split"]], ts.X], axis=1)
-        tracking.log_training_table(table, f"training-table-{data.fingerprint}")
+        tracking.log_training_table(table, f"training-table-{printed}")
         mlflow.log_metrics(holdout.evaluation.logged())
         if opportunity is not None:  # its own population: never mixed into the lead model's
             logged = opportunity.holdout.evaluation.logged()

@@ -241,3 +241,4 @@ def test_row_hashes_one_column_at_a_time_equal_pandas_whole_frame_hashes(ints, t
     text = pd.DataFrame({c: _canonical_text(frame[c]).to_numpy() for c in names}, index=range(n))
     expected = pd.util.hash_pandas_object(text, index=False).to_numpy()
     assert _row_hashes(frame, names).tolist() == expected.tolist()
+    assert _row_hashes(frame, names, rows_per_block=3).tolist() == expected.tolist()

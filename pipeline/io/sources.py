@@ -354,6 +354,9 @@ def resolve_as_of(
     return as_of
 
 
+ROWS_PER_HASH_BLOCK = 1_000_000  # rows spelt out at a time by the fingerprint
+
+
 def _canonical_text(values: pd.Series) -> pd.Series:
     """One spelling per value whatever the source: a Parquet int, a CSV float and a SQL bigint
     of the same number agree, timestamps count nanoseconds in UTC, missing is empty."""
@@ -394,11 +397,18 @@ def _number_text(numbers: np.ndarray) -> np.ndarray:
     return text
 
 
-def _row_hashes(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+def _row_hashes(
+    frame: pd.DataFrame, columns: list[str], rows_per_block: int = ROWS_PER_HASH_BLOCK
+) -> np.ndarray:
     """pandas' `hash_pandas_object` of the frame of the columns' canonical text (its row
-    hashes, index left out), one column's text at a time: a large table's text is never held
-    whole (20M activities spelt out take gigabytes). The columns' hashes combine as pandas
-    combines them (`combine_hash_arrays`, CPython's tuple hash), so the hashes are the same."""
+    hashes, index left out), one column's text of one block of rows at a time: a large table's
+    text is never held whole (20M activities spelt out take gigabytes). A row's hash depends on
+    that row alone, and the columns' hashes combine as pandas combines them
+    (`combine_hash_arrays`, CPython's tuple hash), so the hashes are the same."""
+    if len(frame) > rows_per_block:
+        starts = range(0, len(frame), rows_per_block)
+        blocks = (frame.iloc[s : s + rows_per_block] for s in starts)
+        return np.concatenate([_row_hashes(b, columns, rows_per_block) for b in blocks])
     out = np.full(len(frame), 0x345678, dtype=np.uint64)
     mult = np.uint64(1000003)
     for i, column in enumerate(columns):

@@ -50,8 +50,8 @@ from leadscore.pipeline.io.writeback import (
 from leadscore.pipeline.progress import Steps
 
 Engine = Literal["pandas", "spark"]
-FINGERPRINT_TIMEOUT_S = 1800.0  # a stuck child is stopped and the print computed in process
 Activities = Literal["whole", "streamed"]
+FINGERPRINT_TIMEOUT_S = 1800.0  # a stuck child is stopped and the print computed in process
 
 
 @dataclass(frozen=True)

@@ -28,18 +28,24 @@ def database_store(uri: str) -> bool:
     return ":" in uri and scheme in DATABASE_SCHEMES
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The file of a SQLite store (its URL's query left out), or None for any other store."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+
+
 def lock_folder(uri: str) -> Path:
     """Where locks about the store live: beside a SQLite store, else the working folder."""
-    if uri.startswith("sqlite:///"):
-        return Path(uri.removeprefix("sqlite:///")).resolve().parent
-    return Path.cwd()
+    path = sqlite_file(uri)
+    return Path.cwd() if path is None else path.resolve().parent
 
 
 def new_sqlite_store(uri: str) -> bool:
     """Whether the store is a SQLite file that does not exist yet (or is empty)."""
-    if not uri.startswith("sqlite:///") or ":memory:" in uri:
+    path = sqlite_file(uri)
+    if path is None or ":memory:" in uri:
         return False
-    path = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
     return not path.exists() or (path.is_file() and path.stat().st_size == 0)
 
 

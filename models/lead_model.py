@@ -134,8 +134,9 @@ class LeadScoringModel(ClassifierMixin, BaseEstimator):
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
         """Uncalibrated log-odds of the booster."""
+        one = {"num_threads": 1} if tree_shap.one_thread() else {}  # see `use_one_thread`
         return self.booster_.predict(
-            self._encode(X), raw_score=True, num_iteration=self.best_iteration_
+            self._encode(X), raw_score=True, num_iteration=self.best_iteration_, **one
         )
 
     def proba_from_margin(self, margin: np.ndarray) -> np.ndarray:
@@ -163,10 +164,18 @@ class LeadScoringModel(ClassifierMixin, BaseEstimator):
 
     def exact_contributions(self, X: pd.DataFrame) -> pd.DataFrame:
         """LightGBM's own TreeSHAP (`pred_contrib`): the reference `contributions` must match."""
+        one = {"num_threads": 1} if tree_shap.one_thread() else {}  # see `use_one_thread`
         values = self.booster_.predict(
-            self._encode(X), pred_contrib=True, num_iteration=self.best_iteration_
+            self._encode(X), pred_contrib=True, num_iteration=self.best_iteration_, **one
         )
         return pd.DataFrame(values, index=X.index, columns=[*self.feature_names_in_, "bias"])
+
+    def prepare_explaining(self) -> None:
+        """Build the TreeSHAP tables and load (or compile) the one-thread kernel now, running it
+        on one row on this thread: no thread pool is started."""
+        tables = self._shap_tables()
+        if tables is not None:
+            tree_shap.contributions(tables, np.zeros((1, tables.n_features)), threads=1)
 
     def _shap_tables(self) -> tree_shap.LeafTables | None:
         if not hasattr(self, "_tables"):

@@ -231,6 +231,14 @@ def score_records(
     return scored.assign(score=to_score(proba), grade=grades)
 
 
+def prepare(bundle: ScoringBundle) -> None:
+    """Build what explaining builds on first use (`LeadScoringModel.prepare_explaining`) here
+    and now, so processes forked afterwards inherit it instead of each building it."""
+    for model in (bundle, getattr(bundle, "opportunity", None)):
+        if model is not None:
+            model.estimator.prepare_explaining()
+
+
 def chunk_scorer(
     bundle: ScoringBundle, rules: ScoringRules, select: Select | None = None
 ) -> Callable[[CrmTables, pd.DataFrame], pd.DataFrame]:

@@ -31,6 +31,8 @@ MAX_BYTES = 512 * 1024**2
 _NUMERIC, _CATEGORICAL = 0, 1
 _MISSING = {"None": 0, "Zero": 1, "NaN": 2}
 _ZERO = 1e-35  # LightGBM's kZeroThreshold
+BLOCK = 512  # rows explained together: one tree's decisions for them, then its leaves
+_thread_cap = 0  # 0: as `contributions` is asked; 1: this process explains on one thread
 
 
 @dataclass(frozen=True)
@@ -227,6 +229,19 @@ def _leaf_table(value: float, zero: np.ndarray) -> np.ndarray:
     return out
 
 
+def use_one_thread() -> None:
+    """Explain on this process's own thread from now on, without OpenMP: for a process forked
+    to work beside others (each on a core), where a thread pool inherited from the parent in
+    the state the fork found it would hang the first parallel region."""
+    global _thread_cap
+    _thread_cap = 1
+
+
+def one_thread() -> bool:
+    """Whether this process works on one thread (`use_one_thread`)."""
+    return _thread_cap == 1
+
+
 def contributions(tables: LeafTables, values: np.ndarray, threads: int = 0) -> np.ndarray:
     """(n, n_features + 1) TreeSHAP contributions, the last column the expected value.
 
@@ -235,31 +250,38 @@ def contributions(tables: LeafTables, values: np.ndarray, threads: int = 0) -> n
     values = np.ascontiguousarray(values, dtype=np.float64)
     out = np.zeros((len(values), tables.n_features + 1))
     if len(values):
-        if threads > 0:
+        threads = _thread_cap or threads
+        one_thread = threads == 1 or numba.config.NUMBA_NUM_THREADS == 1
+        if threads > 0 and not one_thread:
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-        _explain(
-            values,
-            tables.tree_node_start,
-            tables.node_feature,
-            tables.node_threshold,
-            tables.node_kind,
-            tables.node_default_left,
-            tables.node_nan_left,
-            tables.node_zero_missing,
-            tables.node_cat_start,
-            tables.cat_left,
-            tables.node_parent,
-            tables.node_is_left,
-            tables.node_slot,
-            tables.tree_leaf_start,
-            tables.leaf_parent,
-            tables.leaf_is_left,
-            tables.leaf_feat_start,
-            tables.leaf_feat,
-            tables.table_start,
-            tables.table,
-            tables.max_nodes,
-            out,
+        explain = _explain_serial if one_thread else _explain_parallel
+        explain(
+            -(-len(values) // BLOCK),
+            BLOCK,
+            (
+                values,
+                tables.tree_node_start,
+                tables.node_feature,
+                tables.node_threshold,
+                tables.node_kind,
+                tables.node_default_left,
+                tables.node_nan_left,
+                tables.node_zero_missing,
+                tables.node_cat_start,
+                tables.cat_left,
+                tables.node_parent,
+                tables.node_is_left,
+                tables.node_slot,
+                tables.tree_leaf_start,
+                tables.leaf_parent,
+                tables.leaf_is_left,
+                tables.leaf_feat_start,
+                tables.leaf_feat,
+                tables.table_start,
+                tables.table,
+                tables.max_nodes,
+                out,
+            ),
         )
     out[:, -1] = tables.bias
     return out
@@ -289,7 +311,9 @@ def _fill_table_py(value: float, zero: np.ndarray, weights: np.ndarray, out: np.
             out[subset, i] = value * (((subset >> i) & 1) - zero[i]) * absent * total
 
 
-def _explain_py(
+def _explain_block_py(
+    b: int,
+    block: int,
     values: np.ndarray,
     tree_node_start: np.ndarray,
     node_feature: np.ndarray,
@@ -313,59 +337,72 @@ def _explain_py(
     max_nodes: int,
     out: np.ndarray,
 ) -> None:
+    """Rows b * block .. (b + 1) * block of `values` explained into `out`."""
     n = values.shape[0]
-    block = 512
-    for b in numba.prange((n + block - 1) // block):
-        start = b * block
-        rows = min(n, start + block) - start
-        left = np.zeros((max_nodes, block), dtype=np.bool_)
-        # per split node: the path features (by slot) the row has disagreed with so far
-        mask = np.zeros(max_nodes, dtype=np.int64)  # mask[0], the root's, stays 0
-        for t in range(len(tree_node_start) - 1):  # tree-major: one tree's tables stay in cache
-            first = tree_node_start[t]
-            # LightGBM's decisions (tree.h NumericalDecision / CategoricalDecision), node-major
-            for k in range(tree_node_start[t + 1] - first):
-                node = first + k
-                f = node_feature[node]
-                if node_kind[node] == _CATEGORICAL:
-                    c0 = node_cat_start[node]
-                    width = node_cat_start[node + 1] - c0
+    start = b * block
+    rows = min(n, start + block) - start
+    left = np.zeros((max_nodes, block), dtype=np.bool_)
+    # per split node: the path features (by slot) the row has disagreed with so far
+    mask = np.zeros(max_nodes, dtype=np.int64)  # mask[0], the root's, stays 0
+    for t in range(len(tree_node_start) - 1):  # tree-major: one tree's tables stay in cache
+        first = tree_node_start[t]
+        # LightGBM's decisions (tree.h NumericalDecision / CategoricalDecision), node-major
+        for k in range(tree_node_start[t + 1] - first):
+            node = first + k
+            f = node_feature[node]
+            if node_kind[node] == _CATEGORICAL:
+                c0 = node_cat_start[node]
+                width = node_cat_start[node + 1] - c0
+                for i in range(rows):
+                    x = values[start + i, f]
+                    go = False
+                    if x >= 0 and x < width:  # NaN, negative or unseen codes go right
+                        go = cat_left[c0 + int(x)]
+                    left[k, i] = go
+            else:
+                threshold = node_threshold[node]
+                nan_left = node_nan_left[node]
+                for i in range(rows):
+                    x = values[start + i, f]
+                    left[k, i] = (x <= threshold) | (np.isnan(x) & nan_left)
+                if node_zero_missing[node]:
+                    default_left = node_default_left[node]
                     for i in range(rows):
-                        x = values[start + i, f]
-                        go = False
-                        if x >= 0 and x < width:  # NaN, negative or unseen codes go right
-                            go = cat_left[c0 + int(x)]
-                        left[k, i] = go
-                else:
-                    threshold = node_threshold[node]
-                    nan_left = node_nan_left[node]
-                    for i in range(rows):
-                        x = values[start + i, f]
-                        left[k, i] = (x <= threshold) | (np.isnan(x) & nan_left)
-                    if node_zero_missing[node]:
-                        default_left = node_default_left[node]
-                        for i in range(rows):
-                            if abs(values[start + i, f]) <= _ZERO:
-                                left[k, i] = default_left
-            for i in range(rows):
-                r = start + i
-                # pre-order: the root is node 0 and every parent comes before its children
-                for k in range(1, tree_node_start[t + 1] - first):
-                    parent = node_parent[first + k]
-                    off = np.int64(left[parent, i] != node_is_left[first + k])
-                    mask[k] = mask[parent] | (off << node_slot[first + parent])
-                for leaf in range(tree_leaf_start[t], tree_leaf_start[t + 1]):
-                    f0 = leaf_feat_start[leaf]
-                    d = leaf_feat_start[leaf + 1] - f0
-                    if d == 0:
-                        continue
-                    parent = leaf_parent[leaf]
-                    off = np.int64(left[parent, i] != leaf_is_left[leaf])
-                    disagree = mask[parent] | (off << node_slot[first + parent])
-                    base = table_start[leaf] + (((1 << d) - 1) & ~disagree) * d
-                    for k in range(d):
-                        out[r, leaf_feat[f0 + k]] += table[base + k]
+                        if abs(values[start + i, f]) <= _ZERO:
+                            left[k, i] = default_left
+        for i in range(rows):
+            r = start + i
+            # pre-order: the root is node 0 and every parent comes before its children
+            for k in range(1, tree_node_start[t + 1] - first):
+                parent = node_parent[first + k]
+                off = np.int64(left[parent, i] != node_is_left[first + k])
+                mask[k] = mask[parent] | (off << node_slot[first + parent])
+            for leaf in range(tree_leaf_start[t], tree_leaf_start[t + 1]):
+                f0 = leaf_feat_start[leaf]
+                d = leaf_feat_start[leaf + 1] - f0
+                if d == 0:
+                    continue
+                parent = leaf_parent[leaf]
+                off = np.int64(left[parent, i] != leaf_is_left[leaf])
+                disagree = mask[parent] | (off << node_slot[first + parent])
+                base = table_start[leaf] + (((1 << d) - 1) & ~disagree) * d
+                for k in range(d):
+                    out[r, leaf_feat[f0 + k]] += table[base + k]
 
 
+def _explain_parallel_py(blocks: int, block: int, arrays: tuple) -> None:
+    for b in numba.prange(blocks):
+        _explain_block(b, block, *arrays)
+
+
+def _explain_serial_py(blocks: int, block: int, arrays: tuple) -> None:
+    for b in range(blocks):
+        _explain_block(b, block, *arrays)
+
+
+# Two drivers of one kernel, each its own function: numba's disk cache keys a function by its
+# code and signature, not by `parallel`, so one function jitted both ways would share entries
 _fill_table = numba.njit(cache=True)(_fill_table_py)
-_explain = numba.njit(cache=True, parallel=True)(_explain_py)
+_explain_block = numba.njit(cache=True)(_explain_block_py)
+_explain_parallel = numba.njit(cache=True, parallel=True)(_explain_parallel_py)
+_explain_serial = numba.njit(cache=True)(_explain_serial_py)

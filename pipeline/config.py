@@ -304,6 +304,12 @@ class ScoringConfig(_Section):
     )
     max_reasons: int = Field(3, ge=0, le=10, description="Reasons per lead.")
     chunk_size: int = Field(100_000, ge=1, description="Leads scored at a time (bounds memory).")
+    workers: int | None = Field(
+        None,
+        ge=1,
+        description="Processes scoring chunks at once, each on one core (Linux; elsewhere 1); "
+        "None: one per core the job may use; 1: all in the job's own process.",
+    )
     spill_dir: str | None = Field(
         None,
         description="Where the activity log is split while scoring (about 15 bytes per "

@@ -118,3 +118,19 @@ def test_top_three_reasons_agree_with_exact_treeshap(model: LeadScoringModel) ->
 def test_tables_are_not_pickled(model: LeadScoringModel) -> None:
     model._shap_tables()
     assert "_tables" not in model.__getstate__()
+
+
+def test_one_thread_gives_the_same_numbers(
+    model: LeadScoringModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scoring worker explains on one thread (`use_one_thread`, the serial driver of the same
+    kernel): bit for bit what the parallel driver gives, over several blocks and a ragged end."""
+    X = pd.concat([_scoring_rows()] * 2, ignore_index=True)  # 4,000 rows: 8 blocks of 512
+    parallel = model.contributions(X).to_numpy()
+    exact = model.exact_contributions(X).to_numpy()
+    assert not tree_shap.one_thread()
+    monkeypatch.setattr(tree_shap, "_thread_cap", 1)
+    assert tree_shap.one_thread()
+    np.testing.assert_array_equal(model.contributions(X).to_numpy(), parallel)
+    # LightGBM's own (models too deep for the tables), asked for one thread
+    np.testing.assert_array_equal(model.exact_contributions(X).to_numpy(), exact)

@@ -19,9 +19,10 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -40,6 +41,7 @@ from leadscore.features.tables import (
 from leadscore.pipeline.config import SourceConfig
 from leadscore.pipeline.errors import InputError, JobFailure
 from leadscore.pipeline.io.checks import SORT_KEYS, canonical_order, check_table
+from leadscore.pipeline.io.chunk_workers import Workers, chunk_leads, worked_in_order
 from leadscore.pipeline.io.locks import held_by_someone
 from leadscore.pipeline.io.mapping import Warn, as_key_type, map_source
 from leadscore.pipeline.io.readers import iter_source
@@ -53,6 +55,7 @@ MIN_BUCKET_LEADS = 10_000  # leads per bucket file, at least
 
 Work = Callable[[CrmTables, pd.DataFrame], pd.DataFrame]
 Advance = Callable[[int], None]
+Keep = Callable[[pd.DataFrame], pd.DataFrame]
 
 
 class ActivityLog(Protocol):
@@ -76,20 +79,37 @@ class ActivityLog(Protocol):
         kinds: dict[str, str],
         chunk_size: int,
         advance: Advance | None = None,
+        keep: Keep | None = None,
+        workers: Workers | None = None,
     ) -> pd.DataFrame:
         """`work(tables with a chunk's activities, the chunk's spine rows)` over the spine, at
         most `chunk_size` leads at a time; the results concatenated in spine order. `kinds`
         names each output column's kind (double, long, string) for engines that need it
-        first; `advance` is told how many leads each chunk covered."""
+        first; `advance` is told how many leads each chunk covered; `keep` is given each
+        chunk's rows in spine order, in this process, and gives what is kept of them (staging
+        some columns elsewhere); `workers` may work the chunks in processes of their own."""
         ...
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A chunk of the spine to work: how many leads, and its pieces (tables with only their
+    leads' activities, the leads' spine rows), made where the chunk is worked."""
+
+    leads: int
+    pieces: Callable[[], Iterable[tuple[CrmTables, pd.DataFrame]]]
 
 
 def lead_chunks(
     tables: CrmTables, spine: pd.DataFrame, size: int
 ) -> Iterator[tuple[CrmTables, pd.DataFrame]]:
-    """The spine `size` leads at a time, each with only its own leads' activities.
+    """The spine `size` leads at a time, each with only its own leads' activities."""
+    for chunk in _in_memory_chunks(tables, spine, size):
+        yield from chunk.pieces()
 
-    Activities are split once, by a stable sort on the chunk number, so each chunk's work
+
+def _in_memory_chunks(tables: CrmTables, spine: pd.DataFrame, size: int) -> list[Chunk]:
+    """Activities are split once, by a stable sort on the chunk number, so each chunk's work
     reads its own rows instead of the whole log. Leads, accounts and deals stay whole: account
     features count the account's other leads and deals."""
     acts = tables.activities
@@ -98,27 +118,45 @@ def lead_chunks(
     order = np.argsort(chunk_of, kind="stable")
     n_chunks = -(-len(spine) // size)
     bounds = np.searchsorted(chunk_of[order], np.arange(n_chunks + 1), side="left")
-    for k in range(n_chunks):
+
+    def pieces(k: int) -> list[tuple[CrmTables, pd.DataFrame]]:
         rows = order[bounds[k] : bounds[k + 1]]
-        part = replace(tables, activities=acts.iloc[rows])
-        yield part, spine.iloc[k * size : (k + 1) * size]
+        return [
+            (replace(tables, activities=acts.iloc[rows]), spine.iloc[k * size : (k + 1) * size])
+        ]
+
+    return [Chunk(min(size, len(spine) - k * size), partial(pieces, k)) for k in range(n_chunks)]
+
+
+def _worked(chunk: Chunk, work: Work, columns: list[str]) -> pd.DataFrame:
+    """`work` on each piece of `chunk`, the rows it returned."""
+    outs = [out for out in (work(part, leads) for part, leads in chunk.pieces()) if len(out)]
+    if not outs:
+        return pd.DataFrame({c: [] for c in columns})
+    return outs[0] if len(outs) == 1 else pd.concat(outs, ignore_index=True)
 
 
 def _mapped(
-    pieces: Iterator[tuple[CrmTables, pd.DataFrame]],
+    chunks: list[Chunk],
     work: Work,
     kinds: dict[str, str],
     advance: Advance | None,
+    keep: Keep | None,
+    workers: Workers | None,
 ) -> pd.DataFrame:
+    columns = ["lead_id", *kinds]
+    results = worked_in_order([partial(_worked, c, work, columns) for c in chunks], workers)
     parts = []
-    for part, lead_chunk in pieces:
-        out = work(part, lead_chunk)
-        if len(out):
-            parts.append(out)
-        if advance is not None:
-            advance(len(lead_chunk))
+    try:
+        for chunk, out in zip(chunks, results, strict=True):
+            if len(out):
+                parts.append(out if keep is None else keep(out))
+            if advance is not None:
+                advance(chunk.leads)
+    finally:
+        results.close()  # stops the workers when the parent failed
     if not parts:
-        return pd.DataFrame({c: [] for c in ["lead_id", *kinds]})
+        return pd.DataFrame({c: [] for c in columns})
     return pd.concat(parts, ignore_index=True)
 
 
@@ -142,8 +180,12 @@ class InMemoryActivities:
         kinds: dict[str, str],
         chunk_size: int,
         advance: Advance | None = None,
+        keep: Keep | None = None,
+        workers: Workers | None = None,
     ) -> pd.DataFrame:
-        return _mapped(lead_chunks(tables, spine, chunk_size), work, kinds, advance)
+        size = chunk_leads(len(spine), chunk_size, workers)
+        chunks = _in_memory_chunks(tables, spine, size)
+        return _mapped(chunks, work, kinds, advance, keep, workers)
 
 
 OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")  # about half the bytes, cheap to undo
@@ -381,12 +423,17 @@ class SpilledActivities:
         """As `lead_chunks`, with activities read from disk: consecutive buckets grouped up to
         `size` open leads, and only their activities (as of the run, cleaned) in memory at
         once. `spine` must be in the leads table's order (as the open spine gives it)."""
+        for chunk in self._chunks(tables, spine, size):
+            yield from chunk.pieces()
+
+    def _chunks(self, tables: CrmTables, spine: pd.DataFrame, size: int) -> list[Chunk]:
         if self.as_of is None:
             raise ValueError("the run's as-of time is not set")
         bucket = self.partitions.buckets(spine["lead_id"])
         if (np.diff(bucket) < 0).any() or (bucket < 0).any():
             raise ValueError("the spine must hold leads of the partitioned table, in its order")
         ids, starts, counts = np.unique(bucket, return_index=True, return_counts=True)
+        chunks = []
         group_start = 0
         while group_start < len(ids):
             group_end, total = group_start + 1, counts[group_start]
@@ -394,12 +441,21 @@ class SpilledActivities:
                 total += counts[group_end]
                 group_end += 1
             first = starts[group_start]
+            group = ids[group_start:group_end].tolist()
             lead_chunk = spine.iloc[first : first + total]
-            read = self.partitions.read(ids[group_start:group_end].tolist())
-            acts = clean_activities(activities_as_of(read, self.as_of))
-            # a bucket can hold more than `size` open leads
-            yield from lead_chunks(replace(tables, activities=acts), lead_chunk, size)
+            chunks.append(Chunk(int(total), partial(self._pieces, tables, group, lead_chunk, size)))
             group_start = group_end
+        return chunks
+
+    def _pieces(
+        self, tables: CrmTables, buckets: list[int], spine: pd.DataFrame, size: int
+    ) -> Iterator[tuple[CrmTables, pd.DataFrame]]:
+        """The leads of `buckets` with their activities, `size` leads at a time (a bucket can
+        hold more than `size` open leads)."""
+        assert self.as_of is not None
+        read = self.partitions.read(buckets)
+        acts = clean_activities(activities_as_of(read, self.as_of))
+        yield from lead_chunks(replace(tables, activities=acts), spine, size)
 
     def features(self, tables: CrmTables, spine: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
         """Bucket by bucket (a lead may have rows at several cutoffs), back in spine order."""
@@ -428,8 +484,11 @@ class SpilledActivities:
         kinds: dict[str, str],
         chunk_size: int,
         advance: Advance | None = None,
+        keep: Keep | None = None,
+        workers: Workers | None = None,
     ) -> pd.DataFrame:
-        return _mapped(self.chunks(tables, spine, chunk_size), work, kinds, advance)
+        chunks = self._chunks(tables, spine, chunk_leads(len(spine), chunk_size, workers))
+        return _mapped(chunks, work, kinds, advance, keep, workers)
 
 
 def source_rows(spec: SourceConfig, data_dir: Path) -> int | None:

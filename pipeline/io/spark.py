@@ -27,6 +27,7 @@ from leadscore.features.tables import CrmTables, activities_as_of, clean_activit
 from leadscore.pipeline.config import Config, SourceConfig
 from leadscore.pipeline.errors import InputError
 from leadscore.pipeline.io.checks import SORT_KEYS, canonical_order, check_table
+from leadscore.pipeline.io.chunk_workers import Workers
 from leadscore.pipeline.io.mapping import map_source
 from leadscore.pipeline.io.readers import describe_source
 from leadscore.pipeline.io.sources import source_spec
@@ -215,9 +216,12 @@ class SparkActivities:
         kinds: dict[str, str],
         chunk_size: int,
         advance: Callable[[int], None] | None = None,
+        keep: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+        workers: Workers | None = None,
     ) -> pd.DataFrame:
-        """`work` per bucket of `spark.bucket_size` leads on the executors (the chunk size is
-        the default engine's); rows in spine order (only those `work` returned)."""
+        """`work` per bucket of `spark.bucket_size` leads on the executors (the chunk size and
+        the workers are the default engine's); rows in spine order (only those `work`
+        returned), `keep` given them all at once."""
         key = "long" if pd.api.types.is_integer_dtype(spine["lead_id"]) else "string"
         schema = ", ".join(
             f"`{str(c).replace('`', '``')}` {t}" for c, t in {"lead_id": key, **kinds}.items()
@@ -226,7 +230,8 @@ class SparkActivities:
         out = self.map_buckets(spine, self._moment(), tables, work, schema, names)
         if advance is not None:
             advance(len(spine))
-        return out.astype({"lead_id": spine["lead_id"].dtype})
+        out = out.astype({"lead_id": spine["lead_id"].dtype})
+        return out if keep is None or out.empty else keep(out)
 
     def _moment(self) -> pd.Timestamp:
         if self.as_of is None:

@@ -56,6 +56,12 @@ class StagedColumns:
             ) from None
         self.rows += len(part)
 
+    def kept(self, part: pd.DataFrame) -> pd.DataFrame:
+        """Stage `part`'s columns; the rest of it, to keep in memory."""
+        if len(part):
+            self.append(part)
+        return part.drop(columns=self.columns)
+
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()

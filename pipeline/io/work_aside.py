@@ -36,16 +36,22 @@ T = TypeVar("T")
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def _work_in_child(work: Callable[[], T], out: Connection, parent: int, timeout_s: float) -> None:
-    # The child holds copies of the parent's open files, its locks among them: it must not
-    # outlive the parent (killed with SIGKILL, it could not stop the child) nor its own time.
+def guard_forked_child(parent: int) -> None:
+    """What a child forked from a job does first. It holds copies of the parent's open files,
+    its locks among them: it must not outlive the parent (killed with SIGKILL, the parent could
+    not stop it), so the kernel kills it when the parent dies. It writes nothing to the
+    terminal (a lock of the spinner may have been copied held) and logs nothing."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # killed when the parent dies
     if os.getppid() != parent:  # the parent died before that took effect
         os._exit(1)
-    signal.alarm(int(timeout_s) + 5)  # SIGALRM ends the process
-    sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (the process ends here)
+    sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (the process ends with it)
     logging.disable(logging.CRITICAL)
+
+
+def _work_in_child(work: Callable[[], T], out: Connection, parent: int, timeout_s: float) -> None:
+    guard_forked_child(parent)
+    signal.alarm(int(timeout_s) + 5)  # nor its own time: SIGALRM ends the process
     warnings.simplefilter("ignore")
     out.send(work())
 

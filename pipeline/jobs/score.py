@@ -25,8 +25,8 @@ from leadscore.models.score_changes import handoffs_since
 from leadscore.models.scores import SCORE_COLUMNS, assign_grades, grade_table
 from leadscore.pipeline.catalog import Catalog
 from leadscore.pipeline.errors import InputError
-from leadscore.pipeline.io.activities import Work
 from leadscore.pipeline.io.allocator import release_freed_memory
+from leadscore.pipeline.io.chunk_workers import Workers, usable_cores
 from leadscore.pipeline.io.staging import StagedColumns
 from leadscore.pipeline.redaction import redact
 
@@ -83,18 +83,11 @@ def score(
     title = f"Building features, scoring and explaining open leads{catalog.on_engine}"
     staged = StagedColumns(catalog.scratch() / f"reasons-{uuid.uuid4().hex}.arrow", SCORE_COLUMNS)
     work = chunk_scorer(bundle, rules, None if base is None else base.select)
-    with steps.progress(title, len(spine)) as bar:
-        if catalog.engine == "spark":  # the chunks run on executors: stage what they return
-            scored = data.activities.map_leads(
-                data.tables, spine, work, PART_KINDS, rules.chunk_size, bar
-            )
-            staged.append(scored)
-            scored = scored.drop(columns=staged.columns)
-        else:  # each chunk's reasons go to disk as soon as it is scored
-            narrow = {k: v for k, v in PART_KINDS.items() if k not in staged.columns}
-            scored = data.activities.map_leads(
-                data.tables, spine, _staging(work, staged), narrow, rules.chunk_size, bar
-            )
+    with steps.progress(title, len(spine)) as bar:  # each chunk's reasons go to disk at once
+        scored = data.activities.map_leads(
+            data.tables, spine, work, PART_KINDS, rules.chunk_size, bar, staged.kept,
+            _workers(catalog, bundle),
+        )  # fmt: skip
     release_freed_memory()
     state = _hand_off_state(catalog, data.as_of, current)
     rescored = finish(scored, version, data.as_of, scored_at, rules, config.agreement, state)
@@ -121,16 +114,17 @@ def score(
     return ScoreResult(scores, target, version, data.as_of, _holdout_grades(bundle, catalog))
 
 
-def _staging(work: Work, staged: StagedColumns) -> Work:
-    """`work`, with each chunk's reasons staged on disk and the rest returned."""
+def _workers(catalog: Catalog, bundle: ScoringBundle) -> Workers:
+    """The processes that score chunks (`scoring.workers`, default one per usable core), each
+    on one thread, with the model's tables built and its kernel compiled before they fork."""
+    from leadscore.models import tree_shap
+    from leadscore.models.scoring import prepare
 
-    def staging(tables: CrmTables, spine: pd.DataFrame) -> pd.DataFrame:
-        out = work(tables, spine)
-        if len(out):
-            staged.append(out)
-        return out.drop(columns=staged.columns)
-
-    return staging
+    count = catalog.config.scoring.workers or usable_cores()
+    workers = Workers(count, tree_shap.use_one_thread, catalog.warn)
+    if workers.forking:
+        prepare(bundle)
+    return workers
 
 
 def _check_features(tables: CrmTables, bundle: ScoringBundle) -> None:

@@ -1,0 +1,174 @@
+"""Chunks of leads worked on every core: forked worker processes, results taken in chunk order.
+
+Scoring a chunk is mostly Python and NumPy holding the GIL (reading its activities, features,
+the reason sentences and their JSON), so threads would not help and the job used one of the
+machine's cores for most of its time. Here each chunk runs in a worker process forked from the
+job once its tables and model are loaded: a worker inherits them (no pickling, memory shared
+copy-on-write), is told only a chunk's number, builds the chunk itself (a spilled log is read
+from disk by the worker) and sends back the chunk's rows. The parent takes them in chunk order,
+so whatever it does with them (staging the reasons on disk, the progress bar) happens as in one
+process, and the rows come out the same.
+
+Each worker works on one thread (`setup`, e.g. `tree_shap.use_one_thread`): the parallelism
+moves from threads to processes, and a worker never enters an OpenMP thread pool it inherited
+in the state the fork found it (GNU OpenMP hangs there).
+
+The guards are those of `work_aside`: a worker dies with the parent, writes nothing to the
+terminal, and ignores Ctrl-C (the parent stops it). Warnings a chunk raises are sent back and
+raised again in the parent. An exception in a chunk is raised in the parent as it would be in
+process. A worker that dies (the kernel's out-of-memory killer, say) is said so, and the
+chunks not yet taken are worked in the job's own process. Where forking is not safe (not
+Linux) everything runs in process.
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import os
+import pickle
+import signal
+import sys
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+
+import pandas as pd
+
+from leadscore.pipeline.io.work_aside import guard_forked_child
+
+Task = Callable[[], pd.DataFrame]  # one chunk's work, wherever it runs
+Caught = list[tuple[type[Warning], str]]
+
+CHUNKS_PER_WORKER = 4
+MIN_CHUNK_LEADS = 5_000
+
+# The parent's tasks, seen by the workers it forks (set only while a pool runs)
+_tasks: Sequence[Task] = ()
+
+
+@dataclass(frozen=True)
+class Workers:
+    """How chunks are worked: `count` processes at once (1: in the job's own process)."""
+
+    count: int
+    setup: Callable[[], None] | None = None  # run first in each worker
+    warn: Callable[[str], None] | None = None  # told when the workers stopped early
+
+    @property
+    def forking(self) -> bool:
+        """Whether chunks go to forked workers (Linux only: macOS' system libraries may not
+        survive a fork of a process with threads)."""
+        return self.count > 1 and sys.platform.startswith("linux")
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, which a container or `taskset` sets)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def chunk_leads(leads: int, chunk_size: int, workers: Workers | None) -> int:
+    """Leads per chunk: `chunk_size`, or with forked workers fewer, about `CHUNKS_PER_WORKER`
+    chunks each, so the workers finish near together (and no fewer than `MIN_CHUNK_LEADS`:
+    each chunk has fixed costs)."""
+    if workers is None or not workers.forking:
+        return chunk_size
+    even = -(-leads // (CHUNKS_PER_WORKER * workers.count))
+    return min(chunk_size, max(MIN_CHUNK_LEADS, even))
+
+
+def worked_in_order(tasks: Sequence[Task], workers: Workers | None) -> Iterator[pd.DataFrame]:
+    """Each task's result, in task order: in forked workers when `workers` fork and there is
+    more than one task, otherwise here, one after the other."""
+    if workers is None or not workers.forking or len(tasks) < 2:
+        for task in tasks:
+            yield task()
+        return
+    yield from _pooled(tasks, workers)
+
+
+def _pooled(tasks: Sequence[Task], workers: Workers) -> Iterator[pd.DataFrame]:
+    global _tasks
+    count = min(workers.count, len(tasks))
+    pending: deque[Future[tuple[pd.DataFrame, Caught]]] = deque()
+    _tasks = tasks
+    pool = ProcessPoolExecutor(
+        count,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_start_worker,
+        initargs=(os.getpid(), workers.setup),
+    )
+    gc.freeze()  # the workers' collectors leave the parent's objects (and their pages) alone
+    try:
+        pending.append(pool.submit(_work, 0))  # forks the workers
+    except OSError:  # no memory or no process left for a fork: all of it here
+        _stop(pool, graceful=False)
+        _tasks = ()
+        yield from (task() for task in tasks)
+        return
+    finally:
+        gc.unfreeze()
+    submitted, taken = 1, 0
+    try:
+        while taken < len(tasks):
+            # a chunk ahead of each worker's: a worker finishing one has its next at hand
+            while submitted < len(tasks) and len(pending) < count + 1:
+                pending.append(pool.submit(_work, submitted))
+                submitted += 1
+            try:
+                out, caught = pending.popleft().result()
+            except BrokenProcessPool:
+                break
+            for category, message in caught:
+                warnings.warn(message, category, stacklevel=2)
+            taken += 1
+            yield out
+    finally:
+        _stop(pool, graceful=taken == len(tasks))
+        _tasks = ()
+    if taken < len(tasks):  # a worker died: the rest here
+        if workers.warn is not None:
+            workers.warn(
+                f"a scoring worker process died (out of memory?); the {len(tasks) - taken} "
+                "chunk(s) left are worked in the job's own process"
+            )
+        for task in tasks[taken:]:
+            yield task()
+
+
+def _stop(pool: ProcessPoolExecutor, graceful: bool) -> None:
+    """Let the workers leave (every chunk taken), or stop them at once (an error or Ctrl-C in
+    the parent, a worker dead: their work is not wanted)."""
+    if not graceful:
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            if process.is_alive():
+                process.kill()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _start_worker(parent: int, setup: Callable[[], None] | None) -> None:
+    guard_forked_child(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which stops us
+    if setup is not None:
+        setup()
+
+
+def _work(index: int) -> tuple[pd.DataFrame, Caught]:
+    """Task `index` of the parent's, with the warnings it raised."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # the parent's filters decide what is shown
+        try:
+            out = _tasks[index]()
+        except Exception as exc:
+            try:
+                pickle.dumps(exc)
+            except Exception:  # it would reach the parent as a pickling error, its message lost
+                raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
+            raise
+    return out, [(w.category, str(w.message)) for w in caught]

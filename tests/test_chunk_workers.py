@@ -87,6 +87,10 @@ def test_a_chunks_warnings_are_raised_in_the_parent():
 
 def test_a_chunks_error_is_raised_in_the_parent_and_the_workers_stop(tmp_path: Path):
     def failing() -> pd.DataFrame:
+        for _ in range(200):  # fails once the other worker is at work on a slow chunk
+            if list(tmp_path.glob("*.pid")):
+                break
+            time.sleep(0.05)
         raise InputError("column 'occurred_at' of chunk 2: not a time")
 
     def slow(k: int) -> chunk_workers.Task:

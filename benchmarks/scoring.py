@@ -47,6 +47,7 @@ from pathlib import Path
 
 import pandas as pd
 import sqlalchemy as sa
+from training import TreeSampler
 
 from leadscore.features.build import build_features
 from leadscore.features.shapes import shape_for
@@ -226,16 +227,23 @@ def score_job(work: Path, data: Path, output: str, *extra: str) -> dict:
     )
     start = time.perf_counter()
     with log.open("w") as err:
-        done = subprocess.run(
+        done = subprocess.Popen(
             [sys.executable, "-c", wrapper, *args], cwd=work, stdout=subprocess.PIPE,
             stderr=err, text=True, env={**os.environ, "SPARK_MASTER": "local[2]"},
         )  # fmt: skip
+        # the job and its chunk workers at once (wait4's figure is the largest one process)
+        sampler = TreeSampler(done.pid)
+        sampler.start()
+        stdout, _ = done.communicate()
+        sampler.stop.set()
+        sampler.join()
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"leadscore score {' '.join(extra)} failed:\n{log.read_text()}")
     return {
         "seconds": round(seconds, 3),
-        "peak_mb": round(int(done.stdout.split()[-1]) / 1024),  # the job's own high-water mark
+        "peak_mb": round(int(stdout.split()[-1]) / 1024),  # the largest process's high-water mark
+        "tree_peak_mb": round(sampler.peak_kb / 1024),
     }
 
 

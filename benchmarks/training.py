@@ -43,7 +43,7 @@ def _run(command: list[str], cwd: Path) -> Run:
     with tempfile.TemporaryFile(mode="w+") as err:
         start = time.perf_counter()
         child = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
-        sampler = _TreeSampler(child.pid)
+        sampler = TreeSampler(child.pid)
         sampler.start()
         _, status, usage = os.wait4(child.pid, 0)
         seconds = time.perf_counter() - start
@@ -56,7 +56,7 @@ def _run(command: list[str], cwd: Path) -> Run:
     return Run(seconds, usage.ru_maxrss / 1024, text, sampler.peak_kb / 1024)
 
 
-class _TreeSampler(threading.Thread):
+class TreeSampler(threading.Thread):
     """The peak of a process tree's summed PSS, sampled until `stop` is set."""
 
     def __init__(self, pid: int) -> None:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from leadscore.features.build import FeatureSpec, build_features
@@ -21,6 +23,7 @@ from leadscore.pipeline.io.activities import (
     lead_chunks,
     partition_activities,
 )
+from leadscore.pipeline.io.checks import SORT_KEYS, canonical_order
 from leadscore.pipeline.io.sources import load_tables
 from leadscore.pipeline.synthetic_crm import SyntheticCrm
 
@@ -243,3 +246,56 @@ def test_row_numbers_in_messages_count_source_rows_after_dropped_ones(tmp_path, 
     spec = SourceConfig(path="activities.csv", drop_rows_without=["lead_id"])
     with pytest.raises(InputError, match=r"empty in 1 row\(s\) \(first at row 378\)"):
         _partition(folder, spec, pd.Series([1, 2, 3]), 10)
+
+
+@pytest.mark.parametrize("ids", ["sorted text", "shuffled text", "sorted numbers"])
+def test_buckets_read_in_the_canonical_order_whatever_the_ids(tmp_path, ids):
+    """A bucket's rows come back ordered by (lead, time, type), as a loaded log is: from the
+    leads' positions when the leads table's ids are in canonical order, from the ids
+    themselves when not. Times tie within a lead, so the type decides some rows."""
+    rng = np.random.default_rng(7)
+    names = [f"L{k:05d}" for k in range(400)] if "text" in ids else list(range(1000, 1400))
+    leads = pd.Series(names)
+    if ids.startswith("shuffled"):
+        leads = leads.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    n = 6000
+    activities = pd.DataFrame(
+        {
+            "lead_id": rng.choice(np.asarray(names, dtype=object), n),
+            "occurred_at": pd.Timestamp("2026-01-01", tz="UTC")
+            + pd.to_timedelta(rng.integers(0, 40, n), unit="D"),
+            "activity_type": rng.choice(["web_visit", "email_open", "meeting", "webinar"], n),
+        }
+    )
+    activities.to_parquet(tmp_path / "activities.parquet", index=False)
+    parts = _partition(tmp_path, SourceConfig(path="activities.parquet"), leads, 50)
+    assert parts.ids_sorted == ids.startswith("sorted")
+    got = pd.concat([parts.read([k]) for k in range(-(-len(leads) // 50))], ignore_index=True)
+    expected = canonical_order(activities, SORT_KEYS["activities"])
+    got = canonical_order(got, ["lead_id"]) if not parts.ids_sorted else got  # buckets by position
+    for column in expected.columns:
+        assert got[column].astype(str).tolist() == expected[column].astype(str).tolist(), column
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pd.Categorical(["web_visit", None, "Email Open", "web_visit"]),
+        pd.Categorical(["é", "a b", None], categories=["a b", "é", "unused"]),
+        pd.Categorical([], categories=["meeting"]),
+        pd.Categorical([3, 1, None, 3]),  # spelt through floats, as astype does: '3.0'
+        pd.Categorical([True, False, None]),
+        pd.Series(["x", None, "y"], dtype=object),
+        pd.Series(["x", None], dtype="str"),
+        pd.Series([4, 5], dtype="int64"),
+    ],
+)
+def test_activity_types_are_spelt_as_astype_string_spells_them(values):
+    """Spilled activity types: a categorical column of text (Parquet written from pandas) is
+    spelt per category, and gives what spelling every value gives."""
+    column = pd.Series(values)
+    expected = pa.Array.from_pandas(column.astype("string"))
+    if isinstance(expected, pa.ChunkedArray):
+        expected = expected.combine_chunks()
+    got = activity_partitions._arrow_text(column)
+    assert got.cast(pa.string()).to_pylist() == expected.cast(pa.string()).to_pylist()

@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Protocol
 
@@ -40,10 +40,17 @@ from leadscore.features.tables import (
 )
 from leadscore.pipeline.config import SourceConfig
 from leadscore.pipeline.errors import InputError, JobFailure
-from leadscore.pipeline.io.checks import SORT_KEYS, canonical_order, check_table
+from leadscore.pipeline.io.checks import (
+    SORT_KEYS,
+    canonical_order,
+    canonical_permutation,
+    check_table,
+    sort_codes,
+)
 from leadscore.pipeline.io.chunk_workers import Workers, chunk_leads, worked_in_order
 from leadscore.pipeline.io.locks import held_by_someone
 from leadscore.pipeline.io.mapping import Warn, as_key_type, map_source
+from leadscore.pipeline.io.read_ahead import read_ahead
 from leadscore.pipeline.io.readers import iter_source
 
 SPILL_PREFIX = "leadscore-activities-"
@@ -253,18 +260,35 @@ class ActivityPartitions:
             if path.exists()
         ]
         table = pa.concat_tables(parts) if parts else SCHEMA.empty_table()
-        frame = pd.DataFrame(
+        lead = table["lead"].to_numpy()
+        moment = table["occurred_at"].to_numpy()
+        kind = table["activity_type"].to_pandas()
+        if not self.ids_sorted:
+            return canonical_order(self._frame(lead, moment, kind), SORT_KEYS["activities"])
+        # the leads table's positions sort as its ids do: the canonical order (lead, time,
+        # type) from integers, without the ids' text
+        order = canonical_permutation([lead, moment, sort_codes(kind)])
+        if order is not None:
+            lead, moment, kind = lead[order], moment[order], kind.take(order)
+        return self._frame(lead, moment, kind.reset_index(drop=True))
+
+    def _frame(self, lead: np.ndarray, moment: np.ndarray, kind: pd.Series) -> pd.DataFrame:
+        return pd.DataFrame(
             {
-                "lead_id": self.lead_ids.to_numpy().take(table["lead"].to_numpy()),
+                "lead_id": self.lead_ids.to_numpy().take(lead),
                 # nanoseconds since the epoch, viewed as times (to_datetime on integers goes
                 # through Python objects: seconds per million rows)
-                "occurred_at": pd.Series(
-                    table["occurred_at"].to_numpy().view("datetime64[ns]")
-                ).dt.tz_localize("UTC"),
-                "activity_type": table["activity_type"].to_pandas(),
+                "occurred_at": pd.Series(moment.view("datetime64[ns]")).dt.tz_localize("UTC"),
+                "activity_type": kind,
             }
         )
-        return canonical_order(frame, SORT_KEYS["activities"])
+
+    @cached_property
+    def ids_sorted(self) -> bool:
+        """Whether the leads table's ids are unique and in canonical order (as a loaded
+        leads table has them), so that positions in it sort as the ids do."""
+        codes = sort_codes(pd.Series(self.lead_ids))
+        return bool(len(codes) < 2 or (codes[1:] > codes[:-1]).all())
 
 
 def bucket_leads(n_leads: int) -> int:
@@ -333,9 +357,10 @@ def partition_activities(
     bucket_size = bucket_size or bucket_leads(len(index))
     writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
     tally = _Tally()
+    batches = read_ahead(iter_source(spec, data_dir, BATCH_ROWS))  # the next read meanwhile
     try:
         read = 0  # source rows so far: messages name rows of the source
-        for raw in iter_source(spec, data_dir, BATCH_ROWS):
+        for raw in batches:
             raw.index = pd.RangeIndex(read, read + len(raw))
             read += len(raw)
             frame = map_source(raw, spec, where, dropped=tally.dropped)
@@ -358,17 +383,34 @@ def partition_activities(
             "folder)"
         ) from None
     finally:
+        batches.close()  # a batch that failed its checks stops the reading
         for writer in writers.values():
             writer.close()
     tally.report(where, index, warn)
     newest = tally.newest
-    return ActivityPartitions(
+    partitions = ActivityPartitions(
         folder=folder,
         lead_ids=index,
         bucket_size=bucket_size,
         rows=tally.kept,
         newest=None if newest is None else pd.Timestamp(newest, tz="UTC"),
     )
+    _ = partitions.ids_sorted  # known here once, not in each process that reads a chunk
+    return partitions
+
+
+def _arrow_text(values: pd.Series) -> pa.Array:
+    """`values` as Arrow text, as `astype("string")` spells them (missing stays missing). A
+    categorical column of text (Parquet written from pandas) is spelt per category and taken
+    by its codes: spelling each of millions of values went through a Python string per row."""
+    if isinstance(values.dtype, pd.CategoricalDtype) and pd.api.types.is_string_dtype(
+        values.cat.categories
+    ):  # (other categories spell as astype does through the values: 3 as '3.0' with a NaN)
+        names = _arrow_text(pd.Series(values.cat.categories))
+        codes = values.cat.codes.to_numpy()
+        return names.take(pa.array(codes, mask=codes < 0))
+    out = pa.Array.from_pandas(values.astype("string"))
+    return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out  # chunked: Arrow's
 
 
 def _append(
@@ -384,9 +426,7 @@ def _append(
     order = np.argsort(bucket, kind="stable")
     sorted_buckets = bucket[order]
     starts = np.flatnonzero(np.r_[True, sorted_buckets[1:] != sorted_buckets[:-1]])
-    types_arrow = pa.Array.from_pandas(types.astype("string"))
-    if isinstance(types_arrow, pa.ChunkedArray):  # pyarrow-backed strings come chunked
-        types_arrow = types_arrow.combine_chunks()
+    types_arrow = _arrow_text(types)
     batch = pa.record_batch(
         [
             pa.array(position[order], pa.int64()),

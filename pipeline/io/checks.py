@@ -187,29 +187,35 @@ def canonical_order(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     pandas' multi-column sort_values took 33 s for 24 million activities, this takes a few."""
     if not keys or len(frame) < 2:
         return frame.reset_index(drop=True)
-    codes = []
-    for key in keys:
-        column = frame[key]
-        if isinstance(column.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(column):
-            values = pd.DatetimeIndex(column).as_unit("ns").asi8  # NaT: the smallest integer
-        elif pd.api.types.is_integer_dtype(column) and not column.hasnans:
-            values = column.to_numpy(dtype=np.int64)
-        else:
-            values = pd.factorize(column, sort=True, use_na_sentinel=True)[0]
-        codes.append(values)
+    order = canonical_permutation([sort_codes(frame[key]) for key in keys])
+    return (
+        frame.reset_index(drop=True) if order is None else frame.take(order).reset_index(drop=True)
+    )
+
+
+def sort_codes(column: pd.Series) -> np.ndarray:
+    """Integers that sort as `column`'s values do in the canonical order (missing first)."""
+    if isinstance(column.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(column):
+        return pd.DatetimeIndex(column).as_unit("ns").asi8  # NaT: the smallest integer
+    if pd.api.types.is_integer_dtype(column) and not column.hasnans:
+        return column.to_numpy(dtype=np.int64)
+    return pd.factorize(column, sort=True, use_na_sentinel=True)[0]
+
+
+def canonical_permutation(codes: list[np.ndarray]) -> np.ndarray | None:
+    """The stable lexicographic order of rows by `codes` (each key's sort codes, first key
+    first), or None when the rows are in that order already."""
     # Exports usually come ordered by the leading keys (lead, time): checking is far cheaper
     # than sorting, and then only runs of ties need ordering by the last key.
-    if _in_order(codes):
-        return frame.reset_index(drop=True)
+    if len(codes[0]) < 2 or _in_order(codes):
+        return None
     last = codes[-1]
     if len(codes) > 1 and _in_order(codes[:-1]) and last.min() >= 0 and last.max() < 2**20:
         starts = np.ones(len(last), dtype=np.int64)
         starts[1:] = np.any([c[1:] != c[:-1] for c in codes[:-1]], axis=0)
         run = np.cumsum(starts)  # < 2**43 rows: run * 2**20 + last fits in an int64
-        order = np.argsort(run * 2**20 + last, kind="stable")  # nearly sorted: timsort is fast
-    else:
-        order = np.lexsort(codes[::-1])  # lexsort sorts by its last key first
-    return frame.take(order).reset_index(drop=True)
+        return np.argsort(run * 2**20 + last, kind="stable")  # nearly sorted: timsort is fast
+    return np.lexsort(codes[::-1])  # lexsort sorts by its last key first
 
 
 def _in_order(codes: list[np.ndarray]) -> bool:

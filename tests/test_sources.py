@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leadscore.pipeline.errors import InputError
-from leadscore.pipeline.io.checks import SORT_KEYS, canonical_order
+from leadscore.pipeline.io.checks import SORT_KEYS, canonical_order, canonical_permutation
 from leadscore.pipeline.io.sources import _canonical_text, _row_hashes, fingerprint, load_tables
 
 
@@ -242,3 +242,24 @@ def test_row_hashes_one_column_at_a_time_equal_pandas_whole_frame_hashes(ints, t
     expected = pd.util.hash_pandas_object(text, index=False).to_numpy()
     assert _row_hashes(frame, names).tolist() == expected.tolist()
     assert _row_hashes(frame, names, rows_per_block=3).tolist() == expected.tolist()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 4), st.integers(0, 3), st.integers(-2, 3)), min_size=0, max_size=60
+    ),
+    st.booleans(),
+)
+def test_the_canonical_permutation_is_a_stable_lexicographic_sort(rows, lead_sorted) -> None:
+    """Whatever path it takes (in order already; leading keys in order, only ties moved; a
+    full sort), the permutation is numpy's stable lexsort of the keys, or None for in order."""
+    if lead_sorted:
+        rows = sorted(rows, key=lambda r: r[:2])  # the usual export: ties in any order
+    codes = [np.array([r[k] for r in rows], dtype=np.int64) for k in range(3)]
+    got = canonical_permutation(codes) if rows else None
+    expected = np.lexsort(codes[::-1]) if rows else np.arange(0)
+    if got is None:
+        np.testing.assert_array_equal(expected, np.arange(len(rows)))
+    else:
+        np.testing.assert_array_equal(got, expected)

@@ -209,12 +209,18 @@ def canonical_permutation(codes: list[np.ndarray]) -> np.ndarray | None:
     # than sorting, and then only runs of ties need ordering by the last key.
     if len(codes[0]) < 2 or _in_order(codes):
         return None
-    last = codes[-1]
-    if len(codes) > 1 and _in_order(codes[:-1]) and last.min() >= 0 and last.max() < 2**20:
-        starts = np.ones(len(last), dtype=np.int64)
-        starts[1:] = np.any([c[1:] != c[:-1] for c in codes[:-1]], axis=0)
-        run = np.cumsum(starts)  # < 2**43 rows: run * 2**20 + last fits in an int64
-        return np.argsort(run * 2**20 + last, kind="stable")  # nearly sorted: timsort is fast
+    if len(codes) > 1 and _in_order(codes[:-1]):
+        # only the rows tied on the leading keys move: each run of them sorted by the last key
+        same = np.logical_and.reduce([c[1:] == c[:-1] for c in codes[:-1]])  # row i+1 ties i
+        tied = np.zeros(len(codes[0]), dtype=bool)
+        tied[1:] = same
+        tied[:-1] |= same
+        rows = np.flatnonzero(tied)
+        starts = np.ones(len(rows), dtype=bool)
+        starts[1:] = ~same[rows[1:] - 1]  # a tied row not tied to the row before starts a run
+        order = np.arange(len(codes[0]))
+        order[rows] = rows[np.lexsort((codes[-1][rows], np.cumsum(starts)))]
+        return order
     return np.lexsort(codes[::-1])  # lexsort sorts by its last key first
 
 

@@ -114,7 +114,7 @@ def rows(folder: Path) -> list[tuple[str, str, str, str]]:
             f"{four['peak_mb']:,} / {one['peak_mb']:,} MB = {memory['peak_ratio_4x_over_1x']:.2f}x "
             f"(time {memory['time_ratio_4x_over_1x']:.2f}x; with its workers at once: "
             f"{_tree_ratio(four, one)})",
-            "at most 1.5x", _verdict(memory["peak_ratio_4x_over_1x"], 1.5),
+            "at most 1.5x", _verdict(_worse_memory_ratio(memory), 1.5),
         ))  # fmt: skip
     runs = _load(folder, "runs")
     if runs:
@@ -142,6 +142,16 @@ def rows(folder: Path) -> list[tuple[str, str, str, str]]:
         out.append(("`leadscore train` at scale (`make bench-scale`)", "not measured in this run",
                     "measured", "not measured"))  # fmt: skip
     return out
+
+
+def _worse_memory_ratio(memory: dict) -> float:
+    """The verdict's ratio: the larger of the largest process's and the process tree's (the
+    job forks chunk workers, so either alone can flatter it)."""
+    one, four = memory["runs"]
+    ratios = [memory["peak_ratio_4x_over_1x"]]
+    if "tree_peak_mb" in one and "tree_peak_mb" in four:
+        ratios.append(four["tree_peak_mb"] / one["tree_peak_mb"])
+    return round(max(ratios), 2)
 
 
 def _tree_ratio(four: dict, one: dict) -> str:

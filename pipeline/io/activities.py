@@ -136,7 +136,9 @@ def _in_memory_chunks(tables: CrmTables, spine: pd.DataFrame, size: int) -> list
 
 
 def _worked(chunk: Chunk, work: Work, columns: list[str]) -> pd.DataFrame:
-    """`work` on each piece of `chunk`, the rows it returned."""
+    """`work` on each piece of `chunk`, the rows it returned. A chunk is one piece unless a
+    bucket of the spilled log holds more open leads than a chunk (past 25.6M leads, or a
+    small `chunk_size`): its pieces' rows are then held together until the chunk is done."""
     outs = [out for out in (work(part, leads) for part, leads in chunk.pieces()) if len(out)]
     if not outs:
         return pd.DataFrame({c: [] for c in columns})

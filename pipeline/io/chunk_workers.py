@@ -23,6 +23,7 @@ Linux) everything runs in process.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import multiprocessing
 import os
@@ -35,18 +36,20 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
+from leadscore.pipeline.errors import InputError, JobBusy, JobFailure
 from leadscore.pipeline.io.work_aside import guard_forked_child
 
 Task = Callable[[], pd.DataFrame]  # one chunk's work, wherever it runs
-Caught = list[tuple[type[Warning], str]]
+Caught = list[tuple[str, type[Warning], str, int]]  # message, category, file, line
 
 CHUNKS_PER_WORKER = 4
 MIN_CHUNK_LEADS = 5_000
 
-# The parent's tasks, seen by the workers it forks (set only while a pool runs)
+# In a worker: the parent's tasks, inherited through the fork
 _tasks: Sequence[Task] = ()
 
 
@@ -65,12 +68,21 @@ class Workers:
         return self.count > 1 and sys.platform.startswith("linux")
 
 
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity, which a container or `taskset` sets)."""
+def usable_cores(quota_file: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """The cores this process may run on: its affinity (which `taskset` or a cpuset sets),
+    capped by a CPU quota (cgroup v2's cpu.max, which `docker --cpus` or a Kubernetes limit
+    sets) rounded up."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+    try:
+        quota, period = quota_file.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):  # no cgroup v2, or a file not as expected: no quota known
+        pass
+    return cores
 
 
 def chunk_leads(leads: int, chunk_size: int, workers: Workers | None) -> int:
@@ -94,46 +106,44 @@ def worked_in_order(tasks: Sequence[Task], workers: Workers | None) -> Iterator[
 
 
 def _pooled(tasks: Sequence[Task], workers: Workers) -> Iterator[pd.DataFrame]:
-    global _tasks
     count = min(workers.count, len(tasks))
     pending: deque[Future[tuple[pd.DataFrame, Caught]]] = deque()
-    _tasks = tasks
     pool = ProcessPoolExecutor(
         count,
         mp_context=multiprocessing.get_context("fork"),
         initializer=_start_worker,
-        initargs=(os.getpid(), workers.setup),
+        initargs=(os.getpid(), workers.setup, tasks),  # forked: inherited, not pickled
     )
-    gc.freeze()  # the workers' collectors leave the parent's objects (and their pages) alone
+    # The workers' collectors leave the parent's objects (and their pages) alone, and the
+    # parent's leave the pages it shares with them, until the pool stops.
+    gc.freeze()
+    submitted = taken = 0
+    broken = False
     try:
-        pending.append(pool.submit(_work, 0))  # forks the workers
-    except OSError:  # no memory or no process left for a fork: all of it here
-        _stop(pool, graceful=False)
-        _tasks = ()
-        yield from (task() for task in tasks)
-        return
-    finally:
-        gc.unfreeze()
-    submitted, taken = 1, 0
-    try:
-        while taken < len(tasks):
-            # a chunk ahead of each worker's: a worker finishing one has its next at hand
-            while submitted < len(tasks) and len(pending) < count + 1:
-                pending.append(pool.submit(_work, submitted))
-                submitted += 1
+        try:
+            pending.append(pool.submit(_work, 0))  # forks the workers
+            submitted = 1
+        except OSError:  # no memory or no process left for a fork: all of it here
+            broken = True
+        while taken < len(tasks) and not broken:
             try:
+                # a chunk ahead of each worker's: a worker finishing one has its next at hand
+                while submitted < len(tasks) and len(pending) < count + 1:
+                    pending.append(pool.submit(_work, submitted))
+                    submitted += 1
                 out, caught = pending.popleft().result()
-            except BrokenProcessPool:
+            except BrokenProcessPool:  # a worker died (submitting or waiting: the same)
+                broken = True
                 break
-            for category, message in caught:
-                warnings.warn(message, category, stacklevel=2)
+            for warning in caught:
+                warnings.warn_explicit(*warning)
             taken += 1
             yield out
     finally:
         _stop(pool, graceful=taken == len(tasks))
-        _tasks = ()
-    if taken < len(tasks):  # a worker died: the rest here
-        if workers.warn is not None:
+        gc.unfreeze()
+    if taken < len(tasks):  # a worker died, or none could be forked: the rest here
+        if workers.warn is not None and submitted:
             workers.warn(
                 f"a scoring worker process died (out of memory?); the {len(tasks) - taken} "
                 "chunk(s) left are worked in the job's own process"
@@ -144,7 +154,7 @@ def _pooled(tasks: Sequence[Task], workers: Workers) -> Iterator[pd.DataFrame]:
 
 def _stop(pool: ProcessPoolExecutor, graceful: bool) -> None:
     """Let the workers leave (every chunk taken), or stop them at once (an error or Ctrl-C in
-    the parent, a worker dead: their work is not wanted)."""
+    the parent, a worker dead: their work is not wanted); either way they are reaped."""
     if not graceful:
         for process in list((getattr(pool, "_processes", None) or {}).values()):
             if process.is_alive():
@@ -152,23 +162,46 @@ def _stop(pool: ProcessPoolExecutor, graceful: bool) -> None:
     pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _start_worker(parent: int, setup: Callable[[], None] | None) -> None:
+def _start_worker(parent: int, setup: Callable[[], None] | None, tasks: Sequence[Task]) -> None:
+    global _tasks
     guard_forked_child(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which stops us
+    with contextlib.suppress(OSError):  # when memory runs out, the kernel kills a worker first
+        Path("/proc/self/oom_score_adj").write_text("1000")
+    _tasks = tasks
     if setup is not None:
         setup()
 
 
 def _work(index: int) -> tuple[pd.DataFrame, Caught]:
-    """Task `index` of the parent's, with the warnings it raised."""
+    """Task `index` of the parent's, with the warnings it raised (as `warn_explicit` takes
+    them, so the parent's filters see where they came from)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # the parent's filters decide what is shown
         try:
             out = _tasks[index]()
         except Exception as exc:
-            try:
-                pickle.dumps(exc)
-            except Exception:  # it would reach the parent as a pickling error, its message lost
-                raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
-            raise
-    return out, [(w.category, str(w.message)) for w in caught]
+            raise _portable(exc) from None
+    return out, [_portable_warning(w) for w in caught]
+
+
+def _portable(exc: Exception) -> Exception:
+    """`exc`, or one the parent can unpickle with its message and its kind (input, busy or
+    other failure: the exit code), when `exc` itself would not survive the trip."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        kind = next(
+            (k for k in (JobBusy, JobFailure, InputError) if isinstance(exc, k)), RuntimeError
+        )
+        return kind(f"{type(exc).__name__}: {exc}")
+
+
+def _portable_warning(w: warnings.WarningMessage) -> tuple[str, type[Warning], str, int]:
+    category = w.category
+    try:
+        pickle.loads(pickle.dumps(category))
+    except Exception:  # a category the parent cannot import
+        category = UserWarning
+    return str(w.message), category, w.filename, w.lineno or 0

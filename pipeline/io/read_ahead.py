@@ -61,6 +61,8 @@ class _Reader(threading.Thread, Generic[T]):
 
 def read_ahead(batches: Iterator[T], depth: int = 1) -> Iterator[T]:
     """`batches` in order, up to `depth` of them read ahead on a thread."""
+    if depth < 1:
+        raise ValueError(f"depth must be at least 1, not {depth}")
     reader: _Reader[T] = _Reader(batches, depth)
     reader.start()
     try:

@@ -16,9 +16,10 @@ in the state the fork found it (GNU OpenMP hangs there).
 The guards are those of `work_aside`: a worker dies with the parent, writes nothing to the
 terminal, and ignores Ctrl-C (the parent stops it). Warnings a chunk raises are sent back and
 raised again in the parent. An exception in a chunk is raised in the parent as it would be in
-process. A worker that dies (the kernel's out-of-memory killer, say) is said so, and the
-chunks not yet taken are worked in the job's own process. Where forking is not safe (not
-Linux) everything runs in process.
+process. A worker that dies (the kernel's out-of-memory killer, say), or runs past
+`CHUNK_TIMEOUT_S` on one chunk (a hang; it is stopped), is said so, and the chunks not yet
+taken are worked in the job's own process. Where forking is not safe (not Linux) everything
+runs in process.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +50,8 @@ Caught = list[tuple[str, type[Warning], str, int]]  # message, category, file, l
 
 CHUNKS_PER_WORKER = 4
 MIN_CHUNK_LEADS = 5_000
+# A chunk takes seconds (100,000 leads: about 5 s on one core here); a worker past this is hung
+CHUNK_TIMEOUT_S = 1800.0
 
 # In a worker: the parent's tasks, inherited through the fork
 _tasks: Sequence[Task] = ()
@@ -118,7 +122,7 @@ def _pooled(tasks: Sequence[Task], workers: Workers) -> Iterator[pd.DataFrame]:
     # parent's leave the pages it shares with them, until the pool stops.
     gc.freeze()
     submitted = taken = 0
-    broken = False
+    broken = hung = False
     try:
         try:
             pending.append(pool.submit(_work, 0))  # forks the workers
@@ -131,9 +135,12 @@ def _pooled(tasks: Sequence[Task], workers: Workers) -> Iterator[pd.DataFrame]:
                 while submitted < len(tasks) and len(pending) < count + 1:
                     pending.append(pool.submit(_work, submitted))
                     submitted += 1
-                out, caught = pending.popleft().result()
+                out, caught = pending.popleft().result(timeout=CHUNK_TIMEOUT_S)
             except BrokenProcessPool:  # a worker died (submitting or waiting: the same)
                 broken = True
+                break
+            except FutureTimeout:  # a worker hung (a chunk takes seconds): stopped below
+                hung = True
                 break
             for warning in caught:
                 warnings.warn_explicit(*warning)
@@ -142,11 +149,16 @@ def _pooled(tasks: Sequence[Task], workers: Workers) -> Iterator[pd.DataFrame]:
     finally:
         _stop(pool, graceful=taken == len(tasks))
         gc.unfreeze()
-    if taken < len(tasks):  # a worker died, or none could be forked: the rest here
+    if taken < len(tasks):  # a worker died or hung, or none could be forked: the rest here
         if workers.warn is not None and submitted:
+            what = (
+                f"ran past {CHUNK_TIMEOUT_S:.0f} s on one chunk and was stopped"
+                if hung
+                else "died (out of memory?)"
+            )
             workers.warn(
-                f"a scoring worker process died (out of memory?); the {len(tasks) - taken} "
-                "chunk(s) left are worked in the job's own process"
+                f"a scoring worker process {what}; the {len(tasks) - taken} chunk(s) left are "
+                "worked in the job's own process"
             )
         for task in tasks[taken:]:
             yield task()

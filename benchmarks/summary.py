@@ -148,17 +148,22 @@ def _worse_memory_ratio(memory: dict) -> float:
     """The verdict's ratio: the larger of the largest process's and the process tree's (the
     job forks chunk workers, so either alone can flatter it)."""
     one, four = memory["runs"]
-    ratios = [memory["peak_ratio_4x_over_1x"]]
-    if "tree_peak_mb" in one and "tree_peak_mb" in four:
-        ratios.append(four["tree_peak_mb"] / one["tree_peak_mb"])
-    return round(max(ratios), 2)
+    tree = _tree_peak_ratio(four, one)
+    return round(max(memory["peak_ratio_4x_over_1x"], tree or 0.0), 2)
+
+
+def _tree_peak_ratio(four: dict, one: dict) -> float | None:
+    """The process tree's peak at 4x over its peak at 1x, where measured."""
+    if "tree_peak_mb" not in four or "tree_peak_mb" not in one:
+        return None
+    return four["tree_peak_mb"] / one["tree_peak_mb"]
 
 
 def _tree_ratio(four: dict, one: dict) -> str:
     """The process tree's peaks at 4x and 1x, where measured."""
-    if "tree_peak_mb" not in four or "tree_peak_mb" not in one:
+    ratio = _tree_peak_ratio(four, one)
+    if ratio is None:
         return "not measured"
-    ratio = four["tree_peak_mb"] / one["tree_peak_mb"]
     return f"{four['tree_peak_mb']:,} / {one['tree_peak_mb']:,} MB = {ratio:.2f}x"
 
 

@@ -134,9 +134,8 @@ class LeadScoringModel(ClassifierMixin, BaseEstimator):
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
         """Uncalibrated log-odds of the booster."""
-        one = {"num_threads": 1} if tree_shap.one_thread() else {}  # see `use_one_thread`
         return self.booster_.predict(
-            self._encode(X), raw_score=True, num_iteration=self.best_iteration_, **one
+            self._encode(X), raw_score=True, num_iteration=self.best_iteration_, **self._threads()
         )
 
     def proba_from_margin(self, margin: np.ndarray) -> np.ndarray:
@@ -164,11 +163,19 @@ class LeadScoringModel(ClassifierMixin, BaseEstimator):
 
     def exact_contributions(self, X: pd.DataFrame) -> pd.DataFrame:
         """LightGBM's own TreeSHAP (`pred_contrib`): the reference `contributions` must match."""
-        one = {"num_threads": 1} if tree_shap.one_thread() else {}  # see `use_one_thread`
         values = self.booster_.predict(
-            self._encode(X), pred_contrib=True, num_iteration=self.best_iteration_, **one
+            self._encode(X),
+            pred_contrib=True,
+            num_iteration=self.best_iteration_,
+            **self._threads(),
         )
         return pd.DataFrame(values, index=X.index, columns=[*self.feature_names_in_, "bias"])
+
+    @staticmethod
+    def _threads() -> dict[str, int]:
+        """LightGBM's prediction threads: one in a process that works on one thread
+        (`tree_shap.use_one_thread`), else its own setting."""
+        return {"num_threads": 1} if tree_shap.one_thread() else {}
 
     def prepare_explaining(self) -> None:
         """Build the TreeSHAP tables and load (or compile) the one-thread kernel now, running it

@@ -114,12 +114,15 @@ def score(
     return ScoreResult(scores, target, version, data.as_of, _holdout_grades(bundle, catalog))
 
 
-def _workers(catalog: Catalog, bundle: ScoringBundle) -> Workers:
+def _workers(catalog: Catalog, bundle: ScoringBundle) -> Workers | None:
     """The processes that score chunks (`scoring.workers`, default one per usable core), each
-    on one thread, with the model's tables built and its kernel compiled before they fork."""
+    on one thread, with the model's tables built and its kernel compiled before they fork;
+    None on Spark, whose executors score the chunks."""
     from leadscore.models import tree_shap
     from leadscore.models.scoring import prepare
 
+    if catalog.engine == "spark":
+        return None
     count = catalog.config.scoring.workers or usable_cores()
     workers = Workers(count, tree_shap.use_one_thread, catalog.warn)
     if workers.forking:

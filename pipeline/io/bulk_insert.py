@@ -50,6 +50,18 @@ def _insert_sqlite(frame: pd.DataFrame, conn: sa.Connection, table: sa.Table) ->
     conn.connection.driver_connection.executemany(statement, zip(*columns, strict=True))
 
 
+def driver_value(column: pd.Series, dialect: str) -> object:
+    """The first value of `column` as the bulk path hands it to `dialect`'s driver (a
+    constant column bound once as a parameter stores what inserting every row would)."""
+    first = column.iloc[:1]
+    if dialect == "sqlite":
+        return _sqlite_values(first)[0]
+    if _is_time(first):
+        moment = pd.to_datetime(first, utc=True).iloc[0]
+        return None if pd.isna(moment) else moment.to_pydatetime()
+    return _objects(first)[0]
+
+
 def _sqlite_values(column: pd.Series) -> list[object]:
     """One column as Python values sqlite3 stores as `to_sql` would: UTC times as naive text,
     booleans as 0/1, missing as NULL."""

@@ -24,6 +24,7 @@ from leadscore.models.score_changes import COMPARED, score_changes
 from leadscore.pipeline.errors import InputError, JobBusy, JobFailure
 from leadscore.pipeline.io import file_commit, score_tables
 from leadscore.pipeline.io.bulk_insert import insert_rows
+from leadscore.pipeline.io.history_copy import copy_statement
 from leadscore.pipeline.io.staging import StagedColumns
 from leadscore.pipeline.redaction import MissingVariable, expand_env, redact
 
@@ -417,20 +418,31 @@ def _write_sql(
         if history is not None:
             rows, name = history
             log = score_tables.history_table(rows, name, dialect)
-            _append_sql(conn, log, rows)
+            _append_sql(conn, log, rows, (frame, current, rename))
         if change_rows is not None and changes is not None and len(change_rows):
             log = score_tables.changes_table(change_rows, changes.table, dialect)
             _append_sql(conn, log, change_rows)
 
 
-def _append_sql(conn: sa.Connection, log: sa.Table, rows: pd.DataFrame) -> None:
-    """Append to an append-only table, made (or brought up to date) first."""
+def _append_sql(
+    conn: sa.Connection,
+    log: sa.Table,
+    rows: pd.DataFrame,
+    copied_from: tuple[pd.DataFrame, sa.Table, dict[str, str]] | None = None,
+) -> None:
+    """Append to an append-only table, made (or brought up to date) first. With `copied_from`
+    (the rows just written to a table, that table and its column names), the rows are copied
+    from it inside the database where that stores the same values (`history_copy`)."""
     with _needs("CREATE on its schema (or an existing table)", log.name):
         log.create(conn, checkfirst=True)
         score_tables.add_missing_columns(conn, log)
         score_tables.ensure_indexes(conn, log)
     with _needs("INSERT", log.name):
-        insert_rows(rows, conn, log)
+        copy = None if copied_from is None else copy_statement(conn, rows, log, *copied_from)
+        if copy is not None:
+            conn.execute(copy)
+        else:
+            insert_rows(rows, conn, log)
 
 
 def _stored_compared(

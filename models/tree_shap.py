@@ -31,7 +31,8 @@ MAX_BYTES = 512 * 1024**2
 _NUMERIC, _CATEGORICAL = 0, 1
 _MISSING = {"None": 0, "Zero": 1, "NaN": 2}
 _ZERO = 1e-35  # LightGBM's kZeroThreshold
-BLOCK = 512  # rows explained together: one tree's decisions for them, then its leaves
+BLOCK = 2048  # rows explained together: one tree's decisions for them, then its leaves
+MAX_KEYED_NODES = 63  # a tree's decisions for a row, as the bits of one int64
 _thread_cap = 0  # 0: as `contributions` is asked; 1: this process explains on one thread
 
 
@@ -337,17 +338,31 @@ def _explain_block_py(
     max_nodes: int,
     out: np.ndarray,
 ) -> None:
-    """Rows b * block .. (b + 1) * block of `values` explained into `out`."""
+    """Rows b * block .. (b + 1) * block of `values` explained into `out`.
+
+    Within a tree, what a row gets depends only on its decisions at the tree's split nodes
+    (every leaf's disagreement mask is built from them). So the block's rows are grouped by
+    their decisions (a bit per node, for trees of up to `MAX_KEYED_NODES` split nodes; a larger
+    tree makes a group of each row), each group's leaf entries are looked up once, and added
+    to each of its rows in the order a row on its own would add them: the sums are the same to
+    the last bit."""
     n = values.shape[0]
     start = b * block
     rows = min(n, start + block) - start
     left = np.zeros((max_nodes, block), dtype=np.bool_)
     # per split node: the path features (by slot) the row has disagreed with so far
     mask = np.zeros(max_nodes, dtype=np.int64)  # mask[0], the root's, stays 0
+    key = np.zeros(rows, dtype=np.int64)
+    longest = 0  # a tree's leaf entries: its leaves' path features, leaf after leaf
+    for t in range(len(tree_node_start) - 1):
+        entries = leaf_feat_start[tree_leaf_start[t + 1]] - leaf_feat_start[tree_leaf_start[t]]
+        longest = max(longest, entries)
+    entry = np.zeros(longest)  # one group's entries from one tree
     for t in range(len(tree_node_start) - 1):  # tree-major: one tree's tables stay in cache
         first = tree_node_start[t]
+        nodes = tree_node_start[t + 1] - first
         # LightGBM's decisions (tree.h NumericalDecision / CategoricalDecision), node-major
-        for k in range(tree_node_start[t + 1] - first):
+        for k in range(nodes):
             node = first + k
             f = node_feature[node]
             if node_kind[node] == _CATEGORICAL:
@@ -371,23 +386,67 @@ def _explain_block_py(
                         if abs(values[start + i, f]) <= _ZERO:
                             left[k, i] = default_left
         for i in range(rows):
-            r = start + i
-            # pre-order: the root is node 0 and every parent comes before its children
-            for k in range(1, tree_node_start[t + 1] - first):
-                parent = node_parent[first + k]
-                off = np.int64(left[parent, i] != node_is_left[first + k])
-                mask[k] = mask[parent] | (off << node_slot[first + parent])
-            for leaf in range(tree_leaf_start[t], tree_leaf_start[t + 1]):
-                f0 = leaf_feat_start[leaf]
-                d = leaf_feat_start[leaf + 1] - f0
-                if d == 0:
-                    continue
-                parent = leaf_parent[leaf]
-                off = np.int64(left[parent, i] != leaf_is_left[leaf])
-                disagree = mask[parent] | (off << node_slot[first + parent])
-                base = table_start[leaf] + (((1 << d) - 1) & ~disagree) * d
-                for k in range(d):
-                    out[r, leaf_feat[f0 + k]] += table[base + k]
+            bits = np.int64(i)  # too many decisions for one key: each row its own group
+            if nodes <= MAX_KEYED_NODES:
+                bits = 0
+                for k in range(nodes):
+                    bits |= np.int64(left[k, i]) << k
+            key[i] = bits
+        order = np.argsort(key, kind="mergesort")
+        e0 = leaf_feat_start[tree_leaf_start[t]]
+        entries = leaf_feat_start[tree_leaf_start[t + 1]] - e0
+        j = 0
+        while j < rows:
+            group = key[order[j]]
+            _leaf_entries(
+                t, order[j], first, left, mask, node_parent, node_is_left, node_slot,
+                tree_node_start, tree_leaf_start, leaf_parent, leaf_is_left, leaf_feat_start,
+                table_start, table, entry,
+            )  # fmt: skip
+            while j < rows and key[order[j]] == group:
+                r = start + order[j]
+                for q in range(entries):
+                    out[r, leaf_feat[e0 + q]] += entry[q]
+                j += 1
+
+
+def _leaf_entries_py(
+    t: int,
+    i: int,
+    first: int,
+    left: np.ndarray,
+    mask: np.ndarray,
+    node_parent: np.ndarray,
+    node_is_left: np.ndarray,
+    node_slot: np.ndarray,
+    tree_node_start: np.ndarray,
+    tree_leaf_start: np.ndarray,
+    leaf_parent: np.ndarray,
+    leaf_is_left: np.ndarray,
+    leaf_feat_start: np.ndarray,
+    table_start: np.ndarray,
+    table: np.ndarray,
+    entry: np.ndarray,
+) -> None:
+    """Tree t's table entries for the block's row i (its decisions in `left[:, i]`), into
+    `entry`: one per leaf path feature, leaf after leaf (the order of `leaf_feat`)."""
+    # pre-order: the root is node 0 and every parent comes before its children
+    for k in range(1, tree_node_start[t + 1] - first):
+        parent = node_parent[first + k]
+        off = np.int64(left[parent, i] != node_is_left[first + k])
+        mask[k] = mask[parent] | (off << node_slot[first + parent])
+    e0 = leaf_feat_start[tree_leaf_start[t]]
+    for leaf in range(tree_leaf_start[t], tree_leaf_start[t + 1]):
+        f0 = leaf_feat_start[leaf]
+        d = leaf_feat_start[leaf + 1] - f0
+        if d == 0:
+            continue
+        parent = leaf_parent[leaf]
+        off = np.int64(left[parent, i] != leaf_is_left[leaf])
+        disagree = mask[parent] | (off << node_slot[first + parent])
+        base = table_start[leaf] + (((1 << d) - 1) & ~disagree) * d
+        for k in range(d):
+            entry[f0 - e0 + k] = table[base + k]
 
 
 def _explain_parallel_py(blocks: int, block: int, arrays: tuple) -> None:
@@ -403,6 +462,7 @@ def _explain_serial_py(blocks: int, block: int, arrays: tuple) -> None:
 # Two drivers of one kernel, each its own function: numba's disk cache keys a function by its
 # code and signature, not by `parallel`, so one function jitted both ways would share entries
 _fill_table = numba.njit(cache=True)(_fill_table_py)
+_leaf_entries = numba.njit(cache=True)(_leaf_entries_py)
 _explain_block = numba.njit(cache=True)(_explain_block_py)
 _explain_parallel = numba.njit(cache=True, parallel=True)(_explain_parallel_py)
 _explain_serial = numba.njit(cache=True)(_explain_serial_py)

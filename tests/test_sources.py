@@ -9,7 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leadscore.pipeline.errors import InputError
-from leadscore.pipeline.io.checks import SORT_KEYS, canonical_order, canonical_permutation
+from leadscore.pipeline.io.checks import (
+    SORT_KEYS,
+    canonical_order,
+    canonical_permutation,
+    sort_codes,
+)
 from leadscore.pipeline.io.sources import _canonical_text, _row_hashes, fingerprint, load_tables
 
 
@@ -183,6 +188,19 @@ def test_canonical_order_with_missing_keys_does_not_depend_on_input_order() -> N
     keys = list(SORT_KEYS["activities"])
     shuffled = frame.sample(frac=1, random_state=2).reset_index(drop=True)
     pd.testing.assert_frame_equal(canonical_order(shuffled, keys), canonical_order(frame, keys))
+
+
+@pytest.mark.parametrize("categories", [["web", "email", "call", "demo"], ["call", "demo"]])
+def test_a_categorical_sorts_by_its_codes_as_it_did_by_its_factorized_values(categories) -> None:
+    """Categories in any order (a Parquet dictionary's, not sorted), missing values, unused
+    and absent ones: the codes order rows as factorizing the values with sort=True did."""
+    rng = np.random.default_rng(3)
+    values = pd.Series(rng.choice([*categories, None], 4000), dtype=object)
+    column = pd.Series(pd.Categorical(values, categories=[*categories, "unused"]))
+    before = pd.factorize(column, sort=True, use_na_sentinel=True)[0]
+    now = sort_codes(column)
+    np.testing.assert_array_equal(np.argsort(now, kind="stable"), np.argsort(before, kind="stable"))
+    assert (now == -1).sum() == column.isna().sum()
 
 
 def _canonical_text_before(values: pd.Series) -> pd.Series:

@@ -199,6 +199,8 @@ def sort_codes(column: pd.Series) -> np.ndarray:
         return pd.DatetimeIndex(column).as_unit("ns").asi8  # NaT: the smallest integer
     if pd.api.types.is_integer_dtype(column) and not column.hasnans:
         return column.to_numpy(dtype=np.int64)
+    if isinstance(column.dtype, pd.CategoricalDtype):  # its codes sort as its categories: no
+        return column.cat.codes.to_numpy(dtype=np.int64)  # hashing (missing: -1, first)
     return pd.factorize(column, sort=True, use_na_sentinel=True)[0]
 
 

@@ -16,6 +16,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
+
 ACTIVITY_PHRASES = {  # the canonical activity types (what exports are mapped onto)
     "web_visit": "Visited the website",
     "pricing_page_view": "Viewed the pricing page",
@@ -183,12 +185,38 @@ def describe_value(info: FeatureInfo, value: object) -> str:
     return f"{info.label}: {value}"
 
 
+WHOLE_DAYS = ("recency", "deal_age", "lead_age")  # worded from a number's whole days (`_ago`)
+
+
 class Describer:
     """Words feature values using the features' infos; a feature without one (a bundle made
     before infos existed) reads '<name as a label>: <value>'."""
 
     def __init__(self, infos: Mapping[str, FeatureInfo]) -> None:
         self.infos = dict(infos)
+
+    def many(self, feature: str, values: np.ndarray) -> np.ndarray:
+        """`self(feature, value)` for each of `values` (objects), as an object array. An age
+        in days reads by its whole days, so each day is worded once, not each of a chunk's
+        (mostly distinct) fractional values; anything else is worded value by value."""
+        info = self.infos.get(feature)
+        out = np.empty(len(values), dtype=object)
+        days = None
+        if info is not None and info.kind in WHOLE_DAYS:
+            try:
+                days = np.array(values, dtype=float)
+            except (TypeError, ValueError):
+                days = None
+        if days is None:
+            out[:] = [self(feature, v) for v in values]
+            return out
+        finite = np.isfinite(days)
+        whole, at = np.unique(np.trunc(days[finite]), return_inverse=True)
+        worded = np.empty(len(whole), dtype=object)
+        worded[:] = [describe_value(info, float(d)) for d in whole]
+        out[finite] = worded[at]
+        out[~finite] = [self(feature, v) for v in values[~finite]]  # missing (or infinite)
+        return out
 
     def __call__(self, feature: str, value: object) -> str:
         info = self.infos.get(feature)

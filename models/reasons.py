@@ -135,6 +135,24 @@ def _json_value(value: object) -> str:
     return json.dumps(_plain(value))
 
 
+def _json_values(values: np.ndarray) -> np.ndarray:
+    """`_json_value` of each of `values` (objects): a column of floats (most features) at
+    once, numpy printing the shortest repr Python prints; anything else value by value."""
+    try:
+        floats = np.array(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        floats = None
+    plain = floats is not None and all(type(v) is float or type(v) is np.float64 for v in values)
+    out = np.empty(len(values), dtype=object)
+    if not plain:
+        out[:] = [_json_value(v) for v in values]
+        return out
+    out[:] = floats.astype(str)
+    odd = ~np.isfinite(floats)
+    out[odd] = [_json_value(v) for v in floats[odd]]  # null, Infinity
+    return out
+
+
 @dataclass(frozen=True)
 class ReasonColumns:
     """The reason columns of a chunk of leads, one entry per lead."""
@@ -175,34 +193,43 @@ def reason_columns(
     against_valid = worst_value <= -min_impact if features else np.zeros(n, dtype=bool)
 
     names_json = [json.dumps(name) for name in features]
-    texts: dict[tuple[int, int], str] = {}
-    fragments: dict[tuple[int, int], str] = {}
+    many = getattr(describe, "many", None)
+    # per feature and value code, once worded: the sentence and the JSON up to the impact
+    texts = [np.full(len(u), None, dtype=object) for u in uniques]
+    fragments = [np.full(len(u), None, dtype=object) for u in uniques]
+
+    def word(j: int, wanted: np.ndarray) -> None:
+        """Word feature j's value codes `wanted` (distinct) that are not worded yet."""
+        fresh = wanted[texts[j][wanted] == None]  # noqa: E711 (elementwise)
+        if not len(fresh):
+            return
+        values = uniques[j][fresh]
+        if many is not None:
+            texts[j][fresh] = many(features[j], values)
+        else:
+            texts[j][fresh] = [describe(features[j], v) for v in values]
+        head = f'{{"feature": {names_json[j]}, "value": '
+        fragments[j][fresh] = head + _json_values(values) + ', "impact": '
 
     def words(feature: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per lead: the sentence and the JSON start of (feature, its value), "" if not valid;
         each distinct pair is worded once."""
         rows = np.flatnonzero(valid)
-        key = feature[rows].astype(np.int64) * (n + 1) + codes[rows, feature[rows]]
-        distinct, inverse = np.unique(key, return_inverse=True)
-        sentences = np.empty(len(distinct), dtype=object)
-        starts = np.empty(len(distinct), dtype=object)
-        for t, pair in enumerate(divmod(int(v), n + 1) for v in distinct):
-            if pair not in texts:
-                j, c = pair
-                value = uniques[j][c]
-                texts[pair] = describe(features[j], value)
-                fragments[pair] = (
-                    f'{{"feature": {names_json[j]}, "value": {_json_value(value)}, "impact": '
-                )
-            sentences[t], starts[t] = texts[pair], fragments[pair]
         sentence = np.full(n, "", dtype=object)
         start = np.full(n, "", dtype=object)
-        sentence[rows], start[rows] = sentences[inverse], starts[inverse]
+        picked = feature[rows].astype(np.int64)
+        for j in np.unique(picked):
+            at = rows[picked == j]
+            code = codes[at, j]
+            word(int(j), np.unique(code))
+            sentence[at], start[at] = texts[j][code], fragments[j][code]
         return sentence, start
 
     def impact_text(impact: np.ndarray) -> np.ndarray:
-        """round(v, 4) as JSON writes it: numpy prints the same shortest repr as Python."""
-        return np.round(impact, 4).astype(str).astype(object)
+        """round(v, 4) as JSON writes it: numpy prints the same shortest repr as Python (each
+        distinct one once: printing a float is the slow part)."""
+        distinct, at = np.unique(np.round(impact, 4), return_inverse=True)
+        return distinct.astype(str).astype(object)[at]
 
     reasons = np.full(n, "", dtype=object)
     structured = np.full(n, "", dtype=object)

@@ -247,3 +247,57 @@ def test_reason_columns_equal_the_per_lead_reasons(small_tables, max_reasons):
     assert got.structured.tolist() == expected_json
     assert sum(bool(r) for r in got.reasons) > (100 if max_reasons else -1)
     assert sum(bool(a) for a in got.against) > 100
+
+
+JSON_EDGES = [0.0, -0.0, 0.5, -0.5, 3.0, 0.1 + 0.2, 1e-5, 1.5e-4, 1e-4, 9999999999999998.0,
+              1e16, 1.2345678901234567e17, -2.5e-300, 5e-324, 1.7976931348623157e308,
+              float("nan"), float("inf"), float("-inf")]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        JSON_EDGES,
+        [np.float64(v) for v in JSON_EDGES],
+        [1, 2.5, None, "web", True, np.int64(4)],  # not all floats: value by value
+    ],
+)
+def test_json_values_of_a_column_equal_json_dumps_value_by_value(values) -> None:
+    import json
+
+    from leadscore.models.reasons import _json_values, _plain
+
+    got = _json_values(np.array(values, dtype=object)).tolist()
+    assert got == [json.dumps(_plain(v)) for v in values]
+
+
+def test_json_values_of_random_floats_equal_python_repr() -> None:
+    from leadscore.models.reasons import _json_values
+
+    rng = np.random.default_rng(5)
+    floats = np.concatenate(
+        [rng.normal(0, 1, 3000) * 10.0 ** rng.integers(-30, 30, 3000), rng.random(3000) * 500]
+    )
+    assert _json_values(floats.astype(object)).tolist() == [repr(float(v)) for v in floats]
+
+
+def test_ages_worded_by_whole_days_read_as_worded_one_by_one() -> None:
+    """`Describer.many` words each whole day once: the same sentences as value by value, for
+    fractions, negative fractions (-0.5 reads as today), missing values and other kinds."""
+    from leadscore.features.descriptions import FeatureInfo
+
+    words = Describer(
+        {
+            "lead_age": FeatureInfo("lead_age"),
+            "days_since_last_activity": FeatureInfo("recency", days=365),
+            "deal_age": FeatureInfo("deal_age"),
+            "employees": FeatureInfo("number", "Employees"),
+        }
+    )
+    ages = np.array([0.0, 0.2, -0.5, 1.0, 1.99, 2.0, 400.7, np.nan, 3, "5.5"], dtype=object)
+    for name in ("days_since_last_activity", "deal_age", "employees", "unknown"):
+        assert words.many(name, ages).tolist() == [words(name, v) for v in ages]
+    lead_ages = ages[ages == ages]  # a lead's age is never missing: NaN fails to word either way
+    assert words.many("lead_age", lead_ages).tolist() == [words("lead_age", v) for v in lead_ages]
+    assert words.many("lead_age", lead_ages)[2] == words("lead_age", 0.0) == "Lead created today"
+    assert words.many("lead_age", np.array([], dtype=object)).tolist() == []

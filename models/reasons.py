@@ -228,8 +228,9 @@ def reason_columns(
     def impact_text(impact: np.ndarray) -> np.ndarray:
         """round(v, 4) as JSON writes it: numpy prints the same shortest repr as Python (each
         distinct one once: printing a float is the slow part)."""
-        distinct, at = np.unique(np.round(impact, 4), return_inverse=True)
-        return distinct.astype(str).astype(object)[at]
+        bits = np.round(impact, 4).view(np.int64)  # by bit pattern: -0.0 is not 0.0
+        distinct, at = np.unique(bits, return_inverse=True)
+        return distinct.view(np.float64).astype(str).astype(object)[at]
 
     reasons = np.full(n, "", dtype=object)
     structured = np.full(n, "", dtype=object)

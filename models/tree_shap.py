@@ -14,6 +14,10 @@ rows that followed the path at the splits on j) and agreement o_j in {0, 1}:
     phi_i = v (o_i - z_i) sum_{U subset of S minus i} |U|! (d - |U| - 1)! / d!
             * prod_{j in F minus i minus U} z_j
 
+Rows that take the same decisions at every split node of a tree get the same entries from
+it: within a block of rows, each tree's entries are looked up once per group of such rows and
+added to each row of the group in the order a row alone adds them (so the sums are the same to
+the last bit; sub-scores rank them against reference quantiles, where a last bit can matter).
 The kernels are compiled with numba (cached on disk after the first run); explaining is
 parallel over blocks of rows. Models whose tables would not fit `MAX_BYTES` (very deep trees:
 a leaf with d distinct path features needs 2^d x d numbers) are left to LightGBM's TreeSHAP.

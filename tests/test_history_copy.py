@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,9 @@ from leadscore.pipeline.io.writeback import write_table
 HISTORY = ["lead_id", "score", "probability", "grade", "stage", "mql", "model_version", "as_of"]
 
 
-def _scores(n: int, text_ids: bool, scored_at: str = "2026-11-02 03:04:05.123456") -> pd.DataFrame:
+def _scores(
+    n: int, text_ids: bool, scored_at: str = "2026-11-02 03:04:05.123456", zone: str | None = "UTC"
+) -> pd.DataFrame:
     rng = np.random.default_rng(n)
     probability = rng.random(n)
     probability[::7] = np.nan  # a lead the model could not score
@@ -35,8 +38,8 @@ def _scores(n: int, text_ids: bool, scored_at: str = "2026-11-02 03:04:05.123456
             "mql": rng.random(n) < 0.1,
             "reasons": ["Viewed the pricing page"] * n,
             "model_version": "7",
-            "as_of": pd.Timestamp("2026-11-01", tz="UTC"),
-            "scored_at": pd.Timestamp(scored_at, tz="UTC"),
+            "as_of": pd.Timestamp("2026-11-01", tz=zone),
+            "scored_at": pd.Timestamp(scored_at, tz=zone),
         }
     )
 
@@ -51,7 +54,8 @@ def database(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'scores.db'}"
         return
-    url = request.getfixturevalue("postgres_url")
+    # a session time zone other than UTC: a time bound with the wrong type would shift by it
+    url = request.getfixturevalue("postgres_url") + "?options=-c%20TimeZone%3DAmerica/New_York"
     yield url
     engine = sa.create_engine(url)
     with engine.begin() as conn:
@@ -93,26 +97,57 @@ def _inserted(url: str, table: str, batches: list[pd.DataFrame]) -> None:
     engine.dispose()
 
 
+@contextmanager
+def _statements() -> Iterator[list[str]]:
+    """Every SQL statement any engine sends meanwhile (SQLAlchemy's own event)."""
+    sent: list[str] = []
+
+    def record(conn, cursor, statement, *args) -> None:
+        sent.append(statement)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", record)
+
+
 @pytest.mark.parametrize("text_ids", [False, True])
 @pytest.mark.parametrize("crm_names", [False, True])
+@pytest.mark.parametrize("zone", ["UTC", None])
 def test_copied_history_stores_what_inserting_its_rows_stores(
-    database: str, request: pytest.FixtureRequest, text_ids: bool, crm_names: bool
+    database: str, request: pytest.FixtureRequest, text_ids: bool, crm_names: bool, zone
 ) -> None:
     table, history, inserted = _names(request)
     columns = {"lead_id": "Id", "score": "Lead_Score__c", "scored_at": "Score_Date__c"}
-    first = _scores(3_000, text_ids)
+    first = _scores(3_000, text_ids, zone=zone)
     # a rerun: unchanged leads keep their scoring time in the current table, not in the history
-    again = _scores(3_000, text_ids, scored_at="2026-11-03 00:00:00")
+    again = _scores(3_000, text_ids, scored_at="2026-11-03 00:00:00", zone=zone)
     again.loc[::5, "probability"] += 0.01  # some leads rescored, so current times differ
-    batches = [_history(first, "b1"), _history(again, "b2")]
-    for scores, rows in zip((first, again), batches, strict=True):
-        write_table(
-            scores, database, table, history=(rows, history),
-            columns=columns if crm_names else None,
-        )  # fmt: skip
+    runs, batches = (first, again), [_history(first, "b1"), _history(again, "b2")]
+    if zone is None:  # naive times (a rerun keeps times only when they are aware, as the job's)
+        later = pd.Timestamp("2026-11-05 06:07:08.5")  # one value, not the current table's
+        runs, batches = (first,), [batches[0].assign(scored_at=later)]
+    with _statements() as sent:
+        for scores, rows in zip(runs, batches, strict=True):
+            write_table(
+                scores, database, table, history=(rows, history),
+                columns=columns if crm_names else None,
+            )  # fmt: skip
+    copies = [s for s in sent if s.lstrip().startswith("INSERT") and "SELECT" in s]
+    assert len(copies) == len(runs) and all(history in s for s in copies)  # each batch copied
     _inserted(database, inserted, batches)
-    assert len(_stored(database, history)) == 6_000
+    assert len(_stored(database, history)) == 3_000 * len(runs)
     assert _stored(database, history) == _stored(database, inserted)
+    if database.startswith("sqlite"):  # and in the batch's order
+        engine = sa.create_engine(database)
+        with engine.connect() as conn:
+            order = [
+                conn.execute(sa.text(f'SELECT lead_id FROM "{t}" ORDER BY rowid')).scalars().all()
+                for t in (history, inserted)
+            ]
+        engine.dispose()
+        assert order[0] == order[1]
 
 
 def test_the_copy_is_used_for_a_full_batch_and_refused_otherwise(
@@ -138,6 +173,12 @@ def test_the_copy_is_used_for_a_full_batch_and_refused_otherwise(
         assert statement(varied) is None  # neither copied nor one value
         as_float = rows.assign(score=rows["score"].astype(float))
         assert statement(as_float) is None  # the same numbers, another dtype
+        gap = pd.array(["7"] * (len(rows) - 1) + [None], dtype="string")
+        assert statement(rows.assign(model_version=gap)) is None  # one value, and a missing one
+        mixed = pd.Series([10] * 250 + [10.0] * 250, dtype=object)
+        assert statement(rows.assign(score=mixed)) is None  # equal, but stored differently
+        backwards = scores.iloc[::-1]
+        assert statement(_history(backwards, "b1"), backwards) is None  # read back in lead order
     engine.dispose()
 
 

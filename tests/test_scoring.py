@@ -301,3 +301,17 @@ def test_ages_worded_by_whole_days_read_as_worded_one_by_one() -> None:
     assert words.many("lead_age", lead_ages).tolist() == [words("lead_age", v) for v in lead_ages]
     assert words.many("lead_age", lead_ages)[2] == words("lead_age", 0.0) == "Lead created today"
     assert words.many("lead_age", np.array([], dtype=object)).tolist() == []
+
+
+def test_an_impact_that_rounds_to_minus_zero_is_written_as_json_writes_it() -> None:
+    import json
+
+    from leadscore.models.reasons import reason_columns
+
+    X = pd.DataFrame({"employees": [7.0, 5.0, 9.0]})
+    # the first lead has no reason against: its slot is filled with 0.0, beside the -0.0
+    contrib = pd.DataFrame({"employees": [0.00001, -0.00001, -0.2], "bias": [-1.0] * 3})
+    got = reason_columns(X, contrib, describe, 3, 0.000001).structured.tolist()
+    impacts = [[r["impact"] for r in json.loads(row)] for row in got]
+    assert [json.dumps(i) for i in impacts] == ["[0.0]", "[-0.0]", "[-0.2]"]
+    assert '"impact": -0.0}' in got[1]

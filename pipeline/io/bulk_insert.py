@@ -56,9 +56,12 @@ def driver_value(column: pd.Series, dialect: str) -> object:
     first = column.iloc[:1]
     if dialect == "sqlite":
         return _sqlite_values(first)[0]
-    if _is_time(first):
-        moment = pd.to_datetime(first, utc=True).iloc[0]
-        return None if pd.isna(moment) else moment.to_pydatetime()
+    if _is_time(first):  # aware in UTC, or naive as COPY's text stores it (its clock time)
+        moment = first.iloc[0]
+        if pd.isna(moment):
+            return None
+        aware = isinstance(first.dtype, pd.DatetimeTZDtype)
+        return (moment.tz_convert("UTC") if aware else moment).to_pydatetime()
     return _objects(first)[0]
 
 

@@ -39,6 +39,10 @@ def copy_statement(
     written = written.reset_index(drop=True)
     if "lead_id" not in rows or "lead_id" not in written or not _same(rows, written, "lead_id"):
         return None
+    lead = current.columns.get(names.get("lead_id", "lead_id"))
+    if lead is None or not written["lead_id"].is_monotonic_increasing:
+        return None  # the copy is read in lead order: the batch's own order only when sorted
+    dialect = conn.dialect.name
     inspector = sa.inspect(conn)
     stored = {c["name"]: c["type"] for c in inspector.get_columns(current.name)}
     logged = {c["name"]: c["type"] for c in inspector.get_columns(log.name)}
@@ -48,15 +52,20 @@ def copy_statement(
         if str(name) not in logged:
             return None
         if name in written.columns and source in stored and _same(rows, written, name):
-            if _kind(stored[source]) != _kind(logged[str(name)]):
+            if _kind(stored[source], dialect) != _kind(logged[str(name)], dialect):
                 return None
             picked.append(current.columns[source])
         elif _constant(rows[name]):
-            value = driver_value(rows[name], conn.dialect.name)
+            if _kind(log.columns[str(name)].type, dialect) != _kind(logged[str(name)], dialect):
+                return None  # a stored column of another kind (a naive time, say)
+            value = driver_value(rows[name], dialect)
             picked.append(sa.literal(value).label(str(name)))
         else:
             return None
-    return log.insert().from_select([str(c) for c in rows.columns], sa.select(*picked))
+    # text ids in code point order, as Python sorted them (PostgreSQL's "C" collation)
+    order = sa.collate(lead, "C") if _text(lead, dialect) else lead
+    query = sa.select(*picked).order_by(order)
+    return log.insert().from_select([str(c) for c in rows.columns], query)
 
 
 def _same(rows: pd.DataFrame, written: pd.DataFrame, name: object) -> bool:
@@ -65,10 +74,22 @@ def _same(rows: pd.DataFrame, written: pd.DataFrame, name: object) -> bool:
 
 
 def _constant(values: pd.Series) -> bool:
-    first = values.iloc[:1]
-    return bool((values == first.iloc[0]).all()) if first.notna().all() else values.isna().all()
+    """One value in every row: all missing, or none missing and all equal (objects of one
+    type: 1, 1.0 and True compare equal but are stored differently)."""
+    missing = values.isna()
+    if missing.any():
+        return bool(missing.all())
+    if values.dtype == object and len(set(map(type, values))) != 1:
+        return False
+    return bool((values == values.iloc[0]).all())
 
 
-def _kind(kind: sa.types.TypeEngine) -> tuple[type, object]:
-    """What decides how a stored value is kept: the type's family (and a time's zone)."""
-    return kind._type_affinity, getattr(kind, "timezone", None)  # type: ignore[return-value]
+def _kind(kind: sa.types.TypeEngine, dialect: str) -> tuple[type, object]:
+    """What decides how a stored value is kept: the type's family, and on PostgreSQL a time's
+    zone (SQLite keeps times as text, whatever the declared type says)."""
+    zone = getattr(kind, "timezone", None) if dialect != "sqlite" else None
+    return kind._type_affinity, zone  # type: ignore[return-value]
+
+
+def _text(column: sa.Column, dialect: str) -> bool:
+    return dialect == "postgresql" and isinstance(column.type, sa.String)

@@ -39,7 +39,7 @@ $(SPARK_STAMP): $(STAMP)
 	touch $(SPARK_STAMP)
 
 test: install $(SPARK_STAMP) ## Run the whole test suite, Spark tests included (three workers on two cores: end-to-end tests wait on their subprocesses)
-	$(BIN)/pytest -n 3 --dist worksteal
+	$(BIN)/pytest -n 3 --dist worksteal --durations=25
 
 test-fast: install ## Unit and property tests only (no CLI runs, PostgreSQL, Spark or shared data): under a minute
 	$(BIN)/pytest -n 2 -m "not e2e and not spark and not postgres and not shared_data and not slow"

@@ -8,9 +8,11 @@ database engine, about twice as fast into SQLite with the history's three indexe
 
 The copy is used only when it stores exactly what inserting the rows would: the same rows as
 the current table, each history column either a current column with the same values, dtype and
-kind of SQL type, or one value for every row (bound as a parameter). Anything else (an
-incremental run's subset of rows, a column of another type) returns None, and the caller
-inserts the rows as before. Names reach SQL only through SQLAlchemy's constructs.
+kind of SQL type, or one value for every row (bound as a parameter as its column stores it),
+and the batch in lead order (the copy is read in that order). Anything else (an incremental
+run's subset of rows, a column of another type, some values missing, an unsorted batch) returns
+None, and the caller inserts the rows as before. Names reach SQL only through SQLAlchemy's
+constructs.
 """
 
 from __future__ import annotations

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 
 # Before LightGBM loads OpenMP: spinning threads crawl on a busy 2-core machine (see pipeline.cli).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import pickle
 import shutil
+import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -125,41 +129,95 @@ def run_cli(tmp_path: Path) -> RunCli:
 Trained = tuple[Path, subprocess.CompletedProcess[str]]
 
 
+def _shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder all xdist workers of this run see (their base temps share a parent), or the
+    session's own base temp without xdist."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    (root / "trained").mkdir(exist_ok=True)
+    return root / "trained"
+
+
+@contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    with lock.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def relocate(copy: Path, original: Path) -> None:
+    """Point a copied folder's MLflow store at its own artifacts: the SQLite store and MLmodel
+    files name the artifacts by absolute path. Fails if the original's path is left anywhere."""
+    old, new = f"{original}/", f"{copy}/"
+    with sqlite3.connect(copy / "mlflow.db") as conn:
+        tables = [t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            for column in [row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')]:
+                conn.execute(
+                    f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) '
+                    f'WHERE instr("{column}", ?) > 0',
+                    (old, new, old),
+                )
+        for table in tables:
+            for column in [row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')]:
+                hits = conn.execute(
+                    f'SELECT count(*) FROM "{table}" WHERE instr("{column}", ?) > 0', (old,)
+                ).fetchone()[0]
+                assert hits == 0, f"{table}.{column} still names {original}"
+    for path in copy.rglob("*"):
+        if path.is_file() and path.name != "mlflow.db" and old.encode() in path.read_bytes():
+            if path.name != "MLmodel":
+                raise AssertionError(f"{path} names {original}: relocate it too")
+            path.write_text(path.read_text().replace(old, new))
+
+
 @pytest.fixture(scope="session")
 def _trained_once(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int, int, str], Trained]:
-    """Demo data and a model trained on it, made once per (leads, seed, as-of) per session."""
-    made: dict[tuple[int, int, str], Trained] = {}
+    """Demo data and a model trained on it, made once per (leads, seed, as-of) per test run: the
+    xdist workers share it through a file lock. Tests read copies (`trained_copy`), never it."""
+    root = _shared_root(tmp_path_factory)
 
     def make(leads: int, seed: int, as_of: str) -> Trained:
-        if (leads, seed, as_of) not in made:
-            folder = tmp_path_factory.mktemp("trained")
-            _copy_demo_config(folder / "configs" / "demo.yaml")
-            _run_in(
-                folder,
-                "demo-data",
-                "--out",
-                "demo_data",
-                "--leads",
-                str(leads),
-                "--seed",
-                str(seed),
-            )
-            made[(leads, seed, as_of)] = (folder, _run_in(folder, "train", "--as-of", as_of))
-        return made[(leads, seed, as_of)]
+        name = f"{leads}-{seed}-{as_of}"
+        folder, done = root / name, root / f"{name}.train.pickle"
+        with _exclusive(root / f"{name}.lock"):
+            if not done.exists():
+                shutil.rmtree(folder, ignore_errors=True)  # a worker that died while training
+                folder.mkdir()
+                _copy_demo_config(folder / "configs" / "demo.yaml")
+                _run_in(
+                    folder,
+                    "demo-data",
+                    "--out",
+                    "demo_data",
+                    "--leads",
+                    str(leads),
+                    "--seed",
+                    str(seed),
+                )
+                train = _run_in(folder, "train", "--as-of", as_of)
+                done.write_bytes(pickle.dumps(train))
+        return folder, pickle.loads(done.read_bytes())
 
     return make
+
+
+def copy_trained(original: Path, target: Path) -> Path:
+    """A copy of a trained folder with its own MLflow store and artifacts."""
+    shutil.copytree(original, target, dirs_exist_ok=True)
+    relocate(target, original)
+    return target
 
 
 @pytest.fixture
 def trained_copy(
     _trained_once: Callable[[int, int, str], Trained], tmp_path: Path
 ) -> Callable[[int, int, str], Trained]:
-    """This test's own copy of a trained folder: its data, config, scores and MLflow store (the
-    store still points at the original's model artifacts, which tests only read or add to)."""
+    """This test's own copy of a trained folder: its data, config, scores, MLflow store and model
+    artifacts, which it may change freely."""
 
     def copy(leads: int, seed: int, as_of: str) -> Trained:
         folder, train = _trained_once(leads, seed, as_of)
-        shutil.copytree(folder, tmp_path, dirs_exist_ok=True)
-        return tmp_path, train
+        return copy_trained(folder, tmp_path), train
 
     return copy

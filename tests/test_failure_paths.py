@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 import yaml
+from conftest import copy_trained
 
 from leadscore.pipeline.io.activities import OWNER_LOCK, SPILL_PREFIX
 from leadscore.pipeline.io.registry import installed_versions
@@ -55,16 +56,11 @@ def _demo_data(folder: Path, out: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def own_model(tmp_path_factory) -> Path:
-    """A folder with demo data and a model whose artifacts only this module touches (tests that
-    damage them restore them; other modules share their trained folders)."""
-    folder = tmp_path_factory.mktemp("own-model")
-    (folder / "configs").mkdir()
-    shutil.copy(Path(__file__).parents[1] / "configs" / "demo.yaml", folder / "configs")
-    _demo_data(folder, "demo_data")
-    trained = _cli(folder, "train", "--as-of", AS_OF)
-    assert trained.returncode == 0, trained.stderr
-    return folder
+def own_model(_trained_once, tmp_path_factory) -> Path:
+    """A copy of the demo data and model (6,000 leads, seed 3) whose artifacts only this module
+    touches: tests that damage them restore them."""
+    original, _ = _trained_once(6000, 3, AS_OF)
+    return copy_trained(original, tmp_path_factory.mktemp("own-model"))
 
 
 def _score(folder: Path, *args: str) -> subprocess.CompletedProcess:

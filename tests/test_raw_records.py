@@ -9,6 +9,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import _run_in, copy_trained
 from mlflow.exceptions import MlflowException
 
 from leadscore.features.account_history import account_history_features
@@ -25,11 +26,7 @@ COMPARED = ["probability", "score", "stage", "fit_score", "engagement_score", "r
 def scored(_trained_once, tmp_path_factory):
     """A trained model, the batch scores as of AS_OF, and the model loaded as a client would."""
     folder, _ = _trained_once(6000, 3, AS_OF)
-    work = tmp_path_factory.mktemp("raw")
-    import shutil
-
-    shutil.copytree(folder, work, dirs_exist_ok=True)
-    from conftest import _run_in
+    work = copy_trained(folder, tmp_path_factory.mktemp("raw"))
 
     _run_in(work, "score", "--as-of", AS_OF, "--output", "scores.parquet")
     batch = pd.read_parquet(work / "scores.parquet").set_index("lead_id")

@@ -233,3 +233,68 @@ def test_sqlite_tables_made_by_an_older_release_get_the_key_and_indexes(tmp_path
         indexes = {r[1] for r in conn.execute("PRAGMA index_list(lead_score_history)")}
         batches = conn.execute("SELECT COUNT(DISTINCT batch_id) FROM lead_score_history")
         assert key == ["lead_id"] and len(indexes) == 3 and batches.fetchone() == (2,)
+
+
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_new_tables_are_indexed_after_their_rows_and_existing_ones_are_not_reindexed(
+    tmp_path, request, monkeypatch, database
+):
+    from leadscore.pipeline.io import writeback
+    from leadscore.pipeline.io.writeback import ChangeLog
+
+    if database == "sqlite":
+        url, suffix = f"sqlite:///{tmp_path / 'scores.db'}", ""
+    else:
+        url, suffix = request.getfixturevalue("postgres_url"), f"_{uuid.uuid4().hex[:8]}"
+    names = [f"lead_scores{suffix}", f"lead_score_history{suffix}", f"lead_score_changes{suffix}"]
+    engine = sa.create_engine(url)
+    done: list[tuple[str, str]] = []  # (what, table) in the order the database got them
+
+    @sa.event.listens_for(sa.engine.Engine, "before_cursor_execute")
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        words = statement.split()
+        for kind, before_name in (("INSERT INTO", 2), ("CREATE TABLE", 2), ("CREATE INDEX", 4)):
+            if " ".join(words[:2]) == kind:
+                done.append((kind, words[before_name].strip('"')))
+
+    real_insert = writeback.insert_rows
+
+    def insert_rows(frame, conn, table):  # COPY on PostgreSQL is no cursor execute: noted here
+        done.append(("INSERT INTO", table.name))
+        return real_insert(frame, conn, table)
+
+    monkeypatch.setattr(writeback, "insert_rows", insert_rows)
+
+    def write(batch: str) -> None:
+        scores = _scores(50).assign(mql=[True] * 5 + [False] * 45, stage="marketing")
+        stamp = scores["as_of"].iloc[0]
+        changes = ChangeLog(names[2], batch, stamp, stamp)
+        write_table(scores, url, names[0], (_history(scores, batch)[0], names[1]), changes=changes)
+
+    try:
+        write("b1")
+        for table in names:
+            mine = [what for what, name in done if name == table]
+            assert mine[0] == "CREATE TABLE", (table, mine)
+            last_insert = max(i for i, what in enumerate(mine) if what == "INSERT INTO")
+            assert mine.index("CREATE INDEX") > last_insert, (table, mine)
+        with engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            made = {t: {i["name"] for i in inspector.get_indexes(t)} for t in names}
+        assert [len(made[t]) for t in names] == [1, 3, 3], made
+        done.clear()
+        write("b2")  # the tables exist: the rows go into them, their indexes kept as they are
+        assert {what for what, _ in done} == {"INSERT INTO"}, done
+        with engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            assert made == {t: {i["name"] for i in inspector.get_indexes(t)} for t in names}
+            count = sa.text(f'SELECT COUNT(DISTINCT batch_id) FROM "{names[1]}"')
+            assert conn.execute(count).scalar() == 2
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", seen)
+        with engine.begin() as conn:
+            for table in names:
+                conn.execute(sa.text(f'DROP TABLE IF EXISTS "{table}"'))
+        engine.dispose()

@@ -403,18 +403,22 @@ def _write_sql(
             lead=rename.get("lead_id", "lead_id"),
             scored_at=rename.get("scored_at", "scored_at"),
         )
-        if exists and score_tables.matches(conn, current):
+        created = not (exists and score_tables.matches(conn, current))
+        if not created:
             with _needs("DELETE", table):
                 conn.execute(sa.delete(current))
         else:
             with _needs("ownership (to replace it) and CREATE on its schema", table):
                 if exists:
                     current.drop(conn)
-                current.create(conn)
+                score_tables.create_unindexed(conn, current)
         with _needs("INSERT", table):
             # staged reasons are joined to their rows a chunk at a time, inside the transaction
             for part in [frame] if staged is None else staged.joined(frame):
                 insert_rows(part.rename(columns=rename), conn, current)
+        if created:
+            with _needs("CREATE on its schema", table):
+                score_tables.ensure_indexes(conn, current)
         if history is not None:
             rows, name = history
             log = score_tables.history_table(rows, name, dialect)
@@ -430,19 +434,21 @@ def _append_sql(
     rows: pd.DataFrame,
     copied_from: tuple[pd.DataFrame, sa.Table, dict[str, str]] | None = None,
 ) -> None:
-    """Append to an append-only table, made (or brought up to date) first. With `copied_from`
+    """Append to an append-only table, made (or brought up to date) first and indexed after the
+    rows (a first batch's rows are indexed at once, not one by one). With `copied_from`
     (the rows just written to a table, that table and its column names), the rows are copied
     from it inside the database where that stores the same values (`history_copy`)."""
     with _needs("CREATE on its schema (or an existing table)", log.name):
-        log.create(conn, checkfirst=True)
+        score_tables.create_unindexed(conn, log)
         score_tables.add_missing_columns(conn, log)
-        score_tables.ensure_indexes(conn, log)
     with _needs("INSERT", log.name):
         copy = None if copied_from is None else copy_statement(conn, rows, log, *copied_from)
         if copy is not None:
             conn.execute(copy)
         else:
             insert_rows(rows, conn, log)
+    with _needs("CREATE on its schema (or an existing table with its indexes)", log.name):
+        score_tables.ensure_indexes(conn, log)  # after the rows: built at once, not row by row
 
 
 def _stored_compared(

@@ -13,7 +13,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -133,7 +133,10 @@ def _shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder all xdist workers of this run see (their base temps share a parent), or the
     session's own base temp without xdist."""
     base = tmp_path_factory.getbasetemp()
-    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    # popen workers' base temps are <this run's folder>/popen-gwN; any other layout (workers
+    # started over ssh or a socket) keeps its own, not to share one with other runs
+    shared = os.environ.get("PYTEST_XDIST_WORKER") and base.name.startswith("popen-")
+    root = base.parent if shared else base
     (root / "trained").mkdir(exist_ok=True)
     return root / "trained"
 
@@ -149,7 +152,7 @@ def relocate(copy: Path, original: Path) -> None:
     """Point a copied folder's MLflow store at its own artifacts: the SQLite store and MLmodel
     files name the artifacts by absolute path. Fails if the original's path is left anywhere."""
     old, new = f"{original}/", f"{copy}/"
-    with sqlite3.connect(copy / "mlflow.db") as conn:
+    with closing(sqlite3.connect(copy / "mlflow.db")) as conn, conn:
         tables = [t for (t,) in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         for table in tables:
             for column in [row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')]:
@@ -160,8 +163,9 @@ def relocate(copy: Path, original: Path) -> None:
                 )
         for table in tables:
             for column in [row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')]:
-                hits = conn.execute(
-                    f'SELECT count(*) FROM "{table}" WHERE instr("{column}", ?) > 0', (old,)
+                hits = conn.execute(  # the bare folder too, not only paths inside it
+                    f'SELECT count(*) FROM "{table}" WHERE instr("{column}", ?) > 0',
+                    (str(original),),
                 ).fetchone()[0]
                 assert hits == 0, f"{table}.{column} still names {original}"
     for path in copy.rglob("*"):
@@ -169,6 +173,8 @@ def relocate(copy: Path, original: Path) -> None:
             if path.name != "MLmodel":
                 raise AssertionError(f"{path} names {original}: relocate it too")
             path.write_text(path.read_text().replace(old, new))
+        if path.is_file() and path.name != "mlflow.db":
+            assert str(original).encode() not in path.read_bytes(), f"{path} names {original}"
 
 
 @pytest.fixture(scope="session")
@@ -196,7 +202,9 @@ def _trained_once(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int, in
                     str(seed),
                 )
                 train = _run_in(folder, "train", "--as-of", as_of)
-                done.write_bytes(pickle.dumps(train))
+                marker = done.with_name(f".{done.name}.tmp")
+                marker.write_bytes(pickle.dumps(train))
+                marker.replace(done)  # whole or absent, never cut short
         return folder, pickle.loads(done.read_bytes())
 
     return make

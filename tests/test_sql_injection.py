@@ -101,31 +101,39 @@ def test_hostile_names_only_name_tables_in_sqlite(tmp_path):
 def test_hostile_names_only_name_tables_in_postgres(postgres_url):
     marker = uuid.uuid4().hex[:8]
     victim = f"victim_{marker}"
-    engine = sa.create_engine(postgres_url)
+    # a schema of its own: other tests create tables in the shared database meanwhile
+    schema = f"inj_{marker}"
+    with sa.create_engine(postgres_url).begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    url = (
+        sa.engine.make_url(postgres_url)
+        .update_query_dict({"options": f"-csearch_path={schema}"})
+        .render_as_string(hide_password=False)
+    )
+    engine = sa.create_engine(url)
     with engine.begin() as conn:
         conn.execute(sa.text(f'CREATE TABLE "{victim}" (a int)'))
         conn.execute(sa.text("CREATE TABLE IF NOT EXISTS victim (a int)"))
         before = set(sa.inspect(conn).get_table_names())
     tables: list[str] = []
     try:
-        tables = _write_hostile(postgres_url, marker)
+        tables = _write_hostile(url, marker)
         with engine.connect() as conn:
             after = set(sa.inspect(conn).get_table_names())
             kind = conn.execute(
                 sa.text(
-                    "SELECT data_type FROM information_schema.columns "
-                    "WHERE table_name = :t AND column_name = 'reasons_json'"
+                    "SELECT data_type FROM information_schema.columns WHERE table_schema = :s "
+                    "AND table_name = :t AND column_name = 'reasons_json'"
                 ),
-                {"t": tables[0]},
+                {"s": schema, "t": tables[0]},
             ).scalar()
         assert victim in after and "victim" in after
         assert after - before == set(tables)  # nothing else was created, nothing dropped
         assert kind == "jsonb"
     finally:
-        with engine.begin() as conn:
-            for name in [*tables, victim]:  # quoted by SQLAlchemy, as the writer does
-                sa.Table(name, sa.MetaData()).drop(conn, checkfirst=True)
         engine.dispose()
+        with sa.create_engine(postgres_url).begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
 @pytest.mark.e2e

@@ -121,11 +121,11 @@ def matches(conn: sa.Connection, table: sa.Table) -> bool:
     return all(isinstance(kinds[c.name], JSONB) for c in table.columns if isinstance(c.type, JSONB))
 
 
-def create_unindexed(conn: sa.Connection, table: sa.Table) -> bool:
-    """Create `table`, if it is missing, without its indexes (`ensure_indexes` adds them after
-    the rows: an index built over a million rows at once is cheaper than one kept up to date row
-    by row). Whether it was created."""
-    if sa.inspect(conn).has_table(table.name):
+def create_unindexed(conn: sa.Connection, table: sa.Table, checkfirst: bool = True) -> bool:
+    """Create `table` (with `checkfirst`, only if it is missing) without its indexes
+    (`ensure_indexes` adds them after the rows: an index built over a million rows at once is
+    cheaper than one kept up to date row by row). Whether it was created."""
+    if checkfirst and sa.inspect(conn).has_table(table.name):
         return False
     conn.execute(sa.schema.CreateTable(table))
     return True

@@ -411,7 +411,7 @@ def _write_sql(
             with _needs("ownership (to replace it) and CREATE on its schema", table):
                 if exists:
                     current.drop(conn)
-                score_tables.create_unindexed(conn, current)
+                score_tables.create_unindexed(conn, current, checkfirst=False)
         with _needs("INSERT", table):
             # staged reasons are joined to their rows a chunk at a time, inside the transaction
             for part in [frame] if staged is None else staged.joined(frame):
@@ -439,16 +439,19 @@ def _append_sql(
     (the rows just written to a table, that table and its column names), the rows are copied
     from it inside the database where that stores the same values (`history_copy`)."""
     with _needs("CREATE on its schema (or an existing table)", log.name):
-        score_tables.create_unindexed(conn, log)
+        created = score_tables.create_unindexed(conn, log)
         score_tables.add_missing_columns(conn, log)
+        if not created:  # an older leadscore's table: its missing indexes before the rows
+            score_tables.ensure_indexes(conn, log)
     with _needs("INSERT", log.name):
         copy = None if copied_from is None else copy_statement(conn, rows, log, *copied_from)
         if copy is not None:
             conn.execute(copy)
         else:
             insert_rows(rows, conn, log)
-    with _needs("CREATE on its schema (or an existing table with its indexes)", log.name):
-        score_tables.ensure_indexes(conn, log)  # after the rows: built at once, not row by row
+    if created:  # after the rows: each index built at once, not kept up to date row by row
+        with _needs("CREATE on its schema", log.name):
+            score_tables.ensure_indexes(conn, log)
 
 
 def _stored_compared(

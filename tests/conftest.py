@@ -161,20 +161,19 @@ def relocate(copy: Path, original: Path) -> None:
                     f'WHERE instr("{column}", ?) > 0',
                     (old, new, old),
                 )
-        for table in tables:
-            for column in [row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')]:
                 hits = conn.execute(  # the bare folder too, not only paths inside it
                     f'SELECT count(*) FROM "{table}" WHERE instr("{column}", ?) > 0',
                     (str(original),),
                 ).fetchone()[0]
                 assert hits == 0, f"{table}.{column} still names {original}"
     for path in copy.rglob("*"):
-        if path.is_file() and path.name != "mlflow.db" and old.encode() in path.read_bytes():
-            if path.name != "MLmodel":
-                raise AssertionError(f"{path} names {original}: relocate it too")
-            path.write_text(path.read_text().replace(old, new))
-        if path.is_file() and path.name != "mlflow.db":
-            assert str(original).encode() not in path.read_bytes(), f"{path} names {original}"
+        if not path.is_file() or path.name == "mlflow.db":
+            continue
+        data = path.read_bytes()
+        if path.name == "MLmodel":
+            data = data.replace(old.encode(), new.encode())
+            path.write_bytes(data)
+        assert str(original).encode() not in data, f"{path} names {original}: relocate it too"
 
 
 @pytest.fixture(scope="session")

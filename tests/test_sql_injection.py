@@ -103,7 +103,8 @@ def test_hostile_names_only_name_tables_in_postgres(postgres_url):
     victim = f"victim_{marker}"
     # a schema of its own: other tests create tables in the shared database meanwhile
     schema = f"inj_{marker}"
-    with sa.create_engine(postgres_url).begin() as conn:
+    admin = sa.create_engine(postgres_url)
+    with admin.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     url = (
         sa.engine.make_url(postgres_url)
@@ -132,8 +133,9 @@ def test_hostile_names_only_name_tables_in_postgres(postgres_url):
         assert kind == "jsonb"
     finally:
         engine.dispose()
-        with sa.create_engine(postgres_url).begin() as conn:
+        with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
 
 
 @pytest.mark.e2e

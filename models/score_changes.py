@@ -10,6 +10,8 @@ when both happen: one row per lead and batch.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -45,18 +47,47 @@ def _integer_ids(*frames: pd.DataFrame | None) -> bool:
     )
 
 
-def _side(frame: pd.DataFrame | None, as_integers: bool) -> pd.DataFrame:
-    """One batch's compared columns, keyed by the lead id (as int64 when every batch has
-    integer ids, else as text: a database may hand back another integer type than the frame
-    had, or text)."""
-    if not _usable(frame):
-        return pd.DataFrame(columns=[*COMPARED, "key"]).set_index("key")
-    assert frame is not None
-    out = pd.DataFrame({c: frame[c] if c in frame.columns else None for c in COMPARED})
-    out["mql"] = out["mql"].fillna(False).astype(bool)
-    ids = frame["lead_id"]
-    out["key"] = ids.to_numpy(dtype=np.int64) if as_integers else ids.astype(str).to_numpy()
-    return out.set_index("key")
+def _column(frame: pd.DataFrame, name: str) -> pd.Series:
+    if name in frame.columns:
+        return frame[name].reset_index(drop=True)
+    return pd.Series(None, index=pd.RangeIndex(len(frame)), dtype=object)
+
+
+@dataclass(frozen=True)
+class _Side:
+    """One batch's compared columns, one row per lead (its last, if listed twice): the lead id
+    as the batch has it, its key (int64 when every batch has integer ids, else text: a
+    database may hand back another integer type than the frame had, or text), and the grade
+    and stage as codes into their few distinct values (-1: missing), so that millions of
+    leads cost integer arrays, not a Python object each."""
+
+    ids: pd.Series
+    keys: pd.Series
+    grade: np.ndarray
+    grades: np.ndarray  # the grades as text, by code
+    mql: np.ndarray
+    score: np.ndarray
+    stage: np.ndarray
+    stages: np.ndarray
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame | None, as_integers: bool) -> _Side:
+        if not _usable(frame):
+            frame = pd.DataFrame({"lead_id": pd.Series([], dtype=object), "grade": [], "mql": []})
+        ids = _column(frame, "lead_id")
+        keys = ids.astype(np.int64) if as_integers else ids.astype(str)
+        grade, grades = pd.factorize(_column(frame, "grade"))
+        stage, stages = pd.factorize(_column(frame, "stage"))
+        return cls(
+            ids,
+            keys,
+            grade,
+            _texts(pd.Series(np.asarray(grades, dtype=object))).to_numpy(),
+            _column(frame, "mql").fillna(False).astype(bool).to_numpy(),
+            pd.to_numeric(_column(frame, "score")).to_numpy(dtype=float),
+            stage,
+            np.asarray(stages, dtype=object),
+        )
 
 
 def _texts(values: pd.Series) -> pd.Series:
@@ -64,6 +95,51 @@ def _texts(values: pd.Series) -> pd.Series:
     present = values.notna().to_numpy()
     text = values.astype(object).where(present, "").astype(str).to_numpy(dtype=object)
     return pd.Series(np.where(present, text, None), index=values.index, dtype=object)
+
+
+def _rows(codes: np.ndarray, n: int) -> np.ndarray:
+    """For each of `n` keys, the last row whose code it is (-1: none)."""
+    rows = np.full(n, -1, dtype=np.int64)
+    np.maximum.at(rows, codes, np.arange(len(codes), dtype=np.int64))
+    return rows
+
+
+def _at(values: np.ndarray, rows: np.ndarray, missing: object) -> np.ndarray:
+    """`values` at `rows`, `missing` where the row is -1."""
+    if not len(values):
+        return np.full(len(rows), missing)
+    return np.where(rows >= 0, values.take(np.maximum(rows, 0)), missing)
+
+
+def _shared_grades(old: _Side, new: _Side) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Both sides' grade codes as codes into one list of grade texts (two distinct values of
+    a side may spell one text: 1 and '1'), and that list with None last (code -1)."""
+    shared, texts = pd.factorize(np.concatenate([old.grades, new.grades]))
+    shared = np.append(shared, -1)  # a missing grade (code -1) stays -1
+    offset = np.where(new.grade >= 0, new.grade + len(old.grades), -1)
+    return shared[old.grade], shared[offset], np.append(np.asarray(texts, dtype=object), None)
+
+
+def _lead_ids(old: _Side, new: _Side, old_rows: np.ndarray, new_rows: np.ndarray) -> object:
+    """The lead id of each changed lead: the new batch's, or the old one's for a lead that
+    left."""
+    from_new = new_rows >= 0
+    if from_new.all():
+        ids = new.ids.take(new_rows)
+    else:
+        parts = [new.ids.take(new_rows[from_new]), old.ids.take(old_rows[~from_new])]
+        position = np.empty(len(new_rows), dtype=np.int64)
+        position[from_new] = np.arange(from_new.sum())
+        position[~from_new] = from_new.sum() + np.arange((~from_new).sum())
+        ids = pd.concat(parts, ignore_index=True).take(position)
+    return ids.to_numpy() if ids.dtype == object else ids.array
+
+
+def _stages(old: _Side, new: _Side, old_rows: np.ndarray, new_rows: np.ndarray) -> np.ndarray:
+    """Each changed lead's stage: the new batch's, or the old one's where the new has none."""
+    new_stage, old_stage = _at(new.stage, new_rows, -1), _at(old.stage, old_rows, -1)
+    new_names, old_names = np.append(new.stages, None), np.append(old.stages, None)
+    return np.where(new_stage >= 0, new_names[new_stage], old_names[old_stage])
 
 
 def score_changes(
@@ -75,43 +151,46 @@ def score_changes(
 ) -> pd.DataFrame:
     """The change rows from `previous` (the current table before this batch, or None) to
     `batch` (the rows replacing it), stamped with this batch's id, as-of and time (given: the
-    rows may all be kept from an earlier batch)."""
+    rows may all be kept from an earlier batch), in the order of the lead ids.
+
+    Leads are matched through integer codes of their keys, grades are compared as codes, and
+    only the changed rows are built: a first batch of millions of leads (every one a change)
+    costs a few integer arrays, not a joined table of Python objects."""
     as_integers = _integer_ids(previous, batch)
-    old, new = _side(previous, as_integers), _side(batch, as_integers)
-    both = old.join(new, how="outer", suffixes=("_old", "_new"))
-    old_mql = both["mql_old"].astype("boolean").fillna(False).to_numpy(dtype=bool)
-    new_mql = both["mql_new"].astype("boolean").fillna(False).to_numpy(dtype=bool)
-    old_grade = _texts(both["grade_old"])
-    new_grade = _texts(both["grade_new"])
-    regraded = (old_grade != new_grade) & ~(old_grade.isna() & new_grade.isna())
-    change = np.select(
-        [new_mql & ~old_mql, old_mql & ~new_mql, regraded.to_numpy()],
-        [INTO_MQL, OUT_OF_MQL, GRADE],
-        default="",
+    old, new = _Side.of(previous, as_integers), _Side.of(batch, as_integers)
+    keys = pd.concat([old.keys, new.keys], ignore_index=True)
+    codes = pd.factorize(keys, sort=True)[0]  # in the order of the keys
+    n_keys = int(codes.max()) + 1 if len(codes) else 0
+    old_rows = _rows(codes[: len(old.keys)], n_keys)
+    new_rows = _rows(codes[len(old.keys) :], n_keys)
+    old_grades, new_grades, texts = _shared_grades(old, new)
+    old_grade, new_grade = _at(old_grades, old_rows, -1), _at(new_grades, new_rows, -1)
+    old_mql, new_mql = _at(old.mql, old_rows, False), _at(new.mql, new_rows, False)
+    kind = np.select(
+        [new_mql & ~old_mql, old_mql & ~new_mql, old_grade != new_grade], [0, 1, 2], default=-1
     )
-    keep = change != ""
-    lead = both["lead_id_new"].where(both["lead_id_new"].notna(), both["lead_id_old"])
-    stage = both["stage_new"].where(both["stage_new"].notna(), both["stage_old"])
-    n = int(keep.sum())
+    keep = np.flatnonzero(kind >= 0)
+    old_rows, new_rows = old_rows[keep], new_rows[keep]
+    n = len(keep)
     out = pd.DataFrame(
         {
             "batch_id": np.full(n, batch_id, dtype=object),
-            "lead_id": lead.to_numpy()[keep],
-            "change": change[keep],
-            "old_grade": old_grade.to_numpy()[keep],
-            "new_grade": new_grade.to_numpy()[keep],
+            "lead_id": _lead_ids(old, new, old_rows, new_rows),
+            "change": np.array([INTO_MQL, OUT_OF_MQL, GRADE], dtype=object)[kind[keep]],
+            "old_grade": texts[old_grade[keep]],
+            "new_grade": texts[new_grade[keep]],
             "old_mql": old_mql[keep],
             "new_mql": new_mql[keep],
-            "old_score": pd.to_numeric(both["score_old"]).to_numpy(dtype=float)[keep],
-            "new_score": pd.to_numeric(both["score_new"]).to_numpy(dtype=float)[keep],
-            "stage": stage.to_numpy()[keep],
+            "old_score": _at(old.score, old_rows, np.nan),
+            "new_score": _at(new.score, new_rows, np.nan),
+            "stage": _stages(old, new, old_rows, new_rows),
             "as_of": _repeated(as_of, n),
             "scored_at": _repeated(scored_at, n),
         }
     )
     if len(batch):
         out["lead_id"] = out["lead_id"].astype(batch["lead_id"].dtype, errors="ignore")
-    return out[CHANGE_COLUMNS].reset_index(drop=True)
+    return out
 
 
 def _repeated(moment: pd.Timestamp, n: int) -> pd.Series:

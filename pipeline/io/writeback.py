@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from leadscore.models.score_changes import COMPARED, score_changes
 from leadscore.pipeline.errors import InputError, JobBusy, JobFailure
 from leadscore.pipeline.io import file_commit, score_tables
+from leadscore.pipeline.io.allocator import release_freed_memory
 from leadscore.pipeline.io.bulk_insert import insert_rows
 from leadscore.pipeline.io.history_copy import copy_statement
 from leadscore.pipeline.io.staging import StagedColumns
@@ -386,11 +387,17 @@ def _write_sql(
         _take_turns(conn, table, timeout_s)
         dialect = conn.dialect.name
         exists = sa.inspect(conn).has_table(table)
-        change_rows = None
         if history is not None and changes is not None:
             with _needs("SELECT", table):
                 previous = _stored_compared(conn, table, columns) if exists else None
             change_rows = changes.rows(previous, frame)
+            del previous
+            if len(change_rows):  # first, in the same transaction: then freed (a first batch
+                # of millions of leads has a change row each), before the current table's rows
+                log = score_tables.changes_table(change_rows, changes.table, dialect)
+                _append_sql(conn, log, change_rows)
+            del change_rows
+            release_freed_memory()
         if exists and history is not None and "scored_at" in frame.columns:
             with _needs("SELECT", table):
                 frame = _stored_times(conn, table, frame, columns)
@@ -423,9 +430,6 @@ def _write_sql(
             rows, name = history
             log = score_tables.history_table(rows, name, dialect)
             _append_sql(conn, log, rows, (frame, current, rename))
-        if change_rows is not None and changes is not None and len(change_rows):
-            log = score_tables.changes_table(change_rows, changes.table, dialect)
-            _append_sql(conn, log, change_rows)
 
 
 def _append_sql(

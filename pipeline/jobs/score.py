@@ -105,8 +105,11 @@ def score(
     batch_id = uuid.uuid4().hex
     with steps.step(f"Writing {len(scores):,} scores{note}"):
         # the rescored leads as the table holds them: grades and MQLs drawn over the whole table
-        fresh = scores["lead_id"].isin(rescored["lead_id"]).to_numpy()
-        history = scores.loc[fresh, HISTORY_COLUMNS].assign(batch_id=batch_id)
+        if base is None:  # every row rescored: the history takes them all, without a copy
+            history = scores[HISTORY_COLUMNS].assign(batch_id=batch_id)
+        else:
+            fresh = scores["lead_id"].isin(rescored["lead_id"]).to_numpy()
+            history = scores.loc[fresh, HISTORY_COLUMNS].assign(batch_id=batch_id)
         target, changes = catalog.write_scores(
             scores, history, batch_id, data.as_of, scored_at, staged
         )

@@ -10,6 +10,7 @@ when both happen: one row per lead and batch.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -142,20 +143,83 @@ def _stages(old: _Side, new: _Side, old_rows: np.ndarray, new_rows: np.ndarray) 
     return np.where(new_stage >= 0, new_names[new_stage], old_names[old_stage])
 
 
-def score_changes(
+KINDS = np.array([INTO_MQL, OUT_OF_MQL, GRADE], dtype=object)  # by change code
+
+
+@dataclass(frozen=True)
+class Changes:
+    """The leads whose MQL flag or grade differ between two batches, as their rows in each
+    (-1: not there) and codes, in the order of the lead ids; their rows are built a slice at
+    a time (`parts`), so a first batch of millions of changes is never held whole."""
+
+    old: _Side
+    new: _Side
+    kind: np.ndarray  # the change's code (into_mql, out_of_mql, grade), by `KINDS`
+    old_rows: np.ndarray
+    new_rows: np.ndarray
+    old_grade: np.ndarray  # codes into `texts`
+    new_grade: np.ndarray
+    old_mql: np.ndarray
+    new_mql: np.ndarray
+    texts: np.ndarray  # the grades' texts by code, None last (code -1)
+    stamp: tuple[str, pd.Timestamp, pd.Timestamp]  # batch id, as-of, scored at
+    lead_type: object | None  # the batch's lead id dtype (None: an empty batch)
+
+    def __len__(self) -> int:
+        return len(self.kind)
+
+    def counts(self) -> dict[str, int]:
+        """How many changes of each kind."""
+        found = np.bincount(self.kind, minlength=len(KINDS))
+        return {str(KINDS[k]): int(n) for k, n in enumerate(found) if n}
+
+    def frame(self, start: int = 0, stop: int | None = None) -> pd.DataFrame:
+        """The change rows `start` to `stop` (all by default), in `CHANGE_COLUMNS`."""
+        part = slice(start, stop)
+        old_rows, new_rows = self.old_rows[part], self.new_rows[part]
+        old, new = self.old, self.new
+        batch_id, as_of, scored_at = self.stamp
+        n = len(old_rows)
+        out = pd.DataFrame(
+            {
+                "batch_id": np.full(n, batch_id, dtype=object),
+                "lead_id": _lead_ids(old, new, old_rows, new_rows),
+                "change": KINDS[self.kind[part]],
+                "old_grade": self.texts[self.old_grade[part]],
+                "new_grade": self.texts[self.new_grade[part]],
+                "old_mql": self.old_mql[part],
+                "new_mql": self.new_mql[part],
+                "old_score": _at(old.score, old_rows, np.nan),
+                "new_score": _at(new.score, new_rows, np.nan),
+                "stage": _stages(old, new, old_rows, new_rows),
+                "as_of": _repeated(as_of, n),
+                "scored_at": _repeated(scored_at, n),
+            }
+        )
+        if self.lead_type is not None:
+            out["lead_id"] = out["lead_id"].astype(self.lead_type, errors="ignore")
+        return out
+
+    def parts(self, size: int) -> Iterator[pd.DataFrame]:
+        """The change rows, `size` at a time (one empty frame when there are none)."""
+        for start in range(0, max(len(self), 1), size):
+            yield self.frame(start, start + size)
+
+
+def find_changes(
     previous: pd.DataFrame | None,
     batch: pd.DataFrame,
     batch_id: str,
     as_of: pd.Timestamp,
     scored_at: pd.Timestamp,
-) -> pd.DataFrame:
-    """The change rows from `previous` (the current table before this batch, or None) to
-    `batch` (the rows replacing it), stamped with this batch's id, as-of and time (given: the
-    rows may all be kept from an earlier batch), in the order of the lead ids.
+) -> Changes:
+    """The changes from `previous` (the current table before this batch, or None) to `batch`
+    (the rows replacing it), stamped with this batch's id, as-of and time (given: the rows may
+    all be kept from an earlier batch).
 
-    Leads are matched through integer codes of their keys, grades are compared as codes, and
-    only the changed rows are built: a first batch of millions of leads (every one a change)
-    costs a few integer arrays, not a joined table of Python objects."""
+    Leads are matched through integer codes of their keys and grades compared as codes: a
+    batch of millions of leads costs a few integer arrays, not a joined table of Python
+    objects."""
     as_integers = _integer_ids(previous, batch)
     old, new = _Side.of(previous, as_integers), _Side.of(batch, as_integers)
     keys = pd.concat([old.keys, new.keys], ignore_index=True)
@@ -170,27 +234,31 @@ def score_changes(
         [new_mql & ~old_mql, old_mql & ~new_mql, old_grade != new_grade], [0, 1, 2], default=-1
     )
     keep = np.flatnonzero(kind >= 0)
-    old_rows, new_rows = old_rows[keep], new_rows[keep]
-    n = len(keep)
-    out = pd.DataFrame(
-        {
-            "batch_id": np.full(n, batch_id, dtype=object),
-            "lead_id": _lead_ids(old, new, old_rows, new_rows),
-            "change": np.array([INTO_MQL, OUT_OF_MQL, GRADE], dtype=object)[kind[keep]],
-            "old_grade": texts[old_grade[keep]],
-            "new_grade": texts[new_grade[keep]],
-            "old_mql": old_mql[keep],
-            "new_mql": new_mql[keep],
-            "old_score": _at(old.score, old_rows, np.nan),
-            "new_score": _at(new.score, new_rows, np.nan),
-            "stage": _stages(old, new, old_rows, new_rows),
-            "as_of": _repeated(as_of, n),
-            "scored_at": _repeated(scored_at, n),
-        }
+    return Changes(
+        old,
+        new,
+        kind[keep],
+        old_rows[keep],
+        new_rows[keep],
+        old_grade[keep],
+        new_grade[keep],
+        old_mql[keep],
+        new_mql[keep],
+        texts,
+        (batch_id, as_of, scored_at),
+        batch["lead_id"].dtype if len(batch) else None,
     )
-    if len(batch):
-        out["lead_id"] = out["lead_id"].astype(batch["lead_id"].dtype, errors="ignore")
-    return out
+
+
+def score_changes(
+    previous: pd.DataFrame | None,
+    batch: pd.DataFrame,
+    batch_id: str,
+    as_of: pd.Timestamp,
+    scored_at: pd.Timestamp,
+) -> pd.DataFrame:
+    """The change rows of `find_changes`, all at once, in the order of the lead ids."""
+    return find_changes(previous, batch, batch_id, as_of, scored_at).frame()
 
 
 def _repeated(moment: pd.Timestamp, n: int) -> pd.Series:

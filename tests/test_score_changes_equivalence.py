@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from frozen_changes.score_changes import score_changes as frozen_score_changes
 
-from leadscore.models.score_changes import score_changes
+from leadscore.models.score_changes import find_changes, score_changes
 
 T = pd.Timestamp("2026-11-01", tz="UTC")
 GRADES = np.array(["A", "B", "C", "D", None], dtype=object)
@@ -51,3 +51,24 @@ def test_the_same_change_rows_as_before_the_rewrite(seed: int) -> None:
     want = frozen_score_changes(previous, batch, "b1", T, T + pd.Timedelta(hours=1))
     assert len(want) > 0
     pd.testing.assert_frame_equal(got, want, check_exact=True)
+
+
+@pytest.mark.parametrize("seed", range(0, 40, 3))
+def test_the_rows_written_a_slice_at_a_time_are_the_same_rows(seed: int) -> None:
+    """The write takes the change rows a slice at a time: the same rows, values and counts
+    (a slice's column may be typed apart, a column of missing grades say: stored the same)."""
+    rng = np.random.default_rng(seed)
+    ids = rng.choice(5_000, size=500, replace=False)
+    previous = None if seed % 2 else _batch(rng, ids[:300], bool(seed % 3), old=True)
+    batch = _batch(rng, ids[150:], bool(seed % 3), old=False)
+    found = find_changes(previous, batch, "b1", T, T)
+    whole = found.frame()
+    parts = list(found.parts(37))
+    assert [len(p) for p in parts[:-1]] == [37] * (len(parts) - 1)
+    assert sum(map(len, parts)) == len(whole) > 0
+    start = 0
+    for part in parts:
+        want = whole.iloc[start : start + len(part)].reset_index(drop=True)
+        pd.testing.assert_frame_equal(part, want, check_dtype=False)
+        start += len(part)
+    assert found.counts() == whole["change"].value_counts().to_dict()

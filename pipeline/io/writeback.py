@@ -11,7 +11,7 @@ lock on the table; past `lock_timeout_s` the job stops with JobBusy and writes n
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +20,11 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
-from leadscore.models.score_changes import COMPARED, score_changes
+from leadscore.models.score_changes import COMPARED, Changes, find_changes
 from leadscore.pipeline.errors import InputError, JobBusy, JobFailure
 from leadscore.pipeline.io import file_commit, score_tables
 from leadscore.pipeline.io.allocator import release_freed_memory
-from leadscore.pipeline.io.bulk_insert import insert_rows
+from leadscore.pipeline.io.bulk_insert import ROWS_PER_CALL, insert_rows
 from leadscore.pipeline.io.history_copy import copy_statement
 from leadscore.pipeline.io.staging import StagedColumns
 from leadscore.pipeline.redaction import MissingVariable, expand_env, redact
@@ -50,11 +50,16 @@ class ChangeLog:
     # what the write recorded, by kind of change (filled in by `rows`)
     counts: dict[str, int] = field(default_factory=dict, compare=False)
 
-    def rows(self, previous: pd.DataFrame | None, batch: pd.DataFrame) -> pd.DataFrame:
-        found = score_changes(previous, batch, self.batch_id, self.as_of, self.scored_at)
+    def found(self, previous: pd.DataFrame | None, batch: pd.DataFrame) -> Changes:
+        """The changes from `previous` to `batch` (their rows built as they are written)."""
+        found = find_changes(previous, batch, self.batch_id, self.as_of, self.scored_at)
         self.counts.clear()
-        self.counts.update(found["change"].value_counts().astype(int).to_dict())
+        self.counts.update(found.counts())
         return found
+
+    def rows(self, previous: pd.DataFrame | None, batch: pd.DataFrame) -> pd.DataFrame:
+        """The change rows from `previous` to `batch`, all at once."""
+        return self.found(previous, batch).frame()
 
 
 def resolve_target(target: str) -> str:
@@ -390,13 +395,16 @@ def _write_sql(
         if history is not None and changes is not None:
             with _needs("SELECT", table):
                 previous = _stored_compared(conn, table, columns) if exists else None
-            change_rows = changes.rows(previous, frame)
+            found = changes.found(previous, frame)
             del previous
-            if len(change_rows):  # first, in the same transaction: then freed (a first batch
-                # of millions of leads has a change row each), before the current table's rows
-                log = score_tables.changes_table(change_rows, changes.table, dialect)
-                _append_sql(conn, log, change_rows)
-            del change_rows
+            if len(found):  # first, in the same transaction, a slice of rows at a time (a
+                # first batch of millions of leads has a change row each): then freed
+                parts = found.parts(ROWS_PER_CALL)
+                first = next(parts)
+                log = score_tables.changes_table(first, changes.table, dialect)
+                _append_sql(conn, log, first, more=parts)
+                del first, parts
+            del found
             release_freed_memory()
         if exists and history is not None and "scored_at" in frame.columns:
             with _needs("SELECT", table):
@@ -437,11 +445,13 @@ def _append_sql(
     log: sa.Table,
     rows: pd.DataFrame,
     copied_from: tuple[pd.DataFrame, sa.Table, dict[str, str]] | None = None,
+    more: Iterable[pd.DataFrame] = (),
 ) -> None:
     """Append to an append-only table, made (or brought up to date) first and indexed after the
     rows (a first batch's rows are indexed at once, not one by one). With `copied_from`
     (the rows just written to a table, that table and its column names), the rows are copied
-    from it inside the database where that stores the same values (`history_copy`)."""
+    from it inside the database where that stores the same values (`history_copy`). `more`:
+    rows to append after `rows` (which gave the table's columns), as they come."""
     with _needs("CREATE on its schema (or an existing table)", log.name):
         created = score_tables.create_unindexed(conn, log)
         score_tables.add_missing_columns(conn, log)
@@ -453,6 +463,8 @@ def _append_sql(
             conn.execute(copy)
         else:
             insert_rows(rows, conn, log)
+        for part in more:
+            insert_rows(part, conn, log)
     if created:  # after the rows: each index built at once, not kept up to date row by row
         with _needs("CREATE on its schema", log.name):
             score_tables.ensure_indexes(conn, log)

@@ -39,7 +39,7 @@ def _usable(frame: pd.DataFrame | None) -> bool:
 
 
 def _integer_ids(*frames: pd.DataFrame | None) -> bool:
-    """Whether every batch's lead ids are integers without gaps (then they key the join as
+    """Whether every batch's lead ids are integers without gaps (then they are matched as
     int64, far lighter than text for millions of leads)."""
     return all(
         pd.api.types.is_integer_dtype(f["lead_id"]) and not f["lead_id"].hasnans
@@ -54,13 +54,13 @@ def _column(frame: pd.DataFrame, name: str) -> pd.Series:
     return pd.Series(None, index=pd.RangeIndex(len(frame)), dtype=object)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Side:
-    """One batch's compared columns, one row per lead (its last, if listed twice): the lead id
-    as the batch has it, its key (int64 when every batch has integer ids, else text: a
-    database may hand back another integer type than the frame had, or text), and the grade
-    and stage as codes into their few distinct values (-1: missing), so that millions of
-    leads cost integer arrays, not a Python object each."""
+    """One batch's compared columns: the lead id as the batch has it, its key (int64 when
+    every batch has integer ids, else text: a database may hand back another integer type
+    than the frame had, or text), and the grade and stage as codes into their few distinct
+    values (-1: missing), so that millions of leads cost integer arrays, not a Python object
+    each."""
 
     ids: pd.Series
     keys: pd.Series
@@ -121,7 +121,9 @@ def _shared_grades(old: _Side, new: _Side) -> tuple[np.ndarray, np.ndarray, np.n
     return shared[old.grade], shared[offset], np.append(np.asarray(texts, dtype=object), None)
 
 
-def _lead_ids(old: _Side, new: _Side, old_rows: np.ndarray, new_rows: np.ndarray) -> object:
+def _lead_ids(
+    old: _Side, new: _Side, old_rows: np.ndarray, new_rows: np.ndarray
+) -> np.ndarray | pd.api.extensions.ExtensionArray:
     """The lead id of each changed lead: the new batch's, or the old one's for a lead that
     left."""
     from_new = new_rows >= 0
@@ -146,7 +148,7 @@ def _stages(old: _Side, new: _Side, old_rows: np.ndarray, new_rows: np.ndarray) 
 KINDS = np.array([INTO_MQL, OUT_OF_MQL, GRADE], dtype=object)  # by change code
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Changes:
     """The leads whose MQL flag or grade differ between two batches, as their rows in each
     (-1: not there) and codes, in the order of the lead ids; their rows are built a slice at
@@ -163,7 +165,8 @@ class Changes:
     new_mql: np.ndarray
     texts: np.ndarray  # the grades' texts by code, None last (code -1)
     stamp: tuple[str, pd.Timestamp, pd.Timestamp]  # batch id, as-of, scored at
-    lead_type: object | None  # the batch's lead id dtype (None: an empty batch)
+    lead_type: object | None  # the batch's lead id dtype (None: an empty batch, or ids that
+    # left which cannot take it)
 
     def __len__(self) -> int:
         return len(self.kind)
@@ -184,7 +187,7 @@ class Changes:
             {
                 "batch_id": np.full(n, batch_id, dtype=object),
                 "lead_id": _lead_ids(old, new, old_rows, new_rows),
-                "change": KINDS[self.kind[part]],
+                "change": KINDS[self.kind[part]].astype(str),  # text even when empty
                 "old_grade": self.texts[self.old_grade[part]],
                 "new_grade": self.texts[self.new_grade[part]],
                 "old_mql": self.old_mql[part],
@@ -223,7 +226,8 @@ def find_changes(
     as_integers = _integer_ids(previous, batch)
     old, new = _Side.of(previous, as_integers), _Side.of(batch, as_integers)
     keys = pd.concat([old.keys, new.keys], ignore_index=True)
-    codes = pd.factorize(keys, sort=True)[0]  # in the order of the keys
+    # in the order of the keys; a missing id is a key of its own (last), as it was in a join
+    codes = pd.factorize(keys, sort=True, use_na_sentinel=False)[0]
     n_keys = int(codes.max()) + 1 if len(codes) else 0
     old_rows = _rows(codes[: len(old.keys)], n_keys)
     new_rows = _rows(codes[len(old.keys) :], n_keys)
@@ -234,6 +238,13 @@ def find_changes(
         [new_mql & ~old_mql, old_mql & ~new_mql, old_grade != new_grade], [0, 1, 2], default=-1
     )
     keep = np.flatnonzero(kind >= 0)
+    lead_type = batch["lead_id"].dtype if len(batch) else None
+    gone = old_rows[keep][new_rows[keep] < 0]  # leads that left: their ids typed as the batch's
+    if lead_type is not None and len(gone):  # when all of them can be, for every slice alike
+        try:
+            old.ids.take(gone).astype(lead_type)
+        except (TypeError, ValueError):
+            lead_type = None
     return Changes(
         old,
         new,
@@ -246,7 +257,7 @@ def find_changes(
         new_mql[keep],
         texts,
         (batch_id, as_of, scored_at),
-        batch["lead_id"].dtype if len(batch) else None,
+        lead_type,
     )
 
 

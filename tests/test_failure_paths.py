@@ -278,10 +278,13 @@ def test_a_role_without_insert_on_the_history_is_told_which_grant_is_missing(
         conn.execute(sa.text(f'GRANT SELECT ON "{history}" TO "{role}"'))
         conn.execute(sa.text(f'GRANT SELECT, INSERT ON "{changes}" TO "{role}"'))
         before = conn.execute(sa.text(f'SELECT COUNT(*) FROM "{history}"')).scalar()
+        logged = conn.execute(sa.text(f'SELECT COUNT(*) FROM "{changes}"')).scalar()
     result = _cli(own_model, "score", "--as-of", "2026-10-02", "--output", url, *sets)
     _refused(result, f"may not use table '{history}'", "permission denied", "Grant it")
     with engine.begin() as conn:
         assert conn.execute(sa.text(f'SELECT COUNT(*) FROM "{history}"')).scalar() == before
+        # the change rows, written first in the transaction, rolled back with the rest
+        assert conn.execute(sa.text(f'SELECT COUNT(*) FROM "{changes}"')).scalar() == logged
         as_of = conn.execute(sa.text(f'SELECT DISTINCT as_of FROM "{table}"')).scalars().all()
     assert [f"{t:%Y-%m-%d}" for t in as_of] == [AS_OF]  # the current table rolled back too
     engine.dispose()

@@ -72,3 +72,39 @@ def test_the_rows_written_a_slice_at_a_time_are_the_same_rows(seed: int) -> None
         pd.testing.assert_frame_equal(part, want, check_dtype=False)
         start += len(part)
     assert found.counts() == whole["change"].value_counts().to_dict()
+
+
+def _frame(ids: list[object], grades: list[object], mql: list[bool]) -> pd.DataFrame:
+    return pd.DataFrame({"lead_id": pd.Series(ids, dtype=object), "grade": grades, "mql": mql})
+
+
+@pytest.mark.parametrize(
+    ("previous", "batch"),
+    [
+        # nothing changed: no rows, typed as before
+        (
+            _frame(["a", "b"], ["A", "B"], [False, True]),
+            _frame(["a", "b"], ["A", "B"], [False, True]),
+        ),
+        # a lead without an id is a lead of its own, not another's
+        (_frame(["a", None], ["A", "B"], [False, False]), _frame(["a"], ["A"], [False])),
+        (_frame(["a"], ["A"], [False]), _frame(["a", None], ["A", "C"], [False, True])),
+        (_frame([None], ["A"], [False]), _frame([None], ["B"], [False])),
+        # integer ids in the batch, text ids that left: typed as text, as before
+        (
+            _frame(["x-1", "x-2"], ["A", "B"], [False, False]),
+            _frame([1, 2], ["A", "B"], [False, True]),
+        ),
+    ],
+)
+def test_edge_batches_give_the_same_rows_as_before(
+    previous: pd.DataFrame, batch: pd.DataFrame
+) -> None:
+    if batch["lead_id"].map(type).eq(int).all():
+        batch = batch.assign(lead_id=batch["lead_id"].astype("int64"))
+    got = score_changes(previous, batch, "b1", T, T)
+    want = frozen_score_changes(previous, batch, "b1", T, T)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    found = find_changes(previous, batch, "b1", T, T)
+    whole = pd.concat(list(found.parts(1)), ignore_index=True)
+    assert whole["lead_id"].dtype == got["lead_id"].dtype  # the slices typed as the whole

@@ -47,7 +47,7 @@ class ChangeLog:
     batch_id: str
     as_of: pd.Timestamp
     scored_at: pd.Timestamp
-    # what the write recorded, by kind of change (filled in by `rows`)
+    # what the write recorded, by kind of change (filled in by `found`)
     counts: dict[str, int] = field(default_factory=dict, compare=False)
 
     def found(self, previous: pd.DataFrame | None, batch: pd.DataFrame) -> Changes:
@@ -396,7 +396,6 @@ def _write_sql(
             with _needs("SELECT", table):
                 previous = _stored_compared(conn, table, columns) if exists else None
             found = changes.found(previous, frame)
-            del previous
             if len(found):  # first, in the same transaction, a slice of rows at a time (a
                 # first batch of millions of leads has a change row each): then freed
                 parts = found.parts(ROWS_PER_CALL)

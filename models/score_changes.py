@@ -56,14 +56,11 @@ def _column(frame: pd.DataFrame, name: str) -> pd.Series:
 
 @dataclass(frozen=True, eq=False)
 class _Side:
-    """One batch's compared columns: the lead id as the batch has it, its key (int64 when
-    every batch has integer ids, else text: a database may hand back another integer type
-    than the frame had, or text), and the grade and stage as codes into their few distinct
-    values (-1: missing), so that millions of leads cost integer arrays, not a Python object
-    each."""
+    """One batch's compared columns: the lead id as the batch has it, and the grade and stage
+    as codes into their few distinct values (-1: missing), so that millions of leads cost
+    small integer arrays, not a Python object each."""
 
     ids: pd.Series
-    keys: pd.Series
     grade: np.ndarray
     grades: np.ndarray  # the grades as text, by code
     mql: np.ndarray
@@ -72,21 +69,18 @@ class _Side:
     stages: np.ndarray
 
     @classmethod
-    def of(cls, frame: pd.DataFrame | None, as_integers: bool) -> _Side:
+    def of(cls, frame: pd.DataFrame | None) -> _Side:
         if not _usable(frame):
             frame = pd.DataFrame({"lead_id": pd.Series([], dtype=object), "grade": [], "mql": []})
-        ids = _column(frame, "lead_id")
-        keys = ids.astype(np.int64) if as_integers else ids.astype(str)
         grade, grades = pd.factorize(_column(frame, "grade"))
         stage, stages = pd.factorize(_column(frame, "stage"))
         return cls(
-            ids,
-            keys,
-            grade,
+            _column(frame, "lead_id"),
+            grade.astype(np.int32),
             _texts(pd.Series(np.asarray(grades, dtype=object))).to_numpy(),
             _column(frame, "mql").fillna(False).astype(bool).to_numpy(),
             pd.to_numeric(_column(frame, "score")).to_numpy(dtype=float),
-            stage,
+            stage.astype(np.int32),
             np.asarray(stages, dtype=object),
         )
 
@@ -98,10 +92,17 @@ def _texts(values: pd.Series) -> pd.Series:
     return pd.Series(np.where(present, text, None), index=values.index, dtype=object)
 
 
+def _keys(ids: pd.Series, as_integers: bool) -> pd.Series:
+    """Lead ids as keys to match: int64 when every batch has integer ids, else text (a
+    database may hand back another integer type than the frame had, or text)."""
+    return ids.astype(np.int64) if as_integers else ids.astype(str)
+
+
 def _rows(codes: np.ndarray, n: int) -> np.ndarray:
     """For each of `n` keys, the last row whose code it is (-1: none)."""
-    rows = np.full(n, -1, dtype=np.int64)
-    np.maximum.at(rows, codes, np.arange(len(codes), dtype=np.int64))
+    kind = np.int32 if len(codes) < np.iinfo(np.int32).max else np.int64
+    rows = np.full(n, -1, dtype=kind)
+    np.maximum.at(rows, codes, np.arange(len(codes), dtype=kind))
     return rows
 
 
@@ -116,7 +117,7 @@ def _shared_grades(old: _Side, new: _Side) -> tuple[np.ndarray, np.ndarray, np.n
     """Both sides' grade codes as codes into one list of grade texts (two distinct values of
     a side may spell one text: 1 and '1'), and that list with None last (code -1)."""
     shared, texts = pd.factorize(np.concatenate([old.grades, new.grades]))
-    shared = np.append(shared, -1)  # a missing grade (code -1) stays -1
+    shared = np.append(shared, -1).astype(np.int32)  # a missing grade (code -1) stays -1
     offset = np.where(new.grade >= 0, new.grade + len(old.grades), -1)
     return shared[old.grade], shared[offset], np.append(np.asarray(texts, dtype=object), None)
 
@@ -224,19 +225,21 @@ def find_changes(
     batch of millions of leads costs a few integer arrays, not a joined table of Python
     objects."""
     as_integers = _integer_ids(previous, batch)
-    old, new = _Side.of(previous, as_integers), _Side.of(batch, as_integers)
-    keys = pd.concat([old.keys, new.keys], ignore_index=True)
+    old, new = _Side.of(previous), _Side.of(batch)
+    keys = pd.concat([_keys(old.ids, as_integers), _keys(new.ids, as_integers)])
     # in the order of the keys; a missing id is a key of its own (last), as it was in a join
     codes = pd.factorize(keys, sort=True, use_na_sentinel=False)[0]
+    del keys
     n_keys = int(codes.max()) + 1 if len(codes) else 0
-    old_rows = _rows(codes[: len(old.keys)], n_keys)
-    new_rows = _rows(codes[len(old.keys) :], n_keys)
+    old_rows = _rows(codes[: len(old.ids)], n_keys)
+    new_rows = _rows(codes[len(old.ids) :], n_keys)
+    del codes
     old_grades, new_grades, texts = _shared_grades(old, new)
     old_grade, new_grade = _at(old_grades, old_rows, -1), _at(new_grades, new_rows, -1)
     old_mql, new_mql = _at(old.mql, old_rows, False), _at(new.mql, new_rows, False)
     kind = np.select(
         [new_mql & ~old_mql, old_mql & ~new_mql, old_grade != new_grade], [0, 1, 2], default=-1
-    )
+    ).astype(np.int8)
     keep = np.flatnonzero(kind >= 0)
     lead_type = batch["lead_id"].dtype if len(batch) else None
     gone = old_rows[keep][new_rows[keep] < 0]  # leads that left: their ids typed as the batch's

@@ -264,22 +264,21 @@ def regrade(
     bands rank marketing's leads among themselves and sales' among theirs, and only marketing's
     leads can be MQL, within the weekly capacity the agreement sets."""
     proba = scores["probability"].to_numpy(dtype=float)
-    # rows kept from a table an older release wrote have no stage: they were marketing's
-    stage = (
-        scores["stage"].astype(object).where(scores["stage"].notna(), MARKETING).to_numpy()
-        if "stage" in scores
-        else np.full(len(scores), MARKETING, dtype=object)
-    )
+    stage, names = _stage_codes(scores)
     grades = np.full(len(scores), None, dtype=object)
-    for name in np.unique(stage):
-        mask = stage == name
+    for code in range(len(names)):
+        mask = stage == code
         grades[mask] = assign_grades(proba[mask], rules.grades, rules.grade_by).to_numpy()
     flags = np.zeros(len(scores), dtype=bool)
-    marketing = stage == MARKETING
+    marketing = stage == (names.index(MARKETING) if MARKETING in names else -1)
     capacity = policy.capacity_per_week
     if capacity is not None:
         capacity = max(capacity - state.handed_this_week, 0)
-    standing = scores["lead_id"].astype(str).isin(state.standing).to_numpy()
+    standing = (
+        scores["lead_id"].astype(str).isin(state.standing).to_numpy()
+        if state.standing
+        else np.zeros(len(scores), dtype=bool)
+    )
     flags[marketing] = mql_flags(
         proba[marketing],
         pd.Series(grades[marketing]),
@@ -289,6 +288,22 @@ def regrade(
         standing[marketing],
     )
     return scores.assign(grade=grades, mql=flags)
+
+
+def _stage_codes(scores: pd.DataFrame) -> tuple[np.ndarray, list[object]]:
+    """Each row's stage as a code into the stages (integer codes, not a Python string per
+    row: a batch has millions of rows and two stages). Rows kept from a table an older release
+    wrote have no stage: they were marketing's."""
+    if "stage" not in scores:
+        return np.zeros(len(scores), dtype=np.int64), [MARKETING]
+    codes, found = pd.factorize(scores["stage"])
+    names = list(found)
+    missing = codes < 0
+    if missing.any():
+        if MARKETING not in names:
+            names.append(MARKETING)
+        codes[missing] = names.index(MARKETING)
+    return codes, names
 
 
 def finish(

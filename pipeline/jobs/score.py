@@ -97,9 +97,14 @@ def score(
         rescored = staged.whole(rescored)
         scores = _merged(base, spine, rescored, catalog, state)
         staged = None
+    run_as_of = data.as_of
+    # the tables, the spine and the chunks' rows are not needed to write: their memory goes
+    # back before the write builds its own (the leads table alone is about 150 bytes a lead)
+    del data, spine, scored
+    release_freed_memory()
     if scores.empty:
         raise InputError(
-            f"{catalog.data_dir}: {catalog.shape.nothing_open(data.as_of)}; nothing to score"
+            f"{catalog.data_dir}: {catalog.shape.nothing_open(run_as_of)}; nothing to score"
         )
     note = "" if base is None else f" ({len(rescored):,} rescored)"
     batch_id = uuid.uuid4().hex
@@ -111,10 +116,10 @@ def score(
             fresh = scores["lead_id"].isin(rescored["lead_id"]).to_numpy()
             history = scores.loc[fresh, HISTORY_COLUMNS].assign(batch_id=batch_id)
         target, changes = catalog.write_scores(
-            scores, history, batch_id, data.as_of, scored_at, staged
+            scores, history, batch_id, run_as_of, scored_at, staged
         )
-    _log_batch(catalog, scores, changes, batch_id, version, data.as_of, started)
-    return ScoreResult(scores, target, version, data.as_of, _holdout_grades(bundle, catalog))
+    _log_batch(catalog, scores, changes, batch_id, version, run_as_of, started)
+    return ScoreResult(scores, target, version, run_as_of, _holdout_grades(bundle, catalog))
 
 
 def _workers(catalog: Catalog, bundle: ScoringBundle) -> Workers | None:

@@ -22,8 +22,8 @@ from leadscore.models.handoff_outcomes import (
     hand_off_outcomes,
 )
 from leadscore.models.score_changes import INTO_MQL, OUT_OF_MQL, score_changes
-from leadscore.models.scores import mql_flags
-from leadscore.models.scoring import HandOffState, regrade
+from leadscore.models.scores import assign_grades, mql_flags
+from leadscore.models.scoring import HandOffRules, HandOffState, ScoringRules, regrade
 from leadscore.pipeline.config import load_config
 from leadscore.pipeline.errors import InputError
 
@@ -105,6 +105,70 @@ def test_only_marketing_leads_are_mqls_and_each_population_is_graded_apart():
         assert set(grades.index) == {"A", "B", "C", "D"}
         assert grades["A"] == pytest.approx(0.1, abs=0.01)
     assert out["mql"].sum() == (out.loc[out["stage"] == MARKETING, "grade"].isin(["A", "B"])).sum()
+
+
+def _regraded_as_before(
+    scores: pd.DataFrame, rules: ScoringRules, policy: HandOffRules
+) -> tuple[list, list]:
+    """Grades and MQL flags as `regrade` drew them before it used integer codes (one
+    object array of stages, np.unique over it), without a weekly capacity's standing MQLs."""
+    proba = scores["probability"].to_numpy(dtype=float)
+    stage = (
+        scores["stage"].astype(object).where(scores["stage"].notna(), MARKETING).to_numpy()
+        if "stage" in scores
+        else np.full(len(scores), MARKETING, dtype=object)
+    )
+    grades = np.full(len(scores), None, dtype=object)
+    for name in np.unique(stage):
+        mask = stage == name
+        grades[mask] = assign_grades(proba[mask], rules.grades, rules.grade_by).to_numpy()
+    marketing = stage == MARKETING
+    flags = np.zeros(len(scores), dtype=bool)
+    flags[marketing] = mql_flags(
+        proba[marketing],
+        pd.Series(grades[marketing]),
+        policy.mql_grades,
+        policy.mql_min_score,
+        policy.capacity_per_week,
+        np.zeros(int(marketing.sum()), dtype=bool),
+    )
+    return list(grades), flags.tolist()
+
+
+@pytest.mark.parametrize(
+    "stages",
+    [
+        "no stage column",
+        [MARKETING, SALES, None, SALES, None, MARKETING] * 50,  # missing: marketing's
+        [None, SALES, None, SALES] * 50,  # marketing only through missing stages
+        [SALES] * 200,  # no marketing lead at all
+        pd.Categorical([MARKETING, SALES, "partner"] * 70),  # categorical, a third stage
+        pd.array([MARKETING, SALES, None] * 70, dtype="str"),
+        [],
+    ],
+)
+@pytest.mark.parametrize("grade_by", ["probability", "percentile"])
+def test_grades_and_mqls_by_stage_codes_are_those_drawn_before(stages, grade_by: str) -> None:
+    config = load_config(
+        None,
+        (
+            f"scoring.grade_by={grade_by}",
+            "scoring.grades={A: 0.1, B: 0.3, C: 0.6}"
+            if grade_by == "percentile"
+            else "scoring.grades={A: 0.4, B: 0.2, C: 0.1}",
+            "agreement.capacity_per_week=15",
+        ),
+    )
+    n = 200 if isinstance(stages, str) else len(stages)
+    scores = pd.DataFrame(
+        {"lead_id": np.arange(n), "probability": np.random.default_rng(n).random(n) * 0.6}
+    )
+    if not isinstance(stages, str):
+        scores["stage"] = stages
+    out = regrade(scores, config.scoring, config.agreement)
+    grades, flags = _regraded_as_before(scores, config.scoring, config.agreement)
+    assert out["grade"].astype(object).tolist() == grades
+    assert out["mql"].tolist() == flags
 
 
 def test_a_weekly_capacity_keeps_standing_mqls_and_spends_what_is_left_on_the_best_new_ones():

@@ -98,8 +98,8 @@ def score(
         scores = _merged(base, spine, rescored, catalog, state)
         staged = None
     run_as_of = data.as_of
-    # the tables, the spine and the chunks' rows are not needed to write: their memory goes
-    # back before the write builds its own (the leads table alone is about 150 bytes a lead)
+    # the tables and the spine are not needed to write: their memory goes back before the
+    # write builds its own (the leads table alone is about 150 bytes a lead)
     del data, spine, scored
     release_freed_memory()
     if scores.empty:
